@@ -1,1 +1,18 @@
-//! placeholder
+//! `oqs-collector`: the NOC's central service. Data flows one way:
+//! ingest (validate, persist, ack) → store → outputs (metrics, JSON API, dashboard).
+//!
+//! Modules, in that order: [`validate`], [`ingest`], [`committer`], [`store`], [`presence`],
+//! [`metrics`], [`api`]; [`server`] wires them; [`sim`] is the fleet simulator (a client of the
+//! real protocol, used by `oqs-fleet-sim` and `--demo`).
+
+pub mod api;
+pub mod clock;
+pub mod committer;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod presence;
+pub mod server;
+pub mod sim;
+pub mod store;
+pub mod validate;

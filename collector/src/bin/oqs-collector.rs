@@ -1,0 +1,122 @@
+//! `oqs-collector`: parses flags, loads the optional config, starts the collector (and with
+//! `--demo`, a simulated fleet against it), and shuts down cleanly on SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+use oqs_collector::config::CollectorConfig;
+use oqs_collector::server;
+use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The OQS Fleet Monitor collector: gRPC ingest from agents, sled store, metrics, JSON API and
+/// dashboard.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// TOML config with the same keys as the flags (flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the store lives [default: ./oqs-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC ingest address [default: [::1]:50051].
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// HTTP address for /healthz, /metrics, /api and the dashboard [default: [::1]:8080].
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Also run a simulated `mixed` fleet against this collector, so there is something to see.
+    #[arg(long)]
+    demo: bool,
+    /// Sites in the demo fleet.
+    #[arg(long, default_value_t = 200)]
+    demo_sites: usize,
+    /// Seconds between a demo terminal's reports.
+    #[arg(long, default_value_t = 10)]
+    demo_interval_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(p) => CollectorConfig::from_file(p)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.grpc_listen {
+        config.grpc_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.http_listen = a;
+    }
+    let running = server::start(config.clone())
+        .await
+        .with_context(|| format!("starting the collector (data dir {})", config.data_dir.display()))?;
+    // Tests and scripts read this line to find the ports (useful with port 0).
+    println!(
+        "oqs-collector ready grpc={} http={}",
+        running.grpc_addr, running.http_addr
+    );
+    tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, data_dir = %config.data_dir.display(), "collector ready");
+
+    let demo_cancel = CancellationToken::new();
+    let demo = if args.demo {
+        let opts = SimOptions {
+            collector: format!("http://{}", running.grpc_addr),
+            sites: args.demo_sites,
+            reports: 0,
+            interval: Duration::from_secs(args.demo_interval_secs.max(1)),
+            scenario: Scenario::Mixed,
+            site_prefix: "demo-".into(),
+            ..SimOptions::default()
+        };
+        tracing::info!(sites = opts.sites, "demo fleet starting; open http://{}/", running.http_addr);
+        let cancel = demo_cancel.clone();
+        Some(tokio::spawn(async move { sim::run(opts, cancel).await }))
+    } else {
+        None
+    };
+
+    shutdown_signal().await;
+    demo_cancel.cancel();
+    if let Some(d) = demo {
+        let _ = d.await;
+    }
+    running.stop().await?;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

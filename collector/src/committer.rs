@@ -1,0 +1,276 @@
+//! Group commit: the single writer of the store. Streams hand it reports; it writes whatever has
+//! queued up as one atomic batch, flushes once, and only then answers each request — so an `Ack`
+//! always means "on disk", and one fsync serves hundreds of reports under load.
+//!
+//! Being the only writer is what makes duplicate and order checks race-free: the per-terminal
+//! `last_seq` it keeps in memory is the truth. Must never answer before the flush returns, and
+//! never write a report whose (site, terminal, seq) is already stored.
+
+use crate::metrics::Metrics;
+use crate::store::{CommitBatch, Store, StoreError, TerminalKey, TerminalRecord};
+use crate::validate::AgentIdentity;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// What happened to one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Written and flushed.
+    Stored,
+    /// Already stored before; nothing written.
+    Duplicate,
+    /// Never stored, and a higher seq of the same terminal already is: seqs must increase.
+    OutOfOrder { last_seq: u64 },
+}
+
+/// Why a commit failed: the store could not write. Nothing of the batch was acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the store could not write: {0}")]
+pub struct CommitError(String);
+
+/// A report to store.
+pub struct ReportCommit {
+    pub key: TerminalKey,
+    pub seq: u64,
+    pub finished_at_ms: i64,
+    pub spool_dropped_total: u64,
+    /// The report exactly as received, protobuf-encoded.
+    pub encoded: Vec<u8>,
+}
+
+enum Request {
+    Hello {
+        key: TerminalKey,
+        ident: Box<AgentIdentity>,
+        reply: oneshot::Sender<Result<u64, CommitError>>,
+    },
+    Report {
+        commit: ReportCommit,
+        reply: oneshot::Sender<Result<CommitOutcome, CommitError>>,
+    },
+}
+
+/// A cheap, cloneable handle streams use to reach the committer. When every handle is dropped the
+/// committer finishes what is queued and stops.
+#[derive(Clone)]
+pub struct CommitterHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl CommitterHandle {
+    /// Records a Hello; answers the highest seq stored for the terminal.
+    pub async fn hello(&self, ident: &AgentIdentity) -> Result<u64, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        let key = TerminalKey::new(ident.site.as_str(), ident.terminal.as_str());
+        self.tx
+            .send(Request::Hello {
+                key,
+                ident: Box::new(ident.clone()),
+                reply,
+            })
+            .await
+            .map_err(|_| CommitError("the collector is shutting down".into()))?;
+        rx.await
+            .map_err(|_| CommitError("the committer stopped".into()))?
+    }
+
+    /// Queues a report and returns a future that resolves once it is durable (or refused).
+    /// Queueing waits only when the committer's queue is full (back-pressure).
+    pub async fn report(
+        &self,
+        commit: ReportCommit,
+    ) -> Result<oneshot::Receiver<Result<CommitOutcome, CommitError>>, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Report { commit, reply })
+            .await
+            .map_err(|_| CommitError("the collector is shutting down".into()))?;
+        Ok(rx)
+    }
+}
+
+/// The committer's state, moved into the blocking thread for each batch and back.
+struct Writer {
+    store: Store,
+    /// Terminal records by key: loaded on first use, then authoritative (only this writes them).
+    records: HashMap<TerminalKey, TerminalRecord>,
+}
+
+/// Starts the committer. It runs until every [`CommitterHandle`] is dropped, then drains.
+pub fn spawn(
+    store: Store,
+    batch_max: usize,
+    queue: usize,
+    metrics: Arc<Metrics>,
+) -> (CommitterHandle, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Request>(queue.max(1));
+    let task = tokio::spawn(async move {
+        let mut writer = Some(Writer {
+            store,
+            records: HashMap::new(),
+        });
+        let mut batch = Vec::with_capacity(batch_max);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < batch_max {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let Some(w) = writer.take() else { break };
+            let reqs = std::mem::take(&mut batch);
+            let started = Instant::now();
+            let n = reqs.len();
+            match tokio::task::spawn_blocking(move || {
+                let mut w = w;
+                w.process(reqs);
+                w
+            })
+            .await
+            {
+                Ok(w) => writer = Some(w),
+                Err(e) => {
+                    // A panic in the writer loses its cache; every queued reply is dropped, so
+                    // streams see an error and agents resend (nothing was acked).
+                    tracing::error!(error = %e, "committer writer failed; stopping ingest");
+                    break;
+                }
+            }
+            metrics.commit_batch_size.observe(n as f64);
+            metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::debug!("committer drained and stopped");
+    });
+    (CommitterHandle { tx }, task)
+}
+
+fn now_ms() -> i64 {
+    crate::clock::now_ms()
+}
+
+impl Writer {
+    fn record(&mut self, key: &TerminalKey) -> Result<&mut TerminalRecord, StoreError> {
+        if !self.records.contains_key(key) {
+            let rec = self.store.terminal(key)?.unwrap_or_default();
+            self.records.insert(key.clone(), rec);
+        }
+        Ok(self.records.get_mut(key).expect("inserted above"))
+    }
+
+    fn process(&mut self, reqs: Vec<Request>) {
+        let mut batch = CommitBatch::default();
+        let mut dirty: HashSet<TerminalKey> = HashSet::new();
+        let mut pending: HashSet<Vec<u8>> = HashSet::new();
+        // Replies are held until the flush, then sent: nothing is answered before it is durable.
+        let mut hello_replies: Vec<(oneshot::Sender<Result<u64, CommitError>>, u64)> = Vec::new();
+        let mut report_replies: Vec<(
+            oneshot::Sender<Result<CommitOutcome, CommitError>>,
+            Result<CommitOutcome, CommitError>,
+        )> = Vec::new();
+        let now = now_ms();
+        // Undo list: records as they were before this batch, restored if the write fails.
+        let mut before: HashMap<TerminalKey, TerminalRecord> = HashMap::new();
+
+        for req in reqs {
+            match req {
+                Request::Hello { key, ident, reply } => match self.record(&key) {
+                    Ok(rec) => {
+                        before.entry(key.clone()).or_insert_with(|| rec.clone());
+                        if rec.first_seen_ms == 0 {
+                            rec.first_seen_ms = now;
+                        }
+                        rec.last_hello_ms = now;
+                        rec.hostname = ident.hostname;
+                        rec.agent_version = ident.agent_version;
+                        rec.os = ident.os;
+                        rec.boot_id = ident.boot_id;
+                        rec.area = ident.area.to_wire() as i32;
+                        rec.customer_id = ident.customer_id.map(|c| c.reveal().to_owned());
+                        let last = rec.last_seq;
+                        dirty.insert(key);
+                        hello_replies.push((reply, last));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(CommitError(e.to_string())));
+                    }
+                },
+                Request::Report { commit, reply } => {
+                    let outcome = self.admit(&commit, &mut batch, &mut pending, &mut before, now);
+                    if matches!(outcome, Ok(CommitOutcome::Stored)) {
+                        dirty.insert(commit.key);
+                    }
+                    report_replies.push((reply, outcome));
+                }
+            }
+        }
+        for key in &dirty {
+            if let Some(rec) = self.records.get(key) {
+                batch.put_terminal(key, rec);
+            }
+        }
+        let result = if dirty.is_empty() && batch.reports == 0 {
+            Ok(())
+        } else {
+            self.store.commit(batch)
+        };
+        match result {
+            Ok(()) => {
+                for (reply, last) in hello_replies {
+                    let _ = reply.send(Ok(last));
+                }
+                for (reply, outcome) in report_replies {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; nothing in the batch is acked");
+                for (key, rec) in before {
+                    self.records.insert(key, rec);
+                }
+                let err = CommitError(e.to_string());
+                for (reply, _) in hello_replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for (reply, _) in report_replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// Decides what one report is, and stages it when it is new.
+    fn admit(
+        &mut self,
+        c: &ReportCommit,
+        batch: &mut CommitBatch,
+        pending: &mut HashSet<Vec<u8>>,
+        before: &mut HashMap<TerminalKey, TerminalRecord>,
+        now: i64,
+    ) -> Result<CommitOutcome, CommitError> {
+        let err = |e: StoreError| CommitError(e.to_string());
+        let last_seq = self.record(&c.key).map_err(err)?.last_seq;
+        if c.seq <= last_seq {
+            let rk = c.key.report_key(c.seq);
+            if pending.contains(&rk) || self.store.has_report(&c.key, c.seq).map_err(err)? {
+                return Ok(CommitOutcome::Duplicate);
+            }
+            return Ok(CommitOutcome::OutOfOrder { last_seq });
+        }
+        let rec = self.record(&c.key).map_err(err)?;
+        before.entry(c.key.clone()).or_insert_with(|| rec.clone());
+        rec.last_seq = c.seq;
+        rec.reports_total += 1;
+        rec.last_report_at_ms = now;
+        rec.last_round_at_ms = c.finished_at_ms;
+        rec.spool_dropped_total = c.spool_dropped_total;
+        batch.put_report(&c.key, c.seq, &c.encoded);
+        pending.insert(c.key.report_key(c.seq));
+        Ok(CommitOutcome::Stored)
+    }
+}

@@ -1,0 +1,264 @@
+//! The gRPC `FleetIngest` service: one task per agent stream that validates, hands reports to the
+//! group committer, and answers `Ack(seq)` in order once each is durable.
+//!
+//! Must never ack before the committer says the report is flushed, never panic on input, and never
+//! hold a stream open after it refused something: a refusal is a `Rejected` message (so the agent
+//! can drop that report) followed by a gRPC status that says what was wrong.
+
+use crate::committer::{CommitOutcome, CommitterHandle, ReportCommit};
+use crate::config::{IngestTuning, Limits};
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::TerminalKey;
+use crate::validate::{self, Rejection};
+use futures::stream::{FuturesOrdered, StreamExt};
+use oqs_proto::v1::agent_message::Body as AgentBody;
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use oqs_proto::v1::fleet_ingest_server::FleetIngest;
+use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Rejected, Report, Welcome};
+use prost::Message;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// What every stream task shares.
+pub struct IngestState {
+    pub committer: CommitterHandle,
+    pub metrics: Arc<Metrics>,
+    pub presence: Presence,
+    pub limits: Limits,
+    pub tuning: IngestTuning,
+    /// Cancelled on shutdown: streams stop reading, finish their acks, and end.
+    pub shutdown: CancellationToken,
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct IngestService {
+    state: Arc<IngestState>,
+}
+
+impl IngestService {
+    pub fn new(state: Arc<IngestState>) -> Self {
+        Self { state }
+    }
+}
+
+type Outbound = mpsc::Sender<Result<CollectorMessage, Status>>;
+
+#[tonic::async_trait]
+impl FleetIngest for IngestService {
+    type ConnectStream = ReceiverStream<Result<CollectorMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 4);
+        tokio::spawn(session(self.state.clone(), inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn msg(body: CollectorBody) -> CollectorMessage {
+    CollectorMessage { body: Some(body) }
+}
+
+/// Maps a decode failure of the inbound stream to the status and metric reason it deserves.
+fn inbound_error(state: &IngestState, st: Status) -> Status {
+    if st.code() == Code::OutOfRange && st.message().contains("too large") {
+        // tonic says OUT_OF_RANGE; gRPC's convention for an oversized message is RESOURCE_EXHAUSTED.
+        state.metrics.reject("too_large");
+        Status::resource_exhausted(format!(
+            "message larger than limits.max_message_bytes = {} bytes ({})",
+            state.limits.max_message_bytes,
+            st.message()
+        ))
+    } else if matches!(st.code(), Code::Internal | Code::InvalidArgument | Code::DataLoss) {
+        state.metrics.reject("malformed");
+        Status::invalid_argument(format!("malformed message: {}", st.message()))
+    } else {
+        st
+    }
+}
+
+fn rejection_status(r: &Rejection) -> Status {
+    match r {
+        Rejection::ProtocolVersion { .. } => Status::failed_precondition(r.to_string()),
+        Rejection::Hello(_) | Rejection::Report { .. } => Status::invalid_argument(r.to_string()),
+    }
+}
+
+async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, tx: Outbound) {
+    let first = tokio::select! {
+        _ = state.shutdown.cancelled() => return,
+        r = tokio::time::timeout(state.limits.hello_timeout(), inbound.message()) => r,
+    };
+    let hello = match first {
+        Err(_) => {
+            state.metrics.reject("no_hello");
+            let _ = tx
+                .send(Err(Status::deadline_exceeded(format!(
+                    "no Hello within limits.hello_timeout_ms = {} ms",
+                    state.limits.hello_timeout_ms
+                ))))
+                .await;
+            return;
+        }
+        Ok(Err(st)) => {
+            let _ = tx.send(Err(inbound_error(&state, st))).await;
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Ok(Some(AgentMessage {
+            body: Some(AgentBody::Hello(h)),
+        }))) => h,
+        Ok(Ok(Some(_))) => {
+            state.metrics.reject("no_hello");
+            let _ = tx
+                .send(Err(Status::invalid_argument(
+                    "the first message of a stream must be Hello",
+                )))
+                .await;
+            return;
+        }
+    };
+    let ident = match validate::hello(&hello) {
+        Ok(i) => i,
+        Err(r) => {
+            state.metrics.reject(r.label());
+            tracing::info!(reason = %r, "hello refused");
+            let _ = tx.send(Err(rejection_status(&r))).await;
+            return;
+        }
+    };
+    let last_stored_seq = match state.committer.hello(&ident).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
+            return;
+        }
+    };
+    let key = TerminalKey::new(ident.site.as_str(), ident.terminal.as_str());
+    tracing::debug!(site = %ident.site, terminal = %ident.terminal, last_stored_seq, "agent connected");
+    let welcome = Welcome {
+        last_stored_seq,
+        max_message_bytes: u32::try_from(state.limits.max_message_bytes).unwrap_or(u32::MAX),
+    };
+    if tx.send(Ok(msg(CollectorBody::Welcome(welcome)))).await.is_err() {
+        return;
+    }
+    let _present = state.presence.enter(key.clone());
+    if let Err(st) = reports(&state, &key, &mut inbound, &tx).await {
+        let _ = tx.send(Err(st)).await;
+    }
+}
+
+/// Refuses one report: tells the agent which seq (so it can drop it) and ends the stream.
+async fn refuse(tx: &Outbound, seq: u64, status: Status) -> Status {
+    let _ = tx
+        .send(Ok(msg(CollectorBody::Rejected(Rejected {
+            seq,
+            reason: status.message().to_owned(),
+        }))))
+        .await;
+    status
+}
+
+/// Reads reports until the agent closes, shutdown, or a refusal; acks in order as commits land.
+async fn reports(
+    state: &IngestState,
+    key: &TerminalKey,
+    inbound: &mut Streaming<AgentMessage>,
+    tx: &Outbound,
+) -> Result<(), Status> {
+    let mut in_flight = FuturesOrdered::new();
+    let mut last_seq_on_stream = 0u64;
+    let mut reading = true;
+    let max_in_flight = state.tuning.per_stream_in_flight;
+    loop {
+        if !reading && in_flight.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            Some((seq, done)) = in_flight.next(), if !in_flight.is_empty() => {
+                let outcome = match done {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => return Err(Status::unavailable(format!("report seq {seq} not stored: {e}"))),
+                    Err(_) => return Err(Status::unavailable(format!("report seq {seq} not stored: the collector is stopping"))),
+                };
+                let ack = match outcome {
+                    CommitOutcome::Stored => {
+                        state.metrics.reports_ingested.inc();
+                        Ack { seq, duplicate: false }
+                    }
+                    CommitOutcome::Duplicate => {
+                        state.metrics.reports_duplicate.inc();
+                        Ack { seq, duplicate: true }
+                    }
+                    CommitOutcome::OutOfOrder { last_seq } => {
+                        state.metrics.reject("out_of_order");
+                        return Err(refuse(tx, seq, Status::failed_precondition(format!(
+                            "report seq {seq} was never stored and seq {last_seq} already is: \
+                             seqs must increase per terminal"
+                        ))).await);
+                    }
+                };
+                if tx.send(Ok(msg(CollectorBody::Ack(ack)))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = state.shutdown.cancelled(), if reading => {
+                // Stop taking new reports; acks for those already queued still go out.
+                reading = false;
+            }
+            next = inbound.message(), if reading && in_flight.len() < max_in_flight => {
+                let report = match next {
+                    Ok(None) => { reading = false; continue; }
+                    Err(st) => return Err(inbound_error(state, st)),
+                    Ok(Some(AgentMessage { body: Some(AgentBody::Report(r)) })) => r,
+                    Ok(Some(AgentMessage { body: Some(AgentBody::Hello(_)) })) => {
+                        state.metrics.reject("bad_hello");
+                        return Err(Status::invalid_argument("Hello may only be the first message of a stream"));
+                    }
+                    Ok(Some(AgentMessage { body: None })) => {
+                        // A message kind from a newer agent: ignore it rather than break the stream.
+                        tracing::debug!("ignoring an agent message of an unknown kind");
+                        continue;
+                    }
+                };
+                let seq = report.seq;
+                if seq <= last_seq_on_stream {
+                    state.metrics.reject("out_of_order");
+                    return Err(refuse(tx, seq, Status::failed_precondition(format!(
+                        "report seq {seq} follows seq {last_seq_on_stream} on this stream: seqs must \
+                         strictly increase"
+                    ))).await);
+                }
+                if let Err(r) = validate::report(&report, &state.limits, crate::clock::now_ms()) {
+                    state.metrics.reject(r.label());
+                    return Err(refuse(tx, seq, rejection_status(&r)).await);
+                }
+                last_seq_on_stream = seq;
+                let commit = commit_of(key, &report);
+                let rx = state.committer.report(commit).await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                in_flight.push_back(async move { (seq, rx.await) });
+            }
+        }
+    }
+}
+
+fn commit_of(key: &TerminalKey, r: &Report) -> ReportCommit {
+    ReportCommit {
+        key: key.clone(),
+        seq: r.seq,
+        finished_at_ms: r.finished_at_ms,
+        spool_dropped_total: r.spool_dropped_total,
+        encoded: r.encode_to_vec(),
+    }
+}

@@ -1,0 +1,120 @@
+//! The collector's Prometheus registry: ingest counters, connection gauge, commit timings.
+//!
+//! Names are prefixed `oqs_`, in base units, counters end in `_total`. Labels are bounded: a
+//! rejection `reason` is one of a fixed set; never an address, an id from the wire, or free text.
+//! Must never be written to from the HTTP side: outputs only read it.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The fixed set of `reason` label values of `oqs_reports_rejected_total`.
+pub const REJECT_REASONS: &[&str] = &[
+    "no_hello",
+    "bad_hello",
+    "protocol_version",
+    "invalid_report",
+    "out_of_order",
+    "too_large",
+    "malformed",
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reports_ingested: IntCounter,
+    pub reports_duplicate: IntCounter,
+    pub reports_rejected: IntCounterVec,
+    pub agents_connected: IntGauge,
+    pub commit_batch_size: Histogram,
+    pub commit_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reports_ingested = IntCounter::with_opts(Opts::new(
+            "oqs_reports_ingested_total",
+            "Reports stored durably (acknowledged as new).",
+        ))
+        .expect("valid metric");
+        let reports_duplicate = IntCounter::with_opts(Opts::new(
+            "oqs_reports_duplicate_total",
+            "Reports received again after they were stored (replays); acknowledged, not stored twice.",
+        ))
+        .expect("valid metric");
+        let reports_rejected = IntCounterVec::new(
+            Opts::new(
+                "oqs_reports_rejected_total",
+                "Agent messages refused, by reason (no_hello, bad_hello, protocol_version, \
+                 invalid_report, out_of_order, too_large, malformed).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let agents_connected = IntGauge::with_opts(Opts::new(
+            "oqs_agents_connected",
+            "Agent streams open now (after a valid Hello).",
+        ))
+        .expect("valid metric");
+        let commit_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "oqs_ingest_commit_batch_size",
+                "Requests written and flushed together by one group commit.",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0]),
+        )
+        .expect("valid metric");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "oqs_ingest_commit_seconds",
+                "Time to write and flush one group commit to disk.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reports_duplicate.clone()),
+            Box::new(reports_rejected.clone()),
+            Box::new(agents_connected.clone()),
+            Box::new(commit_batch_size.clone()),
+            Box::new(commit_seconds.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // Every reason is exported from the start, at 0, so alerts and rate() see the series.
+        for r in REJECT_REASONS {
+            reports_rejected.with_label_values(&[r]);
+        }
+        Self {
+            registry,
+            reports_ingested,
+            reports_duplicate,
+            reports_rejected,
+            agents_connected,
+            commit_batch_size,
+            commit_seconds,
+        }
+    }
+
+    /// Counts a refusal. `reason` must be one of [`REJECT_REASONS`].
+    pub fn reject(&self, reason: &'static str) {
+        debug_assert!(REJECT_REASONS.contains(&reason), "unknown reason {reason}");
+        self.reports_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,146 @@
+//! Wiring: opens the store, starts the committer, binds the gRPC and HTTP listeners, and shuts
+//! everything down in order (stop reading → finish acks → drain the committer → last flush).
+//!
+//! Must never own business rules; it only connects the pieces. Both the binary and the in-process
+//! tests start the collector through [`start`].
+
+use crate::api::{self, ApiState};
+use crate::committer;
+use crate::config::CollectorConfig;
+use crate::ingest::{IngestService, IngestState};
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::Store;
+use anyhow::Context;
+use oqs_proto::v1::fleet_ingest_server::FleetIngestServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for streams to finish their acks before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running collector.
+pub struct Running {
+    /// Where gRPC ingest listens (the bound address, useful when the port was 0).
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// Cancel to shut down; then await [`Running::wait`].
+    pub shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the collector has stopped (after `shutdown` is cancelled, or on a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("collector task panicked")?
+    }
+
+    /// Cancels and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Starts the collector with `config` and returns once both listeners are bound.
+pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
+    config.validate()?;
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .context("opening the store panicked")??;
+    let metrics = Arc::new(Metrics::new());
+    let presence = Presence::new(metrics.agents_connected.clone());
+    let (committer, committer_task) = committer::spawn(
+        store.clone(),
+        config.ingest.commit_batch_max,
+        config.ingest.commit_queue,
+        metrics.clone(),
+    );
+    let shutdown = CancellationToken::new();
+
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let ingest_state = Arc::new(IngestState {
+        committer,
+        metrics: metrics.clone(),
+        presence: presence.clone(),
+        limits: config.limits.clone(),
+        tuning: config.ingest.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let ingest = FleetIngestServer::new(IngestService::new(ingest_state))
+        .max_decoding_message_size(config.limits.max_message_bytes);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FleetIngestServer<IngestService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(oqs_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+
+    let grpc_shutdown = shutdown.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(ingest)
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                grpc_shutdown.cancelled_owned(),
+            ),
+    );
+    let app = api::router(ApiState {
+        store,
+        metrics,
+        presence,
+    });
+    let http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+    });
+
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!("shutting down: finishing acks, then the last flush");
+        // Streams stop reading on cancel and finish their acks; the servers then close.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let _ = grpc.await;
+            let _ = http.await;
+        })
+        .await;
+        // With every stream gone the committer's senders are dropped: it drains and stops.
+        match tokio::time::timeout(SHUTDOWN_GRACE, committer_task).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!("committer still busy at shutdown; un-acked reports will be resent by agents"),
+        }
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,345 @@
+//! The fleet simulator: many simulated terminals speaking the real `oqs.fleet.v1` protocol to a
+//! collector, each sending reports built by [`scenario`], measuring ack latency.
+//!
+//! Used by the `oqs-fleet-sim` binary (load tests, scenario tests) and by `oqs-collector --demo`.
+//! Must never reach into the collector's internals: it is a client, like a real agent.
+
+pub mod scenario;
+
+use oqs_proto::v1::agent_message::Body as AgentBody;
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use oqs_proto::v1::fleet_ingest_client::FleetIngestClient;
+use oqs_proto::v1::{AgentMessage, Hello};
+use scenario::{Scenario, SiteProfile};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+/// How to run a simulated fleet.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The collector's gRPC URL, e.g. `http://[::1]:50051`.
+    pub collector: String,
+    pub sites: usize,
+    /// Reports per terminal; 0 sends forever (until cancelled).
+    pub reports: u64,
+    pub interval: Duration,
+    pub scenario: Scenario,
+    pub site_prefix: String,
+    /// Terminals per site; 0 lets the simulator choose (some sites get two).
+    pub terminals_per_site: usize,
+    /// TCP connections shared by all terminals; 0 gives each terminal its own, like real agents.
+    pub connections: usize,
+    /// How long to wait for outstanding acks after the last report.
+    pub ack_timeout: Duration,
+    /// Spread terminals' first reports over one interval (true), or start all at once.
+    pub spread_start: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            collector: "http://[::1]:50051".into(),
+            sites: 10,
+            reports: 10,
+            interval: Duration::from_millis(1000),
+            scenario: Scenario::Healthy,
+            site_prefix: "site-".into(),
+            terminals_per_site: 0,
+            connections: 0,
+            ack_timeout: Duration::from_secs(30),
+            spread_start: true,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub terminals: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Streams that ended in an error status or could not connect.
+    pub stream_errors: u64,
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+    pub latency_max: Duration,
+    pub elapsed: Duration,
+    /// The first few error texts, for people.
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    /// True when every report sent was acknowledged.
+    pub fn all_acked(&self) -> bool {
+        self.sent == self.acked && self.rejected == 0 && self.stream_errors == 0
+    }
+
+    /// Acked reports per second over the run.
+    pub fn rate(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "terminals={} sent={} acked={} duplicate={} rejected={} stream_errors={} \
+             ack_latency_p50={:.1}ms p99={:.1}ms max={:.1}ms elapsed={:.1}s rate={:.0}/s",
+            self.terminals,
+            self.sent,
+            self.acked,
+            self.duplicates,
+            self.rejected,
+            self.stream_errors,
+            self.latency_p50.as_secs_f64() * 1e3,
+            self.latency_p99.as_secs_f64() * 1e3,
+            self.latency_max.as_secs_f64() * 1e3,
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        )
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+    stream_errors: AtomicU64,
+    /// Ack latencies in microseconds.
+    latencies: Mutex<Vec<u32>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    fn error(&self, e: String) {
+        self.stream_errors.fetch_add(1, Ordering::Relaxed);
+        let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errs.len() < 10 {
+            errs.push(e);
+        }
+    }
+}
+
+/// The simulated sites of a run.
+pub fn fleet(opts: &SimOptions) -> Vec<SiteProfile> {
+    (0..opts.sites)
+        .map(|i| SiteProfile::new(i, &opts.site_prefix, opts.scenario, opts.terminals_per_site))
+        .collect()
+}
+
+/// Runs the fleet until every terminal sent its reports and got its acks, or `cancel` fires.
+pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<Summary> {
+    let endpoint = Endpoint::from_shared(opts.collector.clone())
+        .map_err(|e| anyhow::anyhow!("collector URL {:?}: {e}", opts.collector))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5));
+    let sites = fleet(&opts);
+    let total_terminals: usize = sites.iter().map(|s| s.terminals).sum();
+    let shared: Vec<Channel> = if opts.connections == 0 {
+        Vec::new()
+    } else {
+        (0..opts.connections)
+            .map(|_| endpoint.connect_lazy())
+            .collect()
+    };
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    let mut n = 0usize;
+    for site in sites {
+        let site = Arc::new(site);
+        for t in 0..site.terminals {
+            let channel = if shared.is_empty() {
+                endpoint.connect_lazy()
+            } else {
+                shared[n % shared.len()].clone()
+            };
+            let offset = if opts.spread_start && total_terminals > 1 {
+                opts.interval.mul_f64(n as f64 / total_terminals as f64)
+            } else {
+                Duration::ZERO
+            };
+            n += 1;
+            tasks.spawn(terminal(
+                channel,
+                site.clone(),
+                t,
+                opts.clone(),
+                offset,
+                counters.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let mut lat = std::mem::take(&mut *counters.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    lat.sort_unstable();
+    let pct = |p: f64| -> Duration {
+        if lat.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        Duration::from_micros(u64::from(lat[i]))
+    };
+    let errors = counters
+        .errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(Summary {
+        terminals: total_terminals as u64,
+        sent: counters.sent.load(Ordering::Relaxed),
+        acked: counters.acked.load(Ordering::Relaxed),
+        duplicates: counters.duplicates.load(Ordering::Relaxed),
+        rejected: counters.rejected.load(Ordering::Relaxed),
+        stream_errors: counters.stream_errors.load(Ordering::Relaxed),
+        latency_p50: pct(0.50),
+        latency_p99: pct(0.99),
+        latency_max: pct(1.0),
+        elapsed,
+        errors,
+    })
+}
+
+/// One simulated terminal: Hello, then reports on the interval, counting acks.
+async fn terminal(
+    channel: Channel,
+    site: Arc<SiteProfile>,
+    index: usize,
+    opts: SimOptions,
+    offset: Duration,
+    c: Arc<Counters>,
+    cancel: CancellationToken,
+) {
+    let terminal_id = format!("pc-{}", index + 1);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(32);
+    let hello = Hello {
+        protocol_version: oqs_proto::PROTOCOL_VERSION,
+        site_id: site.site_id.clone(),
+        terminal_id: terminal_id.clone(),
+        hostname: format!("OQS-{}-{}", site.index, index + 1),
+        agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
+        area: site.area.to_wire() as i32,
+        os: "windows 10.0.19045 (simulated)".into(),
+        boot_id: format!("{:016x}", scenario::mix(site.index as u64, crate::clock::now_ms() as u64)),
+        customer_id: Some(site.customer_id.clone()),
+        highest_held_seq: 0,
+    };
+    if tx
+        .send(AgentMessage {
+            body: Some(AgentBody::Hello(hello)),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut client = FleetIngestClient::new(channel);
+    let mut inbound = match client.connect(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(st) => {
+            c.error(format!("{}/{terminal_id}: connect: {st}", site.site_id));
+            return;
+        }
+    };
+    let last_stored = match inbound.message().await {
+        Ok(Some(m)) => match m.body {
+            Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
+            other => {
+                c.error(format!("{}/{terminal_id}: expected Welcome, got {other:?}", site.site_id));
+                return;
+            }
+        },
+        Ok(None) => {
+            c.error(format!("{}/{terminal_id}: stream closed before Welcome", site.site_id));
+            return;
+        }
+        Err(st) => {
+            c.error(format!("{}/{terminal_id}: {st}", site.site_id));
+            return;
+        }
+    };
+    // A silent terminal sends one report, then goes quiet (its agent stopped).
+    let to_send = if site.scenario == Scenario::Silent {
+        1
+    } else {
+        opts.reports
+    };
+    let forever = to_send == 0;
+    let mut round = 0u64;
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut next_send = tokio::time::Instant::now() + offset;
+    let mut done_at: Option<tokio::time::Instant> = None;
+    loop {
+        let more = forever || round < to_send;
+        if !more && pending.is_empty() {
+            break;
+        }
+        if !more && done_at.is_none() {
+            done_at = Some(tokio::time::Instant::now() + opts.ack_timeout);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(next_send), if more => {
+                let seq = last_stored + round + 1;
+                let r = scenario::report(&site, index, round, seq, crate::clock::now_ms());
+                round += 1;
+                next_send += opts.interval;
+                pending.push_back((seq, Instant::now()));
+                if tx.send(AgentMessage { body: Some(AgentBody::Report(r)) }).await.is_err() {
+                    break;
+                }
+                c.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = tokio::time::sleep_until(done_at.unwrap_or_else(tokio::time::Instant::now)), if done_at.is_some() => {
+                c.error(format!("{}/{terminal_id}: {} reports not acked within {:?}", site.site_id, pending.len(), opts.ack_timeout));
+                break;
+            }
+            m = inbound.message() => match m {
+                Ok(Some(m)) => match m.body {
+                    Some(CollectorBody::Ack(a)) => {
+                        while let Some((seq, at)) = pending.front().copied() {
+                            if seq > a.seq { break; }
+                            pending.pop_front();
+                            if seq == a.seq {
+                                c.acked.fetch_add(1, Ordering::Relaxed);
+                                if a.duplicate { c.duplicates.fetch_add(1, Ordering::Relaxed); }
+                                let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
+                                c.latencies.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+                            }
+                        }
+                    }
+                    Some(CollectorBody::Rejected(r)) => {
+                        c.rejected.fetch_add(1, Ordering::Relaxed);
+                        c.error(format!("{}/{terminal_id}: seq {} rejected: {}", site.site_id, r.seq, r.reason));
+                    }
+                    // Config and run-now are for real agents; the simulator keeps its script.
+                    _ => {}
+                },
+                Ok(None) => {
+                    if !pending.is_empty() {
+                        c.error(format!("{}/{terminal_id}: stream closed with {} reports unacked", site.site_id, pending.len()));
+                    }
+                    break;
+                }
+                Err(st) => {
+                    c.error(format!("{}/{terminal_id}: {st}", site.site_id));
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! What a simulated terminal reports, round by round, for each scenario: realistic results built
+//! from the connection guide's names, servers, example answers and page texts (DOMAIN.md §3–§6).
+//!
+//! Pure: a report is a function of (site, terminal, round, seq, time), so a scenario's effect on the
+//! collector is reproducible. Must never do I/O.
+
+use oqs_proto::ident::Area;
+use oqs_proto::v1::{
+    AddressKind, DnsProbe, DnsServerMode, HttpProbe, HttpTarget, Ipv6Address, Ipv6State,
+    LineAuthProbe, LineAuthState, NtpProbe, Outcome, RecordType, Report, ResolverRole,
+};
+use std::fmt;
+use std::str::FromStr;
+
+/// A fleet behaviour to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    Healthy,
+    /// The line's prefix changes at round [`CHANGE_ROUND`]; the portal then shows the consent page.
+    PrefixChange,
+    /// The line is not eligible: the portal shows P11019.
+    P11019,
+    /// The portal's provider does not answer: P32031.
+    P32031,
+    /// Authenticated at first, then the consent page (re-authentication needed), same prefix.
+    Consent,
+    /// The router's DNS table is wrong: the system resolver fails, direct NW-base queries work.
+    DnsTable,
+    /// No global IPv6 address and no default route.
+    Ipv6Missing,
+    /// One report, then nothing.
+    Silent,
+    /// The global address disappears every other round (FAQ Q1, RA behind a Hikari Denwa router).
+    Flapping,
+    /// A realistic blend of all the above, decided per site.
+    Mixed,
+}
+
+/// The round at which time-dependent scenarios (prefix change, consent) change.
+pub const CHANGE_ROUND: u64 = 2;
+
+impl Scenario {
+    pub const ALL: [Scenario; 10] = [
+        Scenario::Healthy,
+        Scenario::PrefixChange,
+        Scenario::P11019,
+        Scenario::P32031,
+        Scenario::Consent,
+        Scenario::DnsTable,
+        Scenario::Ipv6Missing,
+        Scenario::Silent,
+        Scenario::Flapping,
+        Scenario::Mixed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::PrefixChange => "prefix-change",
+            Scenario::P11019 => "p11019",
+            Scenario::P32031 => "p32031",
+            Scenario::Consent => "consent",
+            Scenario::DnsTable => "dns-table",
+            Scenario::Ipv6Missing => "ipv6-missing",
+            Scenario::Silent => "silent",
+            Scenario::Flapping => "flapping",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    /// The concrete scenario of site `index`: itself, or for `Mixed` a blend in which about one
+    /// site in six has a problem (DNS table errors most often, as FAQ Q3 says).
+    pub fn for_site(self, index: usize) -> Scenario {
+        if self != Scenario::Mixed {
+            return self;
+        }
+        match index % 50 {
+            1 | 13 => Scenario::DnsTable,
+            5 => Scenario::P11019,
+            9 => Scenario::PrefixChange,
+            17 => Scenario::P32031,
+            21 => Scenario::Consent,
+            29 => Scenario::Ipv6Missing,
+            33 => Scenario::Silent,
+            41 => Scenario::Flapping,
+            _ => Scenario::Healthy,
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {s:?}; one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// A simulated site.
+#[derive(Debug, Clone)]
+pub struct SiteProfile {
+    pub index: usize,
+    pub site_id: String,
+    pub area: Area,
+    pub scenario: Scenario,
+    pub terminals: usize,
+    pub customer_id: String,
+}
+
+impl SiteProfile {
+    /// Site `index` of a fleet: about 60% East, 40% West; some sites with two terminals.
+    pub fn new(index: usize, prefix: &str, scenario: Scenario, terminals: usize) -> Self {
+        let area = if mix(index as u64, 1) % 10 < 6 {
+            Area::East
+        } else {
+            Area::West
+        };
+        let terminals = if terminals == 0 {
+            if index % 7 == 3 {
+                2
+            } else {
+                1
+            }
+        } else {
+            terminals
+        };
+        Self {
+            index,
+            site_id: format!("{prefix}{index:05}"),
+            area,
+            scenario: scenario.for_site(index),
+            terminals,
+            customer_id: format!("CAF{:010}", mix(index as u64, 2) % 10_000_000_000),
+        }
+    }
+
+    /// The /64 the line has in `epoch` (0 before a prefix change, 1 after).
+    fn prefix(&self, epoch: u64) -> [u16; 4] {
+        let h = mix(self.index as u64, 10 + epoch);
+        let lead = match self.area {
+            Area::East => 0x2408,
+            Area::West => 0x2001,
+        };
+        let second = match self.area {
+            Area::East => 0x0210 + (h & 0xff) as u16,
+            Area::West => 0x0f70 + (h & 0xff) as u16,
+        };
+        [lead, second, (h >> 16) as u16, (h >> 32) as u16]
+    }
+}
+
+/// splitmix64 over two inputs: cheap deterministic variety.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(b)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn addr(p: [u16; 4], iid: u64) -> String {
+    std::net::Ipv6Addr::new(
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        (iid >> 48) as u16,
+        (iid >> 32) as u16,
+        (iid >> 16) as u16,
+        iid as u16,
+    )
+    .to_string()
+}
+
+fn prefix_text(p: [u16; 4]) -> String {
+    format!("{}/64", std::net::Ipv6Addr::new(p[0], p[1], p[2], p[3], 0, 0, 0, 0))
+}
+
+/// The guide's probe names (手順7-⑭) and the example answers it prints.
+fn probe_names(area: Area) -> Vec<(&'static str, ResolverRole, &'static [&'static str])> {
+    let mut v: Vec<(&'static str, ResolverRole, &'static [&'static str])> = vec![(
+        "www.lineauth.mnw",
+        ResolverRole::NwBase,
+        &["2404:1a8:f583:af0::1"],
+    )];
+    if area == Area::East {
+        v.push((
+            "assv.asc.flets-east.jp",
+            ResolverRole::Ngn,
+            &["2404:1a8:ff43:1612::f"],
+        ));
+    }
+    v.extend([
+        (
+            "hweb.oqs-st.onshikaku.org",
+            ResolverRole::NwBase,
+            &["2404:1a8:f583:1b00:ad7d:7594:6198:6ce0"][..],
+        ),
+        (
+            "crldownload.obn.managedpki.ne.jp",
+            ResolverRole::NwBase,
+            &[
+                "2404:1a8:f583:4a06:a0c6:842b:cc00:fa1f",
+                "2404:1a8:f583:4a07:6905:9f85:2d17:d650",
+            ][..],
+        ),
+        (
+            "pweb.base.oqs-pdl.org",
+            ResolverRole::NwBase,
+            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
+        ),
+        (
+            "ntp.base.oqs-pdl.org",
+            ResolverRole::NwBase,
+            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
+        ),
+    ]);
+    v
+}
+
+fn servers(area: Area, role: ResolverRole) -> &'static str {
+    match (area, role) {
+        (Area::East, ResolverRole::Ngn) => "2404:1a8:7f01:a::3",
+        (Area::West, ResolverRole::Ngn) => "2001:a7ff:5f01::a",
+        (Area::East, _) => "2404:1a8:f583:d00::53:1",
+        (Area::West, _) => "2001:a7ff:f014:d00::53:1",
+    }
+}
+
+/// One round of one terminal of `site`.
+pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms: i64) -> Report {
+    let sc = site.scenario;
+    let salt = mix(site.index as u64, mix(terminal as u64, round));
+    let jitter = |k: u64, lo: u32, span: u32| lo + (mix(salt, k) % span as u64) as u32;
+    let changed = round >= CHANGE_ROUND;
+    let epoch = u64::from(sc == Scenario::PrefixChange && changed);
+    let prefix = site.prefix(epoch);
+    let iid = mix(site.index as u64, 100 + terminal as u64) | 0x0200_0000_0000_0000;
+    let no_global = sc == Scenario::Ipv6Missing || (sc == Scenario::Flapping && round % 2 == 1);
+
+    // IPv6 state (手順6-⑫/⑬).
+    let nic = "Ethernet".to_string();
+    let mut addresses = vec![Ipv6Address {
+        interface: nic.clone(),
+        address: format!("fe80::{:x}:{:x}", (iid >> 16) as u16, iid as u16),
+        prefix_len: 64,
+        kind: AddressKind::LinkLocal as i32,
+        deprecated: false,
+    }];
+    if !no_global {
+        addresses.push(Ipv6Address {
+            interface: nic.clone(),
+            address: addr(prefix, iid),
+            prefix_len: 64,
+            kind: AddressKind::Global as i32,
+            deprecated: false,
+        });
+        // Temporary addresses rotate (daily on Windows); rotation is not a prefix change.
+        addresses.push(Ipv6Address {
+            interface: nic.clone(),
+            address: addr(prefix, mix(iid, round / 24)),
+            prefix_len: 64,
+            kind: AddressKind::Temporary as i32,
+            deprecated: false,
+        });
+    }
+    let router = addr(prefix, 1);
+    let ipv6 = Ipv6State {
+        outcome: if no_global { Outcome::Failed } else { Outcome::Ok } as i32,
+        error: if no_global {
+            "no global IPv6 address and no IPv6 default route".into()
+        } else {
+            String::new()
+        },
+        addresses,
+        prefix: if no_global { String::new() } else { prefix_text(prefix) },
+        has_default_route: !no_global,
+        default_gateways: if no_global { vec![] } else { vec!["fe80::1".into()] },
+        dns_servers: if no_global { vec![] } else { vec![router] },
+        dns_mode: if no_global {
+            DnsServerMode::None
+        } else {
+            DnsServerMode::Router
+        } as i32,
+        latency_ms: jitter(1, 1, 4),
+    };
+
+    // Name resolution (手順7-⑭): system resolver and direct, AAAA.
+    let mut dns = Vec::new();
+    for (i, (name, role, answers)) in probe_names(site.area).into_iter().enumerate() {
+        for direct in [false, true] {
+            let (outcome, rcode, error, ans) = if no_global {
+                (
+                    Outcome::TimedOut,
+                    "",
+                    "no answer within 2000 ms (no IPv6 route)".to_string(),
+                    vec![],
+                )
+            } else if sc == Scenario::DnsTable && !direct && role == ResolverRole::NwBase {
+                (
+                    Outcome::Failed,
+                    "NXDOMAIN",
+                    "the system resolver does not know this OQS name".to_string(),
+                    vec![],
+                )
+            } else {
+                (
+                    Outcome::Ok,
+                    "NOERROR",
+                    String::new(),
+                    answers.iter().map(|s| s.to_string()).collect(),
+                )
+            };
+            dns.push(DnsProbe {
+                outcome: outcome as i32,
+                error,
+                name: name.to_string(),
+                record_type: RecordType::Aaaa as i32,
+                role: if direct { role } else { ResolverRole::System } as i32,
+                server: if direct {
+                    servers(site.area, role).to_string()
+                } else {
+                    "system".to_string()
+                },
+                rcode: rcode.to_string(),
+                answers: ans,
+                latency_ms: if outcome == Outcome::TimedOut {
+                    2000
+                } else {
+                    jitter(10 + i as u64 * 2 + u64::from(direct), 3, 25)
+                },
+            });
+        }
+    }
+
+    // Line authentication (3-1): the page the portal shows.
+    let unreachable = no_global || sc == Scenario::DnsTable;
+    let (state, code, excerpt) = if unreachable {
+        (LineAuthState::Unreachable, "", "")
+    } else {
+        match sc {
+            Scenario::P11019 => (
+                LineAuthState::IneligibleLine,
+                "P11019",
+                "回線情報通知処理を中断しました エラーコード：P11019",
+            ),
+            Scenario::P32031 => (
+                LineAuthState::NoResponse,
+                "P32031",
+                "サービス提供者からの応答がありません エラーコード： P32031",
+            ),
+            Scenario::Consent if round >= 1 => (LineAuthState::Consent, "", "希望する 希望しない"),
+            Scenario::PrefixChange if changed => {
+                (LineAuthState::Consent, "", "希望する 希望しない")
+            }
+            _ => (LineAuthState::AlreadyAuthenticated, "", "回線認証済みです。"),
+        }
+    };
+    let la_ok = matches!(
+        state,
+        LineAuthState::AlreadyAuthenticated | LineAuthState::Success
+    );
+    let lineauth = LineAuthProbe {
+        outcome: if la_ok { Outcome::Ok } else { Outcome::Failed } as i32,
+        error: match state {
+            LineAuthState::Unreachable if no_global => "no IPv6 route to www.lineauth.mnw".into(),
+            LineAuthState::Unreachable => "www.lineauth.mnw did not resolve".into(),
+            LineAuthState::Consent => "the consent page is shown: line authentication needed".into(),
+            _ if !la_ok => format!("the portal shows error {code}"),
+            _ => String::new(),
+        },
+        url: "https://www.lineauth.mnw/".into(),
+        state: state as i32,
+        error_code: code.into(),
+        http_status: if unreachable { 0 } else { 200 },
+        tls_trusted: !unreachable,
+        excerpt: excerpt.into(),
+        latency_ms: jitter(30, 40, 200),
+        fetched_without_verification: false,
+    };
+
+    // OQS web and CRL (3-2).
+    let web_down = unreachable || sc == Scenario::P11019;
+    let http = [
+        (
+            HttpTarget::OqsWebProduction,
+            "https://hweb.oqs.onshikaku.org/web/",
+        ),
+        (
+            HttpTarget::OqsWebVerification,
+            "https://hweb.oqs-st.onshikaku.org/web/",
+        ),
+        (
+            HttpTarget::Crl,
+            "http://crldownload.obn.managedpki.ne.jp/",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (target, url))| HttpProbe {
+        outcome: if web_down { Outcome::TimedOut } else { Outcome::Ok } as i32,
+        error: if web_down {
+            "no answer within 5000 ms".into()
+        } else {
+            String::new()
+        },
+        target: target as i32,
+        url: url.into(),
+        status: if web_down { 0 } else { 200 },
+        tls_trusted: !web_down && target != HttpTarget::Crl,
+        latency_ms: if web_down {
+            5000
+        } else {
+            jitter(40 + i as u64, 30, 150)
+        },
+    })
+    .collect();
+
+    let ntp = vec![NtpProbe {
+        outcome: if unreachable { Outcome::TimedOut } else { Outcome::Ok } as i32,
+        error: if unreachable {
+            "no answer within 2000 ms".into()
+        } else {
+            String::new()
+        },
+        server: "ntp.base.oqs-pdl.org".into(),
+        offset_us: if unreachable {
+            0
+        } else {
+            i64::from(jitter(50, 0, 40_000)) - 20_000
+        },
+        stratum: if unreachable { 0 } else { 2 },
+        latency_ms: jitter(51, 5, 30),
+    }];
+
+    let took = 250 + i64::from(jitter(60, 0, 300));
+    Report {
+        seq,
+        started_at_ms: now_ms - took,
+        finished_at_ms: now_ms,
+        ipv6: Some(ipv6),
+        dns,
+        lineauth: Some(lineauth),
+        http,
+        ntp,
+        spool_dropped_total: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+
+    #[test]
+    fn every_scenario_parses_by_name() {
+        for s in Scenario::ALL {
+            assert_eq!(s.name().parse::<Scenario>(), Ok(s));
+        }
+        assert!("nope".parse::<Scenario>().unwrap_err().contains("dns-table"));
+    }
+
+    #[test]
+    fn every_scenario_produces_reports_the_collector_accepts() {
+        let now = crate::clock::now_ms();
+        for s in Scenario::ALL {
+            for i in 0..50 {
+                let site = SiteProfile::new(i, "s", s, 0);
+                for round in 0..4 {
+                    let r = report(&site, 0, round, round + 1, now);
+                    crate::validate::report(&r, &Limits::default(), now)
+                        .unwrap_or_else(|e| panic!("{s} site {i} round {round}: {e}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_change_changes_the_prefix_and_shows_consent() {
+        let site = SiteProfile::new(0, "s", Scenario::PrefixChange, 1);
+        let before = report(&site, 0, 0, 1, 1);
+        let after = report(&site, 0, CHANGE_ROUND, 3, 1);
+        let p = |r: &Report| r.ipv6.as_ref().unwrap().prefix.clone();
+        assert_ne!(p(&before), p(&after));
+        assert!(p(&before).starts_with("2408:") || p(&before).starts_with("2001:"));
+        assert_eq!(
+            after.lineauth.unwrap().state,
+            LineAuthState::Consent as i32
+        );
+    }
+
+    #[test]
+    fn dns_table_fails_only_the_system_resolver() {
+        let site = SiteProfile::new(0, "s", Scenario::DnsTable, 1);
+        let r = report(&site, 0, 0, 1, 1);
+        let lineauth: Vec<_> = r.dns.iter().filter(|p| p.name == "www.lineauth.mnw").collect();
+        assert_eq!(lineauth.len(), 2);
+        for p in lineauth {
+            let system = p.role == ResolverRole::System as i32;
+            assert_eq!(p.outcome == Outcome::Ok as i32, !system, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn mixed_is_mostly_healthy_with_every_problem_present() {
+        let kinds: Vec<Scenario> = (0..50).map(|i| Scenario::Mixed.for_site(i)).collect();
+        let healthy = kinds.iter().filter(|s| **s == Scenario::Healthy).count();
+        assert!(healthy >= 35, "{healthy}");
+        for s in Scenario::ALL {
+            if s != Scenario::Mixed {
+                assert!(kinds.contains(&s), "{s} missing from mixed");
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Validation of what agents send: a `Hello` becomes a trusted [`AgentIdentity`], a `Report` is
+//! checked against the configured [`Limits`]. Pure functions, so every rule is unit-tested.
+//!
+//! Must never truncate or repair a message: bad input is refused with a reason that names the
+//! field, the value's problem and the limit, and nothing of it is stored.
+
+use crate::config::Limits;
+use oqs_proto::ident::{Area, CustomerId, SiteId, TerminalId};
+use oqs_proto::v1::{self, Hello, Report};
+use oqs_proto::PROTOCOL_VERSION;
+use std::net::Ipv6Addr;
+
+/// Why a message was refused. `label()` is the bounded metric label; `Display` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("protocol_version {got} is not supported: this collector speaks {PROTOCOL_VERSION}")]
+    ProtocolVersion { got: u32 },
+    #[error("hello: {0}")]
+    Hello(String),
+    #[error("report seq {seq}: {reason}")]
+    Report { seq: u64, reason: String },
+}
+
+impl Rejection {
+    /// The `reason` label of `oqs_reports_rejected_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::ProtocolVersion { .. } => "protocol_version",
+            Rejection::Hello(_) => "bad_hello",
+            Rejection::Report { .. } => "invalid_report",
+        }
+    }
+}
+
+/// A validated `Hello`: who is on the other end of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub site: SiteId,
+    pub terminal: TerminalId,
+    pub area: Area,
+    pub customer_id: Option<CustomerId>,
+    pub hostname: String,
+    pub agent_version: String,
+    pub os: String,
+    pub boot_id: String,
+    pub highest_held_seq: u64,
+}
+
+fn text(field: &str, s: &str, max: usize) -> Result<(), String> {
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!("{field} is {n} characters; the limit is {max}"));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(format!("{field} contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a `Hello` and turns it into an identity.
+pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
+    if h.protocol_version != PROTOCOL_VERSION {
+        return Err(Rejection::ProtocolVersion {
+            got: h.protocol_version,
+        });
+    }
+    let bad = |e: String| Rejection::Hello(e);
+    let site = SiteId::parse(&h.site_id).map_err(|e| bad(e.to_string()))?;
+    let terminal = TerminalId::parse(&h.terminal_id).map_err(|e| bad(e.to_string()))?;
+    let area = v1::Area::try_from(h.area)
+        .ok()
+        .and_then(Area::from_wire)
+        .ok_or_else(|| bad(format!("area {} is not east (1) or west (2)", h.area)))?;
+    let customer_id = h
+        .customer_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| CustomerId::parse(s, Some(area)))
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    text("hostname", &h.hostname, 253).map_err(bad)?;
+    text("agent_version", &h.agent_version, 64).map_err(bad)?;
+    text("os", &h.os, 128).map_err(bad)?;
+    text("boot_id", &h.boot_id, 64).map_err(bad)?;
+    Ok(AgentIdentity {
+        site,
+        terminal,
+        area,
+        customer_id,
+        hostname: h.hostname.clone(),
+        agent_version: h.agent_version.clone(),
+        os: h.os.clone(),
+        boot_id: h.boot_id.clone(),
+        highest_held_seq: h.highest_held_seq,
+    })
+}
+
+/// Checks a report's content against the limits. `now_ms` is the collector's clock.
+pub fn report(r: &Report, limits: &Limits, now_ms: i64) -> Result<(), Rejection> {
+    report_inner(r, limits, now_ms).map_err(|reason| Rejection::Report { seq: r.seq, reason })
+}
+
+fn count(field: &str, n: usize, max: usize) -> Result<(), String> {
+    if n > max {
+        return Err(format!("{field} has {n} entries; the limit is {max}"));
+    }
+    Ok(())
+}
+
+fn ipv6(field: &str, s: &str) -> Result<(), String> {
+    s.parse::<Ipv6Addr>()
+        .map(|_| ())
+        .map_err(|_| format!("{field} = {s:?} is not an IPv6 address"))
+}
+
+fn ip(field: &str, s: &str) -> Result<(), String> {
+    s.parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("{field} = {s:?} is not an IP address"))
+}
+
+fn outcome(field: &str, v: i32) -> Result<(), String> {
+    match v1::Outcome::try_from(v) {
+        Ok(v1::Outcome::Unspecified) | Err(_) => {
+            Err(format!("{field}.outcome is {v}; it must be ok (1), failed (2) or timed out (3)"))
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
+fn report_inner(r: &Report, l: &Limits, now_ms: i64) -> Result<(), String> {
+    if r.seq == 0 {
+        return Err("seq is 0; seqs start at 1".into());
+    }
+    if r.started_at_ms <= 0 || r.finished_at_ms <= 0 {
+        return Err("started_at_ms and finished_at_ms must be set (Unix epoch milliseconds)".into());
+    }
+    if r.finished_at_ms < r.started_at_ms {
+        return Err(format!(
+            "finished_at_ms {} is before started_at_ms {}",
+            r.finished_at_ms, r.started_at_ms
+        ));
+    }
+    let ahead_ms = i64::try_from(l.max_clock_ahead_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    if r.finished_at_ms > now_ms.saturating_add(ahead_ms) {
+        return Err(format!(
+            "finished_at_ms {} is more than {} s ahead of the collector's clock",
+            r.finished_at_ms, l.max_clock_ahead_secs
+        ));
+    }
+    let t = l.max_text_chars;
+    if let Some(s) = &r.ipv6 {
+        outcome("ipv6", s.outcome)?;
+        text("ipv6.error", &s.error, t)?;
+        count("ipv6.addresses", s.addresses.len(), l.max_addresses)?;
+        for (i, a) in s.addresses.iter().enumerate() {
+            ipv6(&format!("ipv6.addresses[{i}].address"), &a.address)?;
+            text(&format!("ipv6.addresses[{i}].interface"), &a.interface, 64)?;
+            if a.prefix_len > 128 {
+                return Err(format!("ipv6.addresses[{i}].prefix_len {} is over 128", a.prefix_len));
+            }
+        }
+        if !s.prefix.is_empty() {
+            let (addr, len) = s
+                .prefix
+                .split_once('/')
+                .ok_or_else(|| format!("ipv6.prefix {:?} is not addr/len", s.prefix))?;
+            ipv6("ipv6.prefix", addr)?;
+            match len.parse::<u8>() {
+                Ok(n) if n <= 128 => {}
+                _ => return Err(format!("ipv6.prefix {:?} has a bad length", s.prefix)),
+            }
+        }
+        count("ipv6.default_gateways", s.default_gateways.len(), l.max_list_items)?;
+        for (i, g) in s.default_gateways.iter().enumerate() {
+            ipv6(&format!("ipv6.default_gateways[{i}]"), g)?;
+        }
+        count("ipv6.dns_servers", s.dns_servers.len(), l.max_list_items)?;
+        for (i, g) in s.dns_servers.iter().enumerate() {
+            ip(&format!("ipv6.dns_servers[{i}]"), g)?;
+        }
+    }
+    count("dns", r.dns.len(), l.max_dns_probes)?;
+    for (i, p) in r.dns.iter().enumerate() {
+        let f = format!("dns[{i}]");
+        outcome(&f, p.outcome)?;
+        text(&format!("{f}.error"), &p.error, t)?;
+        text(&format!("{f}.name"), &p.name, 253)?;
+        if p.name.is_empty() {
+            return Err(format!("{f}.name is empty"));
+        }
+        if p.server != "system" {
+            ip(&format!("{f}.server"), &p.server)?;
+        }
+        text(&format!("{f}.rcode"), &p.rcode, 16)?;
+        count(&format!("{f}.answers"), p.answers.len(), l.max_list_items)?;
+        for (j, a) in p.answers.iter().enumerate() {
+            ip(&format!("{f}.answers[{j}]"), a)?;
+        }
+    }
+    if let Some(p) = &r.lineauth {
+        outcome("lineauth", p.outcome)?;
+        text("lineauth.error", &p.error, t)?;
+        text("lineauth.url", &p.url, l.max_url_chars)?;
+        text("lineauth.excerpt", &p.excerpt, t)?;
+        let code = p.error_code.as_bytes();
+        if !code.is_empty()
+            && !(code.len() == 6 && code[0] == b'P' && code[1..].iter().all(u8::is_ascii_digit))
+        {
+            return Err(format!(
+                "lineauth.error_code {:?} is not \"P\" + 5 digits",
+                p.error_code
+            ));
+        }
+    }
+    count("http", r.http.len(), l.max_http_probes)?;
+    for (i, p) in r.http.iter().enumerate() {
+        let f = format!("http[{i}]");
+        outcome(&f, p.outcome)?;
+        text(&format!("{f}.error"), &p.error, t)?;
+        text(&format!("{f}.url"), &p.url, l.max_url_chars)?;
+    }
+    count("ntp", r.ntp.len(), l.max_ntp_probes)?;
+    for (i, p) in r.ntp.iter().enumerate() {
+        let f = format!("ntp[{i}]");
+        outcome(&f, p.outcome)?;
+        text(&format!("{f}.error"), &p.error, t)?;
+        text(&format!("{f}.server"), &p.server, 253)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oqs_proto::v1::{DnsProbe, Ipv6State, LineAuthProbe, Outcome};
+
+    fn good_hello() -> Hello {
+        Hello {
+            protocol_version: 1,
+            site_id: "clinic-1".into(),
+            terminal_id: "pc-1".into(),
+            hostname: "OQS-PC".into(),
+            agent_version: "0.1.0".into(),
+            area: v1::Area::East as i32,
+            os: "linux".into(),
+            boot_id: "b1".into(),
+            customer_id: Some("CAF0123456789".into()),
+            highest_held_seq: 0,
+        }
+    }
+
+    fn good_report() -> Report {
+        Report {
+            seq: 1,
+            started_at_ms: 1_700_000_000_000,
+            finished_at_ms: 1_700_000_000_500,
+            ipv6: Some(Ipv6State {
+                outcome: Outcome::Ok as i32,
+                prefix: "2408:1:2:3::/64".into(),
+                ..Default::default()
+            }),
+            dns: vec![DnsProbe {
+                outcome: Outcome::Ok as i32,
+                name: "www.lineauth.mnw".into(),
+                server: "system".into(),
+                answers: vec!["2404:1a8:f583:af0::1".into()],
+                ..Default::default()
+            }],
+            lineauth: Some(LineAuthProbe {
+                outcome: Outcome::Ok as i32,
+                error_code: "P11019".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    const NOW: i64 = 1_700_000_001_000;
+
+    #[test]
+    fn a_good_hello_becomes_an_identity() {
+        let id = hello(&good_hello()).unwrap();
+        assert_eq!(id.site.as_str(), "clinic-1");
+        assert_eq!(id.area, Area::East);
+        assert!(id.customer_id.is_some());
+    }
+
+    #[test]
+    fn hello_rules_name_what_is_wrong() {
+        let mut h = good_hello();
+        h.protocol_version = 2;
+        assert_eq!(hello(&h), Err(Rejection::ProtocolVersion { got: 2 }));
+        let mut h = good_hello();
+        h.site_id = "../etc".into();
+        assert!(hello(&h).unwrap_err().to_string().contains("site_id"));
+        let mut h = good_hello();
+        h.area = 0;
+        assert!(hello(&h).unwrap_err().to_string().contains("area"));
+        let mut h = good_hello();
+        h.area = v1::Area::West as i32;
+        h.customer_id = Some("COP01234567".into());
+        assert!(hello(&h).unwrap_err().to_string().contains("West"));
+        let mut h = good_hello();
+        h.hostname = "x".repeat(300);
+        assert!(hello(&h).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
+    fn a_good_report_passes() {
+        report(&good_report(), &Limits::default(), NOW).unwrap();
+    }
+
+    #[test]
+    fn report_rules_name_the_field_and_limit() {
+        let l = Limits::default();
+        let cases: Vec<(Box<dyn Fn(&mut Report)>, &str)> = vec![
+            (Box::new(|r| r.seq = 0), "seq is 0"),
+            (Box::new(|r| r.finished_at_ms = r.started_at_ms - 1), "before started_at_ms"),
+            (Box::new(|r| r.finished_at_ms = NOW + 2 * 86_400_000), "ahead"),
+            (
+                Box::new(|r| r.dns = vec![r.dns[0].clone(); 257]),
+                "dns has 257 entries; the limit is 256",
+            ),
+            (
+                Box::new(|r| r.dns[0].answers = vec!["not-an-ip".into()]),
+                "dns[0].answers[0]",
+            ),
+            (Box::new(|r| r.dns[0].outcome = 0), "dns[0].outcome"),
+            (
+                Box::new(|r| r.dns[0].error = "e".repeat(513)),
+                "dns[0].error is 513 characters",
+            ),
+            (
+                Box::new(|r| r.ipv6.as_mut().unwrap().prefix = "2408::/300".into()),
+                "ipv6.prefix",
+            ),
+            (
+                Box::new(|r| r.lineauth.as_mut().unwrap().error_code = "X1".into()),
+                "lineauth.error_code",
+            ),
+        ];
+        for (mutate, want) in cases {
+            let mut r = good_report();
+            mutate(&mut r);
+            let e = report(&r, &l, NOW).unwrap_err();
+            assert_eq!(e.label(), "invalid_report");
+            assert!(e.to_string().contains(want), "{e} should contain {want}");
+        }
+    }
+}
