@@ -134,7 +134,13 @@ async fn sites(State(s): State<ApiState>) -> Result<Json<SitesResponse>, ApiErro
                 .iter()
                 .filter(|(k, _)| s.presence.is_connected(k))
                 .count(),
-            last_report_at: when(terms.iter().map(|(_, r)| r.last_report_at_ms).max().unwrap_or(0)),
+            last_report_at: when(
+                terms
+                    .iter()
+                    .map(|(_, r)| r.last_report_at_ms)
+                    .max()
+                    .unwrap_or(0),
+            ),
             flags: Vec::new(),
             site_id,
         })
@@ -169,7 +175,11 @@ async fn site(
                 .map(|c| c.masked())
                 .unwrap_or_else(|_| "(invalid)".into())
         });
-    let last = terms.iter().map(|(_, r)| r.last_report_at_ms).max().unwrap_or(0);
+    let last = terms
+        .iter()
+        .map(|(_, r)| r.last_report_at_ms)
+        .max()
+        .unwrap_or(0);
     let terminals = terms
         .into_iter()
         .map(|(k, r)| TerminalView {

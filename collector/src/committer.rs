@@ -41,6 +41,8 @@ pub struct ReportCommit {
     pub encoded: Vec<u8>,
 }
 
+type ReportReply = oneshot::Sender<Result<CommitOutcome, CommitError>>;
+
 enum Request {
     Hello {
         key: TerminalKey,
@@ -49,7 +51,7 @@ enum Request {
     },
     Report {
         commit: ReportCommit,
-        reply: oneshot::Sender<Result<CommitOutcome, CommitError>>,
+        reply: ReportReply,
     },
 }
 
@@ -169,10 +171,7 @@ impl Writer {
         let mut pending: HashSet<Vec<u8>> = HashSet::new();
         // Replies are held until the flush, then sent: nothing is answered before it is durable.
         let mut hello_replies: Vec<(oneshot::Sender<Result<u64, CommitError>>, u64)> = Vec::new();
-        let mut report_replies: Vec<(
-            oneshot::Sender<Result<CommitOutcome, CommitError>>,
-            Result<CommitOutcome, CommitError>,
-        )> = Vec::new();
+        let mut report_replies: Vec<(ReportReply, Result<CommitOutcome, CommitError>)> = Vec::new();
         let now = now_ms();
         // Undo list: records as they were before this batch, restored if the write fails.
         let mut before: HashMap<TerminalKey, TerminalRecord> = HashMap::new();

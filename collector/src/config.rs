@@ -156,7 +156,10 @@ impl CollectorConfig {
             ("limits.max_list_items", l.max_list_items),
             ("limits.max_text_chars", l.max_text_chars),
             ("ingest.commit_batch_max", self.ingest.commit_batch_max),
-            ("ingest.per_stream_in_flight", self.ingest.per_stream_in_flight),
+            (
+                "ingest.per_stream_in_flight",
+                self.ingest.per_stream_in_flight,
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {

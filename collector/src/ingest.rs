@@ -77,7 +77,10 @@ fn inbound_error(state: &IngestState, st: Status) -> Status {
             state.limits.max_message_bytes,
             st.message()
         ))
-    } else if matches!(st.code(), Code::Internal | Code::InvalidArgument | Code::DataLoss) {
+    } else if matches!(
+        st.code(),
+        Code::Internal | Code::InvalidArgument | Code::DataLoss
+    ) {
         state.metrics.reject("malformed");
         Status::invalid_argument(format!("malformed message: {}", st.message()))
     } else {
@@ -148,7 +151,11 @@ async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, 
         last_stored_seq,
         max_message_bytes: u32::try_from(state.limits.max_message_bytes).unwrap_or(u32::MAX),
     };
-    if tx.send(Ok(msg(CollectorBody::Welcome(welcome)))).await.is_err() {
+    if tx
+        .send(Ok(msg(CollectorBody::Welcome(welcome))))
+        .await
+        .is_err()
+    {
         return;
     }
     let _present = state.presence.enter(key.clone());

@@ -61,7 +61,9 @@ impl Metrics {
                 "oqs_ingest_commit_batch_size",
                 "Requests written and flushed together by one group commit.",
             )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0]),
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+            ]),
         )
         .expect("valid metric");
         let commit_seconds = Histogram::with_opts(

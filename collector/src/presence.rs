@@ -57,11 +57,7 @@ pub struct PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let mut open = self
-            .presence
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut open = self.presence.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

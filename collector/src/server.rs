@@ -133,7 +133,9 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         // With every stream gone the committer's senders are dropped: it drains and stops.
         match tokio::time::timeout(SHUTDOWN_GRACE, committer_task).await {
             Ok(_) => {}
-            Err(_) => tracing::warn!("committer still busy at shutdown; un-acked reports will be resent by agents"),
+            Err(_) => tracing::warn!(
+                "committer still busy at shutdown; un-acked reports will be resent by agents"
+            ),
         }
         Ok(())
     });

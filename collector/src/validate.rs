@@ -121,9 +121,9 @@ fn ip(field: &str, s: &str) -> Result<(), String> {
 
 fn outcome(field: &str, v: i32) -> Result<(), String> {
     match v1::Outcome::try_from(v) {
-        Ok(v1::Outcome::Unspecified) | Err(_) => {
-            Err(format!("{field}.outcome is {v}; it must be ok (1), failed (2) or timed out (3)"))
-        }
+        Ok(v1::Outcome::Unspecified) | Err(_) => Err(format!(
+            "{field}.outcome is {v}; it must be ok (1), failed (2) or timed out (3)"
+        )),
         Ok(_) => Ok(()),
     }
 }
@@ -133,7 +133,9 @@ fn report_inner(r: &Report, l: &Limits, now_ms: i64) -> Result<(), String> {
         return Err("seq is 0; seqs start at 1".into());
     }
     if r.started_at_ms <= 0 || r.finished_at_ms <= 0 {
-        return Err("started_at_ms and finished_at_ms must be set (Unix epoch milliseconds)".into());
+        return Err(
+            "started_at_ms and finished_at_ms must be set (Unix epoch milliseconds)".into(),
+        );
     }
     if r.finished_at_ms < r.started_at_ms {
         return Err(format!(
@@ -159,7 +161,10 @@ fn report_inner(r: &Report, l: &Limits, now_ms: i64) -> Result<(), String> {
             ipv6(&format!("ipv6.addresses[{i}].address"), &a.address)?;
             text(&format!("ipv6.addresses[{i}].interface"), &a.interface, 64)?;
             if a.prefix_len > 128 {
-                return Err(format!("ipv6.addresses[{i}].prefix_len {} is over 128", a.prefix_len));
+                return Err(format!(
+                    "ipv6.addresses[{i}].prefix_len {} is over 128",
+                    a.prefix_len
+                ));
             }
         }
         if !s.prefix.is_empty() {
@@ -173,7 +178,11 @@ fn report_inner(r: &Report, l: &Limits, now_ms: i64) -> Result<(), String> {
                 _ => return Err(format!("ipv6.prefix {:?} has a bad length", s.prefix)),
             }
         }
-        count("ipv6.default_gateways", s.default_gateways.len(), l.max_list_items)?;
+        count(
+            "ipv6.default_gateways",
+            s.default_gateways.len(),
+            l.max_list_items,
+        )?;
         for (i, g) in s.default_gateways.iter().enumerate() {
             ipv6(&format!("ipv6.default_gateways[{i}]"), g)?;
         }
@@ -206,9 +215,9 @@ fn report_inner(r: &Report, l: &Limits, now_ms: i64) -> Result<(), String> {
         text("lineauth.url", &p.url, l.max_url_chars)?;
         text("lineauth.excerpt", &p.excerpt, t)?;
         let code = p.error_code.as_bytes();
-        if !code.is_empty()
-            && !(code.len() == 6 && code[0] == b'P' && code[1..].iter().all(u8::is_ascii_digit))
-        {
+        let well_formed =
+            code.len() == 6 && code[0] == b'P' && code[1..].iter().all(u8::is_ascii_digit);
+        if !code.is_empty() && !well_formed {
             return Err(format!(
                 "lineauth.error_code {:?} is not \"P\" + 5 digits",
                 p.error_code
@@ -316,10 +325,17 @@ mod tests {
     #[test]
     fn report_rules_name_the_field_and_limit() {
         let l = Limits::default();
-        let cases: Vec<(Box<dyn Fn(&mut Report)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Report)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|r| r.seq = 0), "seq is 0"),
-            (Box::new(|r| r.finished_at_ms = r.started_at_ms - 1), "before started_at_ms"),
-            (Box::new(|r| r.finished_at_ms = NOW + 2 * 86_400_000), "ahead"),
+            (
+                Box::new(|r| r.finished_at_ms = r.started_at_ms - 1),
+                "before started_at_ms",
+            ),
+            (
+                Box::new(|r| r.finished_at_ms = NOW + 2 * 86_400_000),
+                "ahead",
+            ),
             (
                 Box::new(|r| r.dns = vec![r.dns[0].clone(); 257]),
                 "dns has 257 entries; the limit is 256",

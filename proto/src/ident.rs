@@ -160,7 +160,8 @@ impl CustomerId {
     /// Parses a customer ID, checking the area rule when the area is known.
     pub fn parse(s: &str, area: Option<Area>) -> Result<Self, IdentError> {
         let masked = mask(s);
-        let digits = |rest: &str, n: usize| rest.len() == n && rest.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |rest: &str, n: usize| rest.len() == n && rest.bytes().all(|b| b.is_ascii_digit());
         let ok = match s.get(..3) {
             Some("CAF") => digits(&s[3..], 10),
             Some("COP") => digits(&s[3..], 8),
@@ -238,7 +239,13 @@ mod tests {
             CustomerId::parse("COP01234567", Some(Area::West)),
             Err(IdentError::CustomerIdNotInWest { .. })
         ));
-        for bad in ["caf0123456789", "CAF012345678", "COP0123456", "XYZ0123456789", "CAF01234567890"] {
+        for bad in [
+            "caf0123456789",
+            "CAF012345678",
+            "COP0123456",
+            "XYZ0123456789",
+            "CAF01234567890",
+        ] {
             assert!(CustomerId::parse(bad, None).is_err(), "{bad}");
         }
     }
@@ -248,7 +255,9 @@ mod tests {
         let id = CustomerId::parse("CAF0123456789", None).unwrap();
         assert_eq!(id.to_string(), "CAF*******789");
         assert!(!format!("{id:?}").contains("0123456"));
-        let e = CustomerId::parse("CAF01234567", None).unwrap_err().to_string();
+        let e = CustomerId::parse("CAF01234567", None)
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("01234567"), "{e}");
     }
 }

@@ -43,8 +43,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -62,9 +61,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(a) = args.http_listen {
         config.http_listen = a;
     }
-    let running = server::start(config.clone())
-        .await
-        .with_context(|| format!("starting the collector (data dir {})", config.data_dir.display()))?;
+    let running = server::start(config.clone()).await.with_context(|| {
+        format!(
+            "starting the collector (data dir {})",
+            config.data_dir.display()
+        )
+    })?;
     // Tests and scripts read this line to find the ports (useful with port 0).
     println!(
         "oqs-collector ready grpc={} http={}",
@@ -83,7 +85,11 @@ async fn main() -> anyhow::Result<()> {
             site_prefix: "demo-".into(),
             ..SimOptions::default()
         };
-        tracing::info!(sites = opts.sites, "demo fleet starting; open http://{}/", running.http_addr);
+        tracing::info!(
+            sites = opts.sites,
+            "demo fleet starting; open http://{}/",
+            running.http_addr
+        );
         let cancel = demo_cancel.clone();
         Some(tokio::spawn(async move { sim::run(opts, cancel).await }))
     } else {

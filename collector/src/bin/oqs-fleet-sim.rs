@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Simulated OQS terminals speaking the real protocol to a collector")]
+#[command(
+    version,
+    about = "Simulated OQS terminals speaking the real protocol to a collector"
+)]
 struct Args {
     /// The collector's gRPC URL.
     #[arg(long, default_value = "http://[::1]:50051")]
@@ -42,8 +45,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -185,7 +185,8 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    let mut lat = std::mem::take(&mut *counters.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut lat =
+        std::mem::take(&mut *counters.latencies.lock().unwrap_or_else(|p| p.into_inner()));
     lat.sort_unstable();
     let pct = |p: f64| -> Duration {
         if lat.is_empty() {
@@ -234,7 +235,10 @@ async fn terminal(
         agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
         area: site.area.to_wire() as i32,
         os: "windows 10.0.19045 (simulated)".into(),
-        boot_id: format!("{:016x}", scenario::mix(site.index as u64, crate::clock::now_ms() as u64)),
+        boot_id: format!(
+            "{:016x}",
+            scenario::mix(site.index as u64, crate::clock::now_ms() as u64)
+        ),
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
     };
@@ -259,12 +263,18 @@ async fn terminal(
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
             other => {
-                c.error(format!("{}/{terminal_id}: expected Welcome, got {other:?}", site.site_id));
+                c.error(format!(
+                    "{}/{terminal_id}: expected Welcome, got {other:?}",
+                    site.site_id
+                ));
                 return;
             }
         },
         Ok(None) => {
-            c.error(format!("{}/{terminal_id}: stream closed before Welcome", site.site_id));
+            c.error(format!(
+                "{}/{terminal_id}: stream closed before Welcome",
+                site.site_id
+            ));
             return;
         }
         Err(st) => {

@@ -186,7 +186,10 @@ fn addr(p: [u16; 4], iid: u64) -> String {
 }
 
 fn prefix_text(p: [u16; 4]) -> String {
-    format!("{}/64", std::net::Ipv6Addr::new(p[0], p[1], p[2], p[3], 0, 0, 0, 0))
+    format!(
+        "{}/64",
+        std::net::Ipv6Addr::new(p[0], p[1], p[2], p[3], 0, 0, 0, 0)
+    )
 }
 
 /// The guide's probe names (手順7-⑭) and the example answers it prints.
@@ -279,16 +282,28 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
     }
     let router = addr(prefix, 1);
     let ipv6 = Ipv6State {
-        outcome: if no_global { Outcome::Failed } else { Outcome::Ok } as i32,
+        outcome: if no_global {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        } as i32,
         error: if no_global {
             "no global IPv6 address and no IPv6 default route".into()
         } else {
             String::new()
         },
         addresses,
-        prefix: if no_global { String::new() } else { prefix_text(prefix) },
+        prefix: if no_global {
+            String::new()
+        } else {
+            prefix_text(prefix)
+        },
         has_default_route: !no_global,
-        default_gateways: if no_global { vec![] } else { vec!["fe80::1".into()] },
+        default_gateways: if no_global {
+            vec![]
+        } else {
+            vec!["fe80::1".into()]
+        },
         dns_servers: if no_global { vec![] } else { vec![router] },
         dns_mode: if no_global {
             DnsServerMode::None
@@ -366,7 +381,11 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
             Scenario::PrefixChange if changed => {
                 (LineAuthState::Consent, "", "希望する 希望しない")
             }
-            _ => (LineAuthState::AlreadyAuthenticated, "", "回線認証済みです。"),
+            _ => (
+                LineAuthState::AlreadyAuthenticated,
+                "",
+                "回線認証済みです。",
+            ),
         }
     };
     let la_ok = matches!(
@@ -378,7 +397,9 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         error: match state {
             LineAuthState::Unreachable if no_global => "no IPv6 route to www.lineauth.mnw".into(),
             LineAuthState::Unreachable => "www.lineauth.mnw did not resolve".into(),
-            LineAuthState::Consent => "the consent page is shown: line authentication needed".into(),
+            LineAuthState::Consent => {
+                "the consent page is shown: line authentication needed".into()
+            }
             _ if !la_ok => format!("the portal shows error {code}"),
             _ => String::new(),
         },
@@ -403,15 +424,16 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
             HttpTarget::OqsWebVerification,
             "https://hweb.oqs-st.onshikaku.org/web/",
         ),
-        (
-            HttpTarget::Crl,
-            "http://crldownload.obn.managedpki.ne.jp/",
-        ),
+        (HttpTarget::Crl, "http://crldownload.obn.managedpki.ne.jp/"),
     ]
     .into_iter()
     .enumerate()
     .map(|(i, (target, url))| HttpProbe {
-        outcome: if web_down { Outcome::TimedOut } else { Outcome::Ok } as i32,
+        outcome: if web_down {
+            Outcome::TimedOut
+        } else {
+            Outcome::Ok
+        } as i32,
         error: if web_down {
             "no answer within 5000 ms".into()
         } else {
@@ -430,7 +452,11 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
     .collect();
 
     let ntp = vec![NtpProbe {
-        outcome: if unreachable { Outcome::TimedOut } else { Outcome::Ok } as i32,
+        outcome: if unreachable {
+            Outcome::TimedOut
+        } else {
+            Outcome::Ok
+        } as i32,
         error: if unreachable {
             "no answer within 2000 ms".into()
         } else {
@@ -470,7 +496,10 @@ mod tests {
         for s in Scenario::ALL {
             assert_eq!(s.name().parse::<Scenario>(), Ok(s));
         }
-        assert!("nope".parse::<Scenario>().unwrap_err().contains("dns-table"));
+        assert!("nope"
+            .parse::<Scenario>()
+            .unwrap_err()
+            .contains("dns-table"));
     }
 
     #[test]
@@ -496,17 +525,18 @@ mod tests {
         let p = |r: &Report| r.ipv6.as_ref().unwrap().prefix.clone();
         assert_ne!(p(&before), p(&after));
         assert!(p(&before).starts_with("2408:") || p(&before).starts_with("2001:"));
-        assert_eq!(
-            after.lineauth.unwrap().state,
-            LineAuthState::Consent as i32
-        );
+        assert_eq!(after.lineauth.unwrap().state, LineAuthState::Consent as i32);
     }
 
     #[test]
     fn dns_table_fails_only_the_system_resolver() {
         let site = SiteProfile::new(0, "s", Scenario::DnsTable, 1);
         let r = report(&site, 0, 0, 1, 1);
-        let lineauth: Vec<_> = r.dns.iter().filter(|p| p.name == "www.lineauth.mnw").collect();
+        let lineauth: Vec<_> = r
+            .dns
+            .iter()
+            .filter(|p| p.name == "www.lineauth.mnw")
+            .collect();
         assert_eq!(lineauth.len(), 2);
         for p in lineauth {
             let system = p.role == ResolverRole::System as i32;

@@ -1,0 +1,220 @@
+//! Shared test plumbing: an in-process collector on loopback, a raw protocol client, a tiny HTTP GET.
+#![allow(dead_code)]
+
+use oqs_collector::config::CollectorConfig;
+use oqs_collector::server::{self, Running};
+use oqs_proto::v1::agent_message::Body as AgentBody;
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use oqs_proto::v1::fleet_ingest_client::FleetIngestClient;
+use oqs_proto::v1::*;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+
+pub fn config(dir: &Path) -> CollectorConfig {
+    CollectorConfig {
+        data_dir: dir.to_owned(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    }
+}
+
+pub async fn start(dir: &Path) -> Running {
+    server::start(config(dir)).await.expect("collector starts")
+}
+
+pub async fn channel(grpc: std::net::SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects")
+}
+
+pub fn hello(site: &str, terminal: &str) -> Hello {
+    Hello {
+        protocol_version: 1,
+        site_id: site.into(),
+        terminal_id: terminal.into(),
+        hostname: "OQS-PC".into(),
+        agent_version: "test".into(),
+        area: Area::East as i32,
+        os: "linux".into(),
+        boot_id: "boot".into(),
+        customer_id: Some("CAF0123456789".into()),
+        highest_held_seq: 0,
+    }
+}
+
+pub fn report(seq: u64) -> Report {
+    let now = oqs_collector::clock::now_ms();
+    Report {
+        seq,
+        started_at_ms: now - 100,
+        finished_at_ms: now,
+        ipv6: Some(Ipv6State {
+            outcome: Outcome::Ok as i32,
+            prefix: "2408:210:1:2::/64".into(),
+            addresses: vec![Ipv6Address {
+                interface: "eth0".into(),
+                address: format!("2408:210:1:2::{seq:x}"),
+                prefix_len: 64,
+                kind: AddressKind::Global as i32,
+                deprecated: false,
+            }],
+            has_default_route: true,
+            ..Default::default()
+        }),
+        dns: vec![DnsProbe {
+            outcome: Outcome::Ok as i32,
+            name: "www.lineauth.mnw".into(),
+            record_type: RecordType::Aaaa as i32,
+            role: ResolverRole::System as i32,
+            server: "system".into(),
+            rcode: "NOERROR".into(),
+            answers: vec!["2404:1a8:f583:af0::1".into()],
+            latency_ms: 4,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn msg_hello(h: Hello) -> AgentMessage {
+    AgentMessage {
+        body: Some(AgentBody::Hello(h)),
+    }
+}
+
+pub fn msg_report(r: Report) -> AgentMessage {
+    AgentMessage {
+        body: Some(AgentBody::Report(r)),
+    }
+}
+
+/// One agent stream: a sender of agent messages and the collector's answers.
+pub struct AgentStream {
+    pub tx: mpsc::Sender<AgentMessage>,
+    pub rx: Streaming<CollectorMessage>,
+}
+
+impl AgentStream {
+    /// Opens a stream and sends `first` (normally a Hello).
+    pub async fn open(channel: Channel, first: AgentMessage) -> Result<Self, tonic::Status> {
+        let (tx, rx) = mpsc::channel(1024);
+        tx.send(first).await.unwrap();
+        let resp = FleetIngestClient::new(channel)
+            .max_encoding_message_size(64 * 1024 * 1024)
+            .connect(ReceiverStream::new(rx))
+            .await?;
+        Ok(Self {
+            tx,
+            rx: resp.into_inner(),
+        })
+    }
+
+    /// Opens with a Hello and returns the Welcome's last_stored_seq.
+    pub async fn hello(channel: Channel, h: Hello) -> (Self, u64) {
+        let mut s = Self::open(channel, msg_hello(h))
+            .await
+            .expect("stream opens");
+        match s.next().await {
+            Ok(Some(CollectorBody::Welcome(w))) => {
+                let last = w.last_stored_seq;
+                (s, last)
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&self, r: Report) {
+        self.tx.send(msg_report(r)).await.expect("stream open");
+    }
+
+    /// The next message body, with a timeout so a broken collector fails the test, not hangs it.
+    pub async fn next(&mut self) -> Result<Option<CollectorBody>, tonic::Status> {
+        match tokio::time::timeout(Duration::from_secs(20), self.rx.message()).await {
+            Ok(r) => r.map(|m| m.and_then(|m| m.body)),
+            Err(_) => panic!("no message from the collector within 20 s"),
+        }
+    }
+
+    /// Reads until an Ack arrives; panics on anything else.
+    pub async fn ack(&mut self) -> Ack {
+        match self.next().await {
+            Ok(Some(CollectorBody::Ack(a))) => a,
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+
+    /// Reads until the stream ends in an error status; returns it and any Rejected seen before.
+    pub async fn error(&mut self) -> (tonic::Status, Vec<Rejected>) {
+        let mut rejected = Vec::new();
+        loop {
+            match self.next().await {
+                Ok(Some(CollectorBody::Rejected(r))) => rejected.push(r),
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("stream ended without an error status"),
+                Err(st) => return (st, rejected),
+            }
+        }
+    }
+}
+
+/// GET over plain HTTP/1.1; returns (status, body).
+pub async fn get(http: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+pub async fn get_json(http: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = get(http, path).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of an unlabelled metric (or a labelled series written out in full).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("metric {series} not found"))
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -1,0 +1,152 @@
+//! Durability across a crash: the real `oqs-collector` binary, killed with SIGKILL while reports
+//! are in flight, restarted on the same data dir, must still hold every report it acknowledged.
+
+mod common;
+
+use common::*;
+use oqs_collector::store::{Store, TerminalKey};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Kills the collector when dropped, so a failing test never leaves one running (it would hold the
+/// test's stderr open and hang the test runner).
+struct Collector(Child);
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the collector binary on ephemeral ports; returns the child and its (grpc, http) ports.
+fn spawn_collector(dir: &Path) -> (Collector, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oqs-collector"))
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("collector binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |name: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    let (g, h) = (field("grpc="), field("http="));
+    (Collector(child), g, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_reports_survive_sigkill_and_replays_are_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, grpc, _) = spawn_collector(dir.path());
+    let (mut s, _) = AgentStream::hello(channel(grpc).await, hello("clinic-k", "pc-1")).await;
+    let sent: Vec<_> = (1..=300).map(report).collect();
+    for r in &sent {
+        s.send(r.clone()).await;
+    }
+    // Kill as soon as 100 are acked: later ones are in flight, some flushed, some not.
+    let mut acked = Vec::new();
+    while acked.len() < 100 {
+        acked.push(s.ack().await.seq);
+    }
+    child.0.kill().unwrap(); // SIGKILL: no graceful shutdown, no final flush.
+    child.0.wait().unwrap();
+    // Any acks that were already on the wire count too.
+    while let Ok(Some(oqs_proto::v1::collector_message::Body::Ack(a))) =
+        s.rx.message().await.map(|m| m.and_then(|m| m.body))
+    {
+        acked.push(a.seq);
+    }
+    assert_eq!(acked[..100], (1..=100).collect::<Vec<u64>>()[..]);
+    let highest_acked = *acked.last().unwrap();
+
+    // Restart on the same data: every acked report is there.
+    let (mut child, grpc, http) = spawn_collector(dir.path());
+    let site = get_json(http, "/api/sites/clinic-k").await;
+    let last_seq = site["terminals"][0]["last_seq"].as_u64().unwrap();
+    assert!(
+        last_seq >= highest_acked,
+        "last_seq {last_seq} < acked {highest_acked}"
+    );
+    assert_eq!(
+        site["terminals"][0]["reports_total"].as_u64().unwrap(),
+        last_seq
+    );
+
+    // The agent replays everything it holds: stored ones come back as duplicates, the rest new.
+    let (mut s, welcome_last) =
+        AgentStream::hello(channel(grpc).await, hello("clinic-k", "pc-1")).await;
+    assert_eq!(welcome_last, last_seq);
+    for r in &sent {
+        s.send(r.clone()).await;
+    }
+    for r in &sent {
+        let a = s.ack().await;
+        assert_eq!(a.seq, r.seq);
+        assert_eq!(a.duplicate, r.seq <= last_seq, "seq {}", r.seq);
+    }
+    let (_, m) = get(http, "/metrics").await;
+    assert_eq!(metric(&m, "oqs_reports_duplicate_total"), last_seq as f64);
+    drop(s);
+
+    // Stop it with SIGTERM (graceful), then check the store byte for byte.
+    sigterm(&child.0);
+    child.0.wait().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = TerminalKey::new("clinic-k", "pc-1");
+    assert_eq!(
+        store.count_reports(&key).unwrap(),
+        300,
+        "each report stored exactly once"
+    );
+    for r in &sent {
+        assert_eq!(store.report(&key, r.seq).unwrap().as_ref(), Some(r));
+    }
+}
+
+/// Sends SIGTERM through the `kill` command (keeps the crate free of unsafe code).
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_collector_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, grpc, _) = spawn_collector(dir.path());
+    let (mut s, _) = AgentStream::hello(channel(grpc).await, hello("clinic-t", "pc-1")).await;
+    s.send(report(1)).await;
+    assert_eq!(s.ack().await.seq, 1);
+    sigterm(&child.0);
+    // The open stream is ended by the collector, not left hanging.
+    let end = s.next().await;
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store
+            .count_reports(&TerminalKey::new("clinic-t", "pc-1"))
+            .unwrap(),
+        1
+    );
+}
