@@ -38,6 +38,7 @@ pub struct CollectorConfig {
     pub http_listen: SocketAddr,
     pub limits: Limits,
     pub ingest: IngestTuning,
+    pub store: StoreTuning,
 }
 
 impl Default for CollectorConfig {
@@ -48,6 +49,7 @@ impl Default for CollectorConfig {
             http_listen: "[::1]:8080".parse().expect("literal address"),
             limits: Limits::default(),
             ingest: IngestTuning::default(),
+            store: StoreTuning::default(),
         }
     }
 }
@@ -126,6 +128,23 @@ impl Default for IngestTuning {
     }
 }
 
+/// The store's memory use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreTuning {
+    /// The most bytes sled keeps cached in memory (its own default, 1 GiB, is far more than a
+    /// collector needs: recent terminal records and reports fit in a small cache).
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreTuning {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 impl CollectorConfig {
     /// Reads a TOML file; keys it does not set keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -182,6 +201,13 @@ impl CollectorConfig {
                 key: "ingest.commit_queue",
                 value: self.ingest.commit_queue.to_string(),
                 rule: "must be at least ingest.commit_batch_max",
+            });
+        }
+        if self.store.cache_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "store.cache_bytes",
+                value: self.store.cache_bytes.to_string(),
+                rule: "must be at least 1 MiB (1048576)",
             });
         }
         if l.hello_timeout_ms == 0 {

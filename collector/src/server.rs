@@ -52,7 +52,8 @@ impl Running {
 pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     config.validate()?;
     let dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+    let cache = config.store.cache_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&dir, cache))
         .await
         .context("opening the store panicked")??;
     let metrics = Arc::new(Metrics::new());

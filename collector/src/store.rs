@@ -139,10 +139,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with a 64 MiB cache.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, 64 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the store in `dir`, caching at most `cache_bytes` in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // The collector flushes explicitly before each ack; no background timer is needed for
             // durability, and one would only add write amplification.
             .flush_every_ms(None)

@@ -72,6 +72,9 @@ pub struct Summary {
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
+    /// p50/p99 without each terminal's first report: the steady state.
+    pub steady_p50: Duration,
+    pub steady_p99: Duration,
     pub elapsed: Duration,
     /// The first few error texts, for people.
     pub errors: Vec<String>,
@@ -94,7 +97,8 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "terminals={} sent={} acked={} duplicate={} rejected={} stream_errors={} \
-             ack_latency_p50={:.1}ms p99={:.1}ms max={:.1}ms elapsed={:.1}s rate={:.0}/s",
+             ack_latency_p50={:.1}ms p99={:.1}ms max={:.1}ms steady_p50={:.1}ms steady_p99={:.1}ms \
+             elapsed={:.1}s rate={:.0}/s",
             self.terminals,
             self.sent,
             self.acked,
@@ -104,6 +108,8 @@ impl std::fmt::Display for Summary {
             self.latency_p50.as_secs_f64() * 1e3,
             self.latency_p99.as_secs_f64() * 1e3,
             self.latency_max.as_secs_f64() * 1e3,
+            self.steady_p50.as_secs_f64() * 1e3,
+            self.steady_p99.as_secs_f64() * 1e3,
             self.elapsed.as_secs_f64(),
             self.rate()
         )
@@ -119,6 +125,8 @@ struct Counters {
     stream_errors: AtomicU64,
     /// Ack latencies in microseconds.
     latencies: Mutex<Vec<u32>>,
+    /// The same, without each terminal's first report (which also pays for connecting).
+    steady: Mutex<Vec<u32>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -185,10 +193,14 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    let mut lat =
-        std::mem::take(&mut *counters.latencies.lock().unwrap_or_else(|p| p.into_inner()));
-    lat.sort_unstable();
-    let pct = |p: f64| -> Duration {
+    let take = |m: &Mutex<Vec<u32>>| {
+        let mut v = std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner()));
+        v.sort_unstable();
+        v
+    };
+    let lat = take(&counters.latencies);
+    let steady = take(&counters.steady);
+    let pct = |lat: &[u32], p: f64| -> Duration {
         if lat.is_empty() {
             return Duration::ZERO;
         }
@@ -207,9 +219,11 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
         duplicates: counters.duplicates.load(Ordering::Relaxed),
         rejected: counters.rejected.load(Ordering::Relaxed),
         stream_errors: counters.stream_errors.load(Ordering::Relaxed),
-        latency_p50: pct(0.50),
-        latency_p99: pct(0.99),
-        latency_max: pct(1.0),
+        latency_p50: pct(&lat, 0.50),
+        latency_p99: pct(&lat, 0.99),
+        latency_max: pct(&lat, 1.0),
+        steady_p50: pct(&steady, 0.50),
+        steady_p99: pct(&steady, 0.99),
         elapsed,
         errors,
     })
@@ -329,6 +343,9 @@ async fn terminal(
                                 if a.duplicate { c.duplicates.fetch_add(1, Ordering::Relaxed); }
                                 let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
                                 c.latencies.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+                                if seq > last_stored + 1 {
+                                    c.steady.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+                                }
                             }
                         }
                     }
