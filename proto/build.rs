@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The rpc is named `Connect`, which would clash with the generated `connect(dst)`
         // constructor; clients build a Channel and call `FleetIngestClient::new` instead.
         .build_transport(false)
+        .codec_path("crate::codec::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -48,6 +48,21 @@ impl Running {
     }
 }
 
+/// Pending connections the gRPC listener queues: a whole fleet reconnects at once after a
+/// collector restart, and the default backlog (1024) would refuse some of them.
+const GRPC_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(GRPC_BACKLOG)
+}
+
 /// Starts the collector with `config` and returns once both listeners are bound.
 pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     config.validate()?;
@@ -66,8 +81,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     );
     let shutdown = CancellationToken::new();
 
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
+    let grpc_listener = listen(config.grpc_listen)
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_listen))?;
     let http_listener = TcpListener::bind(config.http_listen)
         .await

@@ -4,6 +4,7 @@
 //! This crate is the only place the protocol lives. It must never hold behaviour beyond parsing
 //! identities: no I/O, no storage, no checks.
 
+pub mod codec;
 pub mod ident;
 
 /// Generated from `proto/oqs/fleet/v1/fleet.proto`; never hand-edited.

@@ -239,6 +239,12 @@ async fn terminal(
     c: Arc<Counters>,
     cancel: CancellationToken,
 ) {
+    // Terminals come up spread over the interval, as a real fleet does; connecting all at once
+    // would measure a connect storm, not ingest.
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(offset) => {}
+    }
     let terminal_id = format!("pc-{}", index + 1);
     let (tx, rx) = mpsc::channel::<AgentMessage>(32);
     let hello = Hello {
@@ -305,7 +311,7 @@ async fn terminal(
     let forever = to_send == 0;
     let mut round = 0u64;
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut next_send = tokio::time::Instant::now() + offset;
+    let mut next_send = tokio::time::Instant::now();
     let mut done_at: Option<tokio::time::Instant> = None;
     loop {
         let more = forever || round < to_send;
