@@ -140,7 +140,7 @@ pub struct StoreTuning {
 impl Default for StoreTuning {
     fn default() -> Self {
         Self {
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: 128 * 1024 * 1024,
         }
     }
 }

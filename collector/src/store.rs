@@ -139,7 +139,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with a 64 MiB cache.
+    /// Opens (or creates) the store in `dir` with a 64 MiB cache (tests and tools).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with_cache(dir, 64 * 1024 * 1024)
     }
