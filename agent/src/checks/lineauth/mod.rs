@@ -1,0 +1,6 @@
+//! The line-authentication portal check (guide 3-1, https://www.lineauth.mnw).
+//!
+//! So far: the page classifier. The HTTPS fetch (trusting the OQS CA bundle, never pressing
+//! 希望する) comes with the rest of the agent.
+
+pub mod classify;

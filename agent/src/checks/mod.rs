@@ -1,0 +1,3 @@
+//! The guide's checks, one module per kind.
+
+pub mod lineauth;
