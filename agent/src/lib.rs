@@ -5,3 +5,5 @@
 //! never press 希望する or change anything on the terminal: it only observes.
 
 pub mod checks;
+pub mod config;
+pub mod guide;

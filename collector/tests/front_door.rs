@@ -22,5 +22,8 @@ fn readme_and_ci_run_the_same_test_command() {
     let ci = read(".ci/run");
     assert!(readme.contains("cargo run --release -p oqs-collector -- --demo"));
     assert!(readme.contains("    cargo test --workspace\n"));
-    assert!(ci.lines().any(|l| l.starts_with("cargo test --workspace")), "{ci}");
+    assert!(
+        ci.lines().any(|l| l.starts_with("cargo test --workspace")),
+        "{ci}"
+    );
 }
