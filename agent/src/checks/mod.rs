@@ -1,3 +1,4 @@
 //! The guide's checks, one module per kind.
 
+pub mod ipv6;
 pub mod lineauth;
