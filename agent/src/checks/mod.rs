@@ -2,3 +2,4 @@
 
 pub mod ipv6;
 pub mod lineauth;
+pub mod ntp;
