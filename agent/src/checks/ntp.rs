@@ -23,7 +23,7 @@ fn to_ntp(t: SystemTime) -> u64 {
 fn ntp_us(v: u64) -> i128 {
     let secs = i128::from(v >> 32);
     let frac = i128::from(v & 0xffff_ffff);
-    secs * 1_000_000 + (frac * 1_000_000 >> 32)
+    secs * 1_000_000 + ((frac * 1_000_000) >> 32)
 }
 
 fn failed(server: &str, outcome: Outcome, error: String, latency: Duration) -> NtpProbe {
