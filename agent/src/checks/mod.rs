@@ -1,5 +1,6 @@
 //! The guide's checks, one module per kind.
 
+pub mod dns;
 pub mod ipv6;
 pub mod lineauth;
 pub mod ntp;
