@@ -411,6 +411,7 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         excerpt: excerpt.into(),
         latency_ms: jitter(30, 40, 200),
         fetched_without_verification: false,
+        unverified_page_state: 0,
     };
 
     // OQS web and CRL (3-2).

@@ -4,3 +4,4 @@
 //! 希望する) comes with the rest of the agent.
 
 pub mod classify;
+pub mod fetch;
