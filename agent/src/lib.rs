@@ -6,4 +6,5 @@
 
 pub mod checks;
 pub mod config;
+pub mod diagnosis;
 pub mod guide;
