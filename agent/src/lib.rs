@@ -8,3 +8,5 @@ pub mod checks;
 pub mod config;
 pub mod diagnosis;
 pub mod guide;
+pub mod render;
+pub mod round;

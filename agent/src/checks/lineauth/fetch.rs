@@ -41,42 +41,9 @@ impl LineAuthClient {
         timeout: Duration,
         resolve: Option<(&str, SocketAddr)>,
     ) -> Result<Self, ClientError> {
-        let base = || {
-            let mut b = reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .redirect(reqwest::redirect::Policy::limited(3))
-                .user_agent(concat!("oqs-agent/", env!("CARGO_PKG_VERSION")));
-            if let Some((host, addr)) = resolve {
-                b = b.resolve(host, addr);
-            }
-            b
-        };
-        let mut verified = base();
-        if let Some((path, pem)) = ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Ca {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(ClientError::Ca {
-                    path: path.into(),
-                    message: "no certificate in the file".into(),
-                });
-            }
-            for c in certs {
-                verified = verified.add_root_certificate(c);
-            }
-        }
         Ok(Self {
-            verified: verified
-                .build()
-                .map_err(|e| ClientError::Build(e.to_string()))?,
-            unverified: base()
-                .tls_danger_accept_invalid_certs(true)
-                .build()
-                .map_err(|e| ClientError::Build(e.to_string()))?,
+            verified: https_client(ca_pem, timeout, resolve, true)?,
+            unverified: https_client(None, timeout, resolve, false)?,
             url: url.to_string(),
             timeout,
         })
@@ -152,6 +119,44 @@ impl LineAuthClient {
     }
 }
 
+/// An HTTPS client that trusts `ca_pem` (and the system roots), or, with `verify` false, nothing
+/// at all (only for reading a page whose certificate already failed). `resolve` pins a host to an
+/// address (tests and the lab).
+pub fn https_client(
+    ca_pem: Option<(&str, &[u8])>,
+    timeout: Duration,
+    resolve: Option<(&str, SocketAddr)>,
+    verify: bool,
+) -> Result<reqwest::Client, ClientError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("oqs-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some((host, addr)) = resolve {
+        b = b.resolve(host, addr);
+    }
+    if !verify {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some((path, pem)) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Ca {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if certs.is_empty() {
+            return Err(ClientError::Ca {
+                path: path.into(),
+                message: "no certificate in the file".into(),
+            });
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| ClientError::Build(e.to_string()))
+}
+
 fn code_suffix(code: &str) -> String {
     if code.is_empty() {
         String::new()
@@ -160,7 +165,10 @@ fn code_suffix(code: &str) -> String {
     }
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<(u32, String), reqwest::Error> {
+pub(crate) async fn get(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(u32, String), reqwest::Error> {
     let mut resp = client.get(url).send().await?;
     let status = u32::from(resp.status().as_u16());
     let mut body = Vec::new();
@@ -175,7 +183,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(u32, String), reqwe
 }
 
 /// The error and its causes, one line.
-fn chain(e: &reqwest::Error) -> String {
+pub(crate) fn chain(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

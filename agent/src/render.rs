@@ -1,0 +1,256 @@
+//! How `oqs-agent check` shows a round: a report for the engineer on site (Japanese by default,
+//! English on request) that walks the guide's tree, or one JSON document for scripts.
+//!
+//! Must never print the customer ID in full.
+
+use crate::diagnosis::Diagnosis;
+use oqs_proto::v1::{self, Outcome, Report};
+use serde_json::{json, Value};
+
+/// Output language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Ja,
+    En,
+}
+
+/// `LINE_AUTH_STATE_CONSENT` → `consent`.
+fn enum_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+}
+
+fn outcome(o: i32) -> String {
+    enum_name(
+        v1::Outcome::try_from(o)
+            .unwrap_or(Outcome::Unspecified)
+            .as_str_name(),
+        "OUTCOME_",
+    )
+}
+
+/// One JSON document with every probe result, the line-auth state and code, the prefix and the
+/// diagnosis.
+pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
+    let ipv6 = r.ipv6.clone().unwrap_or_default();
+    let la = r.lineauth.clone().unwrap_or_default();
+    let state = |s: i32| {
+        enum_name(
+            v1::LineAuthState::try_from(s)
+                .unwrap_or(v1::LineAuthState::Unspecified)
+                .as_str_name(),
+            "LINE_AUTH_STATE_",
+        )
+    };
+    json!({
+        "area": area,
+        "prefix": if ipv6.prefix.is_empty() { Value::Null } else { json!(ipv6.prefix) },
+        "ipv6": {
+            "outcome": outcome(ipv6.outcome),
+            "error": ipv6.error,
+            "addresses": ipv6.addresses.iter().map(|a| json!({
+                "interface": a.interface,
+                "address": a.address,
+                "prefix_len": a.prefix_len,
+                "kind": enum_name(v1::AddressKind::try_from(a.kind).unwrap_or(v1::AddressKind::Unspecified).as_str_name(), "ADDRESS_KIND_"),
+                "deprecated": a.deprecated,
+            })).collect::<Vec<_>>(),
+            "has_default_route": ipv6.has_default_route,
+            "default_gateways": ipv6.default_gateways,
+            "dns_servers": ipv6.dns_servers,
+            "dns_mode": enum_name(v1::DnsServerMode::try_from(ipv6.dns_mode).unwrap_or(v1::DnsServerMode::Unspecified).as_str_name(), "DNS_SERVER_MODE_"),
+        },
+        "dns": r.dns.iter().map(|p| json!({
+            "name": p.name,
+            "record_type": enum_name(v1::RecordType::try_from(p.record_type).unwrap_or(v1::RecordType::Unspecified).as_str_name(), "RECORD_TYPE_"),
+            "resolver": enum_name(v1::ResolverRole::try_from(p.role).unwrap_or(v1::ResolverRole::Unspecified).as_str_name(), "RESOLVER_ROLE_"),
+            "server": p.server,
+            "outcome": outcome(p.outcome),
+            "rcode": p.rcode,
+            "answers": p.answers,
+            "latency_ms": p.latency_ms,
+            "error": p.error,
+        })).collect::<Vec<_>>(),
+        "lineauth": {
+            "url": la.url,
+            "state": state(la.state),
+            "code": if la.error_code.is_empty() { Value::Null } else { json!(la.error_code) },
+            "outcome": outcome(la.outcome),
+            "http_status": la.http_status,
+            "tls_trusted": la.tls_trusted,
+            "fetched_without_verification": la.fetched_without_verification,
+            "unverified_page_state": if la.fetched_without_verification { json!(state(la.unverified_page_state)) } else { Value::Null },
+            "excerpt": la.excerpt,
+            "error": la.error,
+            "latency_ms": la.latency_ms,
+        },
+        "http": r.http.iter().map(|h| json!({
+            "target": enum_name(v1::HttpTarget::try_from(h.target).unwrap_or(v1::HttpTarget::Unspecified).as_str_name(), "HTTP_TARGET_"),
+            "url": h.url,
+            "outcome": outcome(h.outcome),
+            "status": h.status,
+            "latency_ms": h.latency_ms,
+            "error": h.error,
+        })).collect::<Vec<_>>(),
+        "ntp": r.ntp.iter().map(|n| json!({
+            "server": n.server,
+            "outcome": outcome(n.outcome),
+            "offset_us": n.offset_us,
+            "stratum": n.stratum,
+            "error": n.error,
+        })).collect::<Vec<_>>(),
+        "diagnosis": {
+            "step": d.step,
+            "finding": d.finding,
+            "remedy_ja": d.remedy_ja,
+            "remedy_en": d.remedy_en,
+            "guide_page": d.guide_page,
+        },
+    })
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "OK"
+    } else {
+        "NG"
+    }
+}
+
+/// The engineer's report.
+pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
+    let ja = lang == Lang::Ja;
+    let ok = |o: i32| o == Outcome::Ok as i32;
+    let mut s = String::new();
+    let title = if ja {
+        "オンライン資格確認 接続チェック"
+    } else {
+        "OQS connection check"
+    };
+    s.push_str(&format!("{title} ({area_label})\n\n"));
+    let ipv6 = r.ipv6.clone().unwrap_or_default();
+    s.push_str(&format!(
+        "[{}] {} {}\n",
+        mark(ok(ipv6.outcome)),
+        if ja {
+            "IPv6アドレス (手順6-⑫):"
+        } else {
+            "IPv6 address (step 6-⑫):"
+        },
+        if ipv6.prefix.is_empty() {
+            ipv6.error.clone()
+        } else {
+            format!("{} ({} addr)", ipv6.prefix, ipv6.addresses.len())
+        }
+    ));
+    s.push_str(&format!(
+        "     {} {}\n",
+        if ja {
+            "DNSサーバー (手順6-⑬):"
+        } else {
+            "DNS servers (step 6-⑬):"
+        },
+        if ipv6.dns_servers.is_empty() {
+            "-".to_string()
+        } else {
+            ipv6.dns_servers.join(", ")
+        }
+    ));
+    for p in r
+        .dns
+        .iter()
+        .filter(|p| p.record_type == v1::RecordType::Aaaa as i32)
+    {
+        let who = if p.server == "system" {
+            if ja {
+                "端末の設定"
+            } else {
+                "system"
+            }
+        } else {
+            p.server.as_str()
+        };
+        let detail = if ok(p.outcome) {
+            p.answers.join(", ")
+        } else {
+            format!("{} {}", p.rcode, p.error)
+        };
+        s.push_str(&format!(
+            "[{}] nslookup {} ({who}): {}\n",
+            mark(ok(p.outcome)),
+            p.name,
+            detail.trim()
+        ));
+    }
+    let la = r.lineauth.clone().unwrap_or_default();
+    let state = v1::LineAuthState::try_from(la.state).unwrap_or(v1::LineAuthState::Unspecified);
+    s.push_str(&format!(
+        "[{}] {} {}{}\n",
+        mark(ok(la.outcome)),
+        if ja {
+            "回線認証サイト:"
+        } else {
+            "Line-authentication portal:"
+        },
+        enum_name(state.as_str_name(), "LINE_AUTH_STATE_"),
+        if la.error_code.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", la.error_code)
+        }
+    ));
+    for h in &r.http {
+        s.push_str(&format!(
+            "[{}] {} {}\n",
+            mark(ok(h.outcome)),
+            h.url,
+            if ok(h.outcome) {
+                h.status.to_string()
+            } else {
+                h.error.clone()
+            }
+        ));
+    }
+    for n in &r.ntp {
+        s.push_str(&format!(
+            "[{}] NTP {}: {}\n",
+            mark(ok(n.outcome)),
+            n.server,
+            if ok(n.outcome) {
+                format!(
+                    "offset {:.3} s, stratum {}",
+                    n.offset_us as f64 / 1e6,
+                    n.stratum
+                )
+            } else {
+                n.error.clone()
+            }
+        ));
+    }
+    s.push('\n');
+    match d.step {
+        None => s.push_str(if ja {
+            "結果: 問題は見つかりませんでした。\n"
+        } else {
+            "Result: no problem found.\n"
+        }),
+        Some(step) => {
+            let remedy = if ja { d.remedy_ja } else { d.remedy_en };
+            if ja {
+                s.push_str(&format!(
+                    "結果: 切り分け手順 {step} で NG\n対処: {remedy}\n参照: 接続ガイド {}\n",
+                    d.guide_page
+                ));
+            } else {
+                s.push_str(&format!("Result: troubleshooting step {step} fails\nRemedy: {remedy}\nSee: connection guide {}\n", d.guide_page));
+            }
+            s.push_str(if ja {
+                "問合せ先: ネットワークサポートデスク 0120-220-571（お客さまIDとIPv6アドレスをご用意ください）\n"
+            } else {
+                "Support: Network Support Desk 0120-220-571 (have the customer ID and IPv6 address ready)\n"
+            });
+        }
+    }
+    s
+}

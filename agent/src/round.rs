@@ -1,0 +1,141 @@
+//! One round: every check of the guide, run concurrently with per-probe timeouts, gathered into one
+//! `Report`. A round takes about as long as its slowest probe.
+//!
+//! Must never retry inside a round (the next round is the retry) and never block the runtime:
+//! OS reads go to a blocking thread.
+
+use crate::checks::{dns, http, ipv6, lineauth, ntp};
+use crate::config::AgentConfig;
+use hickory_resolver::TokioResolver;
+use oqs_proto::v1::{HttpTarget, Ipv6State, Outcome, Report};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Why a round cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error("cannot read the OQS CA bundle {path}: {source}")]
+    Ca {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] lineauth::fetch::ClientError),
+}
+
+/// Everything a round needs, built once from the configuration.
+pub struct RoundRunner {
+    cfg: AgentConfig,
+    classifier: lineauth::classify::Classifier,
+    lineauth: lineauth::fetch::LineAuthClient,
+    web: reqwest::Client,
+    system: Option<TokioResolver>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl RoundRunner {
+    pub fn new(cfg: AgentConfig) -> Result<Self, RoundError> {
+        let ca = match &cfg.oqs_ca {
+            None => None,
+            Some(p) => Some((
+                p.display().to_string(),
+                std::fs::read(p).map_err(|source| RoundError::Ca {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+            )),
+        };
+        let ca_ref = ca.as_ref().map(|(p, b)| (p.as_str(), b.as_slice()));
+        let timeout = cfg.probe_timeout;
+        let classifier =
+            lineauth::classify::Classifier::with_extra(cfg.probes.lineauth_patterns.clone())
+                .expect("patterns were checked when the configuration was parsed");
+        let lineauth =
+            lineauth::fetch::LineAuthClient::new(&cfg.probes.lineauth_url, ca_ref, timeout, None)?;
+        let web = lineauth::fetch::https_client(ca_ref, timeout, None, true)?;
+        // Without a system DNS configuration the system probes report the failure themselves.
+        let system = dns::system(timeout).ok();
+        Ok(Self {
+            cfg,
+            classifier,
+            lineauth,
+            web,
+            system,
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// Runs every check once.
+    pub async fn run(&self, seq: u64, spool_dropped_total: u64) -> Report {
+        let started_at_ms = now_ms();
+        let t = self.cfg.probe_timeout;
+        let p = &self.cfg.probes;
+        let (ipv6, dns, lineauth, http, ntp) = tokio::join!(
+            observe_ipv6(&p.nw_base_servers),
+            dns::run(p, self.system.as_ref(), 53, t),
+            self.lineauth.probe(&self.classifier),
+            futures::future::join_all([
+                http::probe(
+                    &self.web,
+                    HttpTarget::OqsWebProduction,
+                    &p.oqs_web_production_url,
+                    t
+                ),
+                http::probe(
+                    &self.web,
+                    HttpTarget::OqsWebVerification,
+                    &p.oqs_web_verification_url,
+                    t
+                ),
+                http::probe(&self.web, HttpTarget::Crl, &p.crl_url, t),
+            ]),
+            futures::future::join_all(p.ntp_servers.iter().map(|s| ntp::probe(s, t))),
+        );
+        Report {
+            seq,
+            started_at_ms,
+            finished_at_ms: now_ms().max(started_at_ms),
+            ipv6: Some(ipv6),
+            dns,
+            lineauth: Some(lineauth),
+            http,
+            ntp,
+            spool_dropped_total,
+        }
+    }
+}
+
+/// Reads and judges the terminal's IPv6 state.
+pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr]) -> Ipv6State {
+    let started = Instant::now();
+    #[cfg(target_os = "linux")]
+    let observed = tokio::task::spawn_blocking(ipv6::linux::observe).await;
+    #[cfg(not(target_os = "linux"))]
+    let observed: Result<std::io::Result<ipv6::Observed>, String> = Ok(Err(std::io::Error::other(
+        "reading IPv6 state is not implemented on this platform yet",
+    )));
+    let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    match observed {
+        Ok(Ok(o)) => ipv6::judge(&o, nw_base, ms),
+        Ok(Err(e)) => Ipv6State {
+            outcome: Outcome::Failed as i32,
+            error: format!("cannot read the IPv6 state: {e}"),
+            latency_ms: ms,
+            ..Default::default()
+        },
+        Err(e) => Ipv6State {
+            outcome: Outcome::Failed as i32,
+            error: format!("reading the IPv6 state failed: {e}"),
+            latency_ms: ms,
+            ..Default::default()
+        },
+    }
+}
