@@ -10,3 +10,4 @@ pub mod diagnosis;
 pub mod guide;
 pub mod render;
 pub mod round;
+pub mod spool;
