@@ -151,7 +151,7 @@ pub struct AgentConfig {
 }
 
 /// Bounds, our choices.
-pub const INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
+pub const INTERVAL_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 pub const PROBE_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 pub const MIN_SPOOL_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_INTERVAL_SECS: u64 = 60;
@@ -444,7 +444,7 @@ mod tests {
         for (extra, key) in [
             ("area = \"east\"\nintervall_secs = 5\n", "intervall_secs"),
             ("area = \"east\"\n[dns]\nservers = []\n", "servers"),
-            ("area = \"east\"\ninterval_secs = 1\n", "interval_secs"),
+            ("area = \"east\"\ninterval_secs = 0\n", "interval_secs"),
             ("area = \"east\"\nprobe_timeout_ms = 0\n", "probe_timeout_ms"),
             ("area = \"east\"\n[spool]\nmax_bytes = 10\n", "spool.max_bytes"),
             ("area = \"east\"\n[lineauth]\nurl = \"ftp://x\"\n", "lineauth.url"),

@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod daemon;
 pub mod diagnosis;
 pub mod guide;
 pub mod render;

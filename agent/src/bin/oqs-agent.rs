@@ -19,6 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: rounds on the interval, streamed to the collector, spooled until acknowledged.
+    /// Stops cleanly on SIGTERM or Ctrl-C.
+    Run {
+        /// The agent config file (deploy/agent.example.toml shows every key).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run every check of the connection guide once and name the first failing step.
     /// Exit status 0 only when everything passes.
     Check {
@@ -54,6 +61,24 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let cfg = AgentConfig::from_file(&config)?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let s = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                s.cancel();
+            });
+            oqs_agent::daemon::run(cfg, shutdown).await?;
+            Ok(())
+        }
         Command::Check {
             area,
             prefecture,
@@ -99,5 +124,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             std::process::exit(if d.step.is_none() { 0 } else { 1 });
         }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
     }
 }

@@ -1,0 +1,263 @@
+//! `oqs-agent run`: rounds on the interval, every report into the spool first, streamed to the
+//! collector and dropped from the spool only when acknowledged. Reconnects with exponential
+//! backoff and jitter; replays what the spool holds, in order, after every reconnect; applies
+//! `ConfigUpdate` (interval, probe timeout) and `RunNow`.
+//!
+//! Rounds never wait for the network: a collector outage only grows the spool (up to its bound).
+//! Must never drop a report that was not acknowledged, except when the spool is full (counted) or
+//! the collector refused it for good (`Rejected`).
+
+use crate::config::AgentConfig;
+use crate::round::RoundRunner;
+use crate::spool::{Spool, SpoolError};
+use oqs_proto::v1::agent_message::Body as AgentBody;
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use oqs_proto::v1::fleet_ingest_client::FleetIngestClient;
+use oqs_proto::v1::{AgentMessage, Hello};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("collector.url is not set in the configuration; `run` needs it")]
+    NoCollector,
+    #[error("collector.url {0:?} is not usable: {1}")]
+    BadUrl(String, String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Round(#[from] crate::round::RoundError),
+}
+
+/// Backoff between reconnects.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+type Shared = Arc<Mutex<Spool>>;
+
+/// Runs a spool operation on a blocking thread (it writes and syncs files).
+async fn spool_op<T: Send + 'static>(
+    spool: &Shared,
+    f: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    let s = spool.clone();
+    tokio::task::spawn_blocking(move || f(&mut s.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .unwrap_or_else(|e| {
+            Err(SpoolError::Io {
+                path: "(spool task)".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let url = cfg.collector_url.clone().ok_or(DaemonError::NoCollector)?;
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    let dir = cfg.spool_dir.clone();
+    let max = cfg.spool_max_bytes;
+    let spool: Shared = Arc::new(Mutex::new(
+        tokio::task::spawn_blocking(move || Spool::open(&dir, max))
+            .await
+            .map_err(|e| SpoolError::Io {
+                path: cfg.spool_dir.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })??,
+    ));
+    let runner = Arc::new(RoundRunner::new(cfg.clone())?);
+    let new_report = Arc::new(Notify::new());
+    let run_now = Arc::new(Notify::new());
+    let (interval_tx, interval_rx) = watch::channel(cfg.interval);
+
+    let rounds = tokio::spawn(rounds(
+        runner,
+        spool.clone(),
+        new_report.clone(),
+        run_now.clone(),
+        interval_rx,
+        shutdown.clone(),
+    ));
+    let hello = Hello {
+        protocol_version: oqs_proto::PROTOCOL_VERSION,
+        site_id: cfg.site.to_string(),
+        terminal_id: cfg.terminal.to_string(),
+        hostname: hostname(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        area: cfg.area.to_wire() as i32,
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        boot_id: format!("{:x}", nanos()),
+        customer_id: cfg.customer_id.as_ref().map(|c| c.reveal().to_string()),
+        highest_held_seq: 0,
+    };
+    let mut backoff = BACKOFF_MIN;
+    while !shutdown.is_cancelled() {
+        let channel = endpoint.connect_lazy();
+        let connected = session(
+            channel,
+            hello.clone(),
+            &spool,
+            &new_report,
+            &run_now,
+            &interval_tx,
+            &shutdown,
+        )
+        .await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match connected {
+            Ok(()) => backoff = BACKOFF_MIN,
+            Err(e) => tracing::warn!(error = %e, "collector stream ended"),
+        }
+        let wait = jitter(backoff);
+        tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    let _ = rounds.await;
+    Ok(())
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// ±20%, so a fleet that lost its collector does not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let r = (nanos() % 1000) as f64 / 1000.0; // 0..1
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+fn hostname() -> String {
+    std::env::var("COMPUTERNAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().chars().take(253).collect())
+        .unwrap_or_default()
+}
+
+async fn rounds(
+    runner: Arc<RoundRunner>,
+    spool: Shared,
+    new_report: Arc<Notify>,
+    run_now: Arc<Notify>,
+    mut interval: watch::Receiver<Duration>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let report = runner.run(0, 0).await;
+        match spool_op(&spool, move |s| s.push(report)).await {
+            Ok(r) => {
+                tracing::debug!(seq = r.seq, "round spooled");
+                new_report.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot spool a round's report"),
+        }
+        let wait = *interval.borrow_and_update();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = run_now.notified() => {}
+            _ = interval.changed() => {}
+        }
+    }
+}
+
+/// One stream: Hello, replay, then live reports; returns when the stream ends.
+async fn session(
+    channel: tonic::transport::Channel,
+    mut hello: Hello,
+    spool: &Shared,
+    new_report: &Notify,
+    run_now: &Notify,
+    interval: &watch::Sender<Duration>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    hello.highest_held_seq = spool
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .highest_held();
+    let (tx, rx) = mpsc::channel::<AgentMessage>(64);
+    tx.send(AgentMessage {
+        body: Some(AgentBody::Hello(hello)),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut inbound = FleetIngestClient::new(channel)
+        .connect(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("connect: {}", s.message()))?
+        .into_inner();
+    let stored = match inbound.message().await {
+        Ok(Some(m)) => match m.body {
+            Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
+            other => return Err(format!("expected Welcome, got {other:?}")),
+        },
+        Ok(None) => return Err("stream closed before Welcome".into()),
+        Err(s) => return Err(s.message().to_string()),
+    };
+    spool_op(spool, move |s| {
+        s.remove_through(stored)?;
+        s.continue_above(stored)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(last_stored_seq = stored, "connected to the collector");
+    let mut sent_upto = stored;
+    loop {
+        // Send everything the spool holds beyond what this stream has sent, in order.
+        let pending = spool_op(spool, move |s| s.after(sent_upto))
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in pending {
+            sent_upto = r.seq;
+            tx.send(AgentMessage {
+                body: Some(AgentBody::Report(r)),
+            })
+            .await
+            .map_err(|_| "stream closed".to_string())?;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = new_report.notified() => {}
+            m = inbound.message() => match m {
+                Ok(Some(m)) => match m.body {
+                    Some(CollectorBody::Ack(a)) => {
+                        let seq = a.seq;
+                        spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
+                    }
+                    Some(CollectorBody::Rejected(r)) => {
+                        tracing::warn!(seq = r.seq, reason = %r.reason, "collector refused a report; dropping it");
+                        let seq = r.seq;
+                        spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
+                    }
+                    Some(CollectorBody::ConfigUpdate(c)) if c.interval_seconds > 0 => {
+                        let _ = interval.send(Duration::from_secs(u64::from(c.interval_seconds)));
+                    }
+                    Some(CollectorBody::RunNow(r)) => {
+                        tracing::info!(request_id = %r.request_id, "run now requested");
+                        run_now.notify_one();
+                    }
+                    _ => {}
+                },
+                Ok(None) => return Err("the collector closed the stream".into()),
+                Err(s) => return Err(format!("{:?}: {}", s.code(), s.message())),
+            },
+        }
+    }
+}
