@@ -43,8 +43,23 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "LINE_AUTH_STATE_",
         )
     };
+    let slowest = r
+        .dns
+        .iter()
+        .map(|p| p.latency_ms)
+        .chain(r.http.iter().map(|h| h.latency_ms))
+        .chain(r.ntp.iter().map(|n| n.latency_ms))
+        .chain([ipv6.latency_ms, la.latency_ms])
+        .max()
+        .unwrap_or(0);
     json!({
         "area": area,
+        "round": {
+            "started_at_ms": r.started_at_ms,
+            "finished_at_ms": r.finished_at_ms,
+            "wall_ms": r.finished_at_ms - r.started_at_ms,
+            "slowest_probe_ms": slowest,
+        },
         "prefix": if ipv6.prefix.is_empty() { Value::Null } else { json!(ipv6.prefix) },
         "ipv6": {
             "outcome": outcome(ipv6.outcome),

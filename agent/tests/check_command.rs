@@ -47,6 +47,11 @@ fn json_has_every_probe_the_lineauth_object_and_a_diagnosis_step() {
     assert!((2..=6).contains(&step), "{step}");
     assert!(v["diagnosis"]["remedy_ja"].as_str().unwrap().len() > 10);
     assert!(v.get("prefix").is_some());
+    let wall = v["round"]["wall_ms"].as_i64().unwrap();
+    let slowest = v["round"]["slowest_probe_ms"].as_i64().unwrap();
+    assert!(wall >= slowest, "a round lasts at least its slowest probe");
+    // Probes run concurrently: 36 DNS probes with a 300 ms timeout finish far inside 36 × 300 ms.
+    assert!(wall < 3_000, "round took {wall} ms");
 }
 
 #[test]
