@@ -1,7 +1,7 @@
 //! `oqs-agent run`: rounds on the interval, every report into the spool first, streamed to the
 //! collector and dropped from the spool only when acknowledged. Reconnects with exponential
 //! backoff and jitter; replays what the spool holds, in order, after every reconnect; applies
-//! `ConfigUpdate` (interval, probe timeout) and `RunNow`.
+//! `ConfigUpdate` (every field, validated like the file) and `RunNow`.
 //!
 //! Rounds never wait for the network: a collector outage only grows the spool (up to its bound).
 //! Must never drop a report that was not acknowledged, except when the spool is full (counted) or
@@ -75,14 +75,14 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let runner = Arc::new(RoundRunner::new(cfg.clone())?);
     let new_report = Arc::new(Notify::new());
     let run_now = Arc::new(Notify::new());
-    let (interval_tx, interval_rx) = watch::channel(cfg.interval);
+    let (config_tx, config_rx) = watch::channel(cfg.clone());
 
     let rounds = tokio::spawn(rounds(
         runner,
         spool.clone(),
         new_report.clone(),
         run_now.clone(),
-        interval_rx,
+        config_rx,
         shutdown.clone(),
     ));
     let hello = Hello {
@@ -106,7 +106,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
             &spool,
             &new_report,
             &run_now,
-            &interval_tx,
+            &config_tx,
             &shutdown,
         )
         .await;
@@ -156,9 +156,10 @@ async fn rounds(
     spool: Shared,
     new_report: Arc<Notify>,
     run_now: Arc<Notify>,
-    mut interval: watch::Receiver<Duration>,
+    mut config: watch::Receiver<AgentConfig>,
     shutdown: CancellationToken,
 ) {
+    let mut runner = runner;
     loop {
         let report = runner.run(0, 0).await;
         match spool_op(&spool, move |s| s.push(report)).await {
@@ -168,12 +169,19 @@ async fn rounds(
             }
             Err(e) => tracing::error!(error = %e, "cannot spool a round's report"),
         }
-        let wait = *interval.borrow_and_update();
+        let wait = config.borrow_and_update().interval;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
             _ = run_now.notified() => {}
-            _ = interval.changed() => {}
+            _ = config.changed() => {
+                // New probe settings from the collector: rebuild what the rounds use.
+                let cfg = config.borrow_and_update().clone();
+                match RoundRunner::new(cfg) {
+                    Ok(r) => runner = Arc::new(r),
+                    Err(e) => tracing::warn!(error = %e, "keeping the previous probe settings"),
+                }
+            }
         }
     }
 }
@@ -185,7 +193,7 @@ async fn session(
     spool: &Shared,
     new_report: &Notify,
     run_now: &Notify,
-    interval: &watch::Sender<Duration>,
+    config: &watch::Sender<AgentConfig>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     hello.highest_held_seq = spool
@@ -246,8 +254,15 @@ async fn session(
                         let seq = r.seq;
                         spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
                     }
-                    Some(CollectorBody::ConfigUpdate(c)) if c.interval_seconds > 0 => {
-                        let _ = interval.send(Duration::from_secs(u64::from(c.interval_seconds)));
+                    Some(CollectorBody::ConfigUpdate(c)) => {
+                        let current = config.borrow().clone();
+                        match current.apply_update(&c) {
+                            Ok((next, changed)) => {
+                                tracing::info!(?changed, "configuration updated by the collector");
+                                let _ = config.send(next);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "ignoring a configuration update"),
+                        }
                     }
                     Some(CollectorBody::RunNow(r)) => {
                         tracing::info!(request_id = %r.request_id, "run now requested");
