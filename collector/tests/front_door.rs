@@ -23,7 +23,8 @@ fn readme_and_ci_run_the_same_test_command() {
     assert!(readme.contains("cargo run --release -p oqs-collector -- --demo"));
     assert!(readme.contains("    cargo test --workspace\n"));
     assert!(
-        ci.lines().any(|l| l.contains("{ cargo test --workspace; }")),
+        ci.lines()
+            .any(|l| l.contains("{ cargo test --workspace; }")),
         "{ci}"
     );
 }
