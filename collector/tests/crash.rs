@@ -150,3 +150,32 @@ async fn sigterm_stops_the_collector_cleanly() {
         1
     );
 }
+
+#[test]
+fn the_collector_lifts_a_low_soft_file_limit_for_thousands_of_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "ulimit -Sn 256; exec {} --data-dir {} --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0",
+        env!("CARGO_BIN_EXE_oqs-collector"),
+        dir.path().display()
+    );
+    let mut child = Command::new("bash")
+        .args(["-c", &script])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let child = Collector(child);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(soft > 256, "soft limit still {soft}");
+}

@@ -48,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // One agent is one connection: lift the soft file-descriptor limit to the hard one, so a
+    // fleet of thousands is not capped by a 1024 default.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(nofile = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
     let mut config = match &args.config {
         Some(p) => CollectorConfig::from_file(p)?,
         None => CollectorConfig::default(),
