@@ -14,6 +14,19 @@ pub enum Lang {
     En,
 }
 
+/// The short name of a wire enum value: `wire_name!(LineAuthState, 1, "LINE_AUTH_STATE_")` →
+/// `"consent"`; unknown numbers read as `unspecified`.
+macro_rules! wire_name {
+    ($enum:ident, $v:expr, $prefix:literal) => {
+        enum_name(
+            v1::$enum::try_from($v)
+                .unwrap_or(v1::$enum::Unspecified)
+                .as_str_name(),
+            $prefix,
+        )
+    };
+}
+
 /// `LINE_AUTH_STATE_CONSENT` → `consent`.
 fn enum_name(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix)
@@ -22,12 +35,7 @@ fn enum_name(full: &str, prefix: &str) -> String {
 }
 
 fn outcome(o: i32) -> String {
-    enum_name(
-        v1::Outcome::try_from(o)
-            .unwrap_or(Outcome::Unspecified)
-            .as_str_name(),
-        "OUTCOME_",
-    )
+    wire_name!(Outcome, o, "OUTCOME_")
 }
 
 /// One JSON document with every probe result, the line-auth state and code, the prefix and the
@@ -35,14 +43,7 @@ fn outcome(o: i32) -> String {
 pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
     let ipv6 = r.ipv6.clone().unwrap_or_default();
     let la = r.lineauth.clone().unwrap_or_default();
-    let state = |s: i32| {
-        enum_name(
-            v1::LineAuthState::try_from(s)
-                .unwrap_or(v1::LineAuthState::Unspecified)
-                .as_str_name(),
-            "LINE_AUTH_STATE_",
-        )
-    };
+    let state = |s: i32| wire_name!(LineAuthState, s, "LINE_AUTH_STATE_");
     let slowest = r
         .dns
         .iter()
@@ -68,18 +69,18 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
                 "interface": a.interface,
                 "address": a.address,
                 "prefix_len": a.prefix_len,
-                "kind": enum_name(v1::AddressKind::try_from(a.kind).unwrap_or(v1::AddressKind::Unspecified).as_str_name(), "ADDRESS_KIND_"),
+                "kind": wire_name!(AddressKind, a.kind, "ADDRESS_KIND_"),
                 "deprecated": a.deprecated,
             })).collect::<Vec<_>>(),
             "has_default_route": ipv6.has_default_route,
             "default_gateways": ipv6.default_gateways,
             "dns_servers": ipv6.dns_servers,
-            "dns_mode": enum_name(v1::DnsServerMode::try_from(ipv6.dns_mode).unwrap_or(v1::DnsServerMode::Unspecified).as_str_name(), "DNS_SERVER_MODE_"),
+            "dns_mode": wire_name!(DnsServerMode, ipv6.dns_mode, "DNS_SERVER_MODE_"),
         },
         "dns": r.dns.iter().map(|p| json!({
             "name": p.name,
-            "record_type": enum_name(v1::RecordType::try_from(p.record_type).unwrap_or(v1::RecordType::Unspecified).as_str_name(), "RECORD_TYPE_"),
-            "resolver": enum_name(v1::ResolverRole::try_from(p.role).unwrap_or(v1::ResolverRole::Unspecified).as_str_name(), "RESOLVER_ROLE_"),
+            "record_type": wire_name!(RecordType, p.record_type, "RECORD_TYPE_"),
+            "resolver": wire_name!(ResolverRole, p.role, "RESOLVER_ROLE_"),
             "server": p.server,
             "outcome": outcome(p.outcome),
             "rcode": p.rcode,
@@ -101,7 +102,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "latency_ms": la.latency_ms,
         },
         "http": r.http.iter().map(|h| json!({
-            "target": enum_name(v1::HttpTarget::try_from(h.target).unwrap_or(v1::HttpTarget::Unspecified).as_str_name(), "HTTP_TARGET_"),
+            "target": wire_name!(HttpTarget, h.target, "HTTP_TARGET_"),
             "url": h.url,
             "outcome": outcome(h.outcome),
             "status": h.status,
@@ -199,7 +200,6 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         ));
     }
     let la = r.lineauth.clone().unwrap_or_default();
-    let state = v1::LineAuthState::try_from(la.state).unwrap_or(v1::LineAuthState::Unspecified);
     s.push_str(&format!(
         "[{}] {} {}{}\n",
         mark(ok(la.outcome)),
@@ -208,7 +208,7 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         } else {
             "Line-authentication portal:"
         },
-        enum_name(state.as_str_name(), "LINE_AUTH_STATE_"),
+        wire_name!(LineAuthState, la.state, "LINE_AUTH_STATE_"),
         if la.error_code.is_empty() {
             String::new()
         } else {
