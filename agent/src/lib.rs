@@ -1,13 +1,14 @@
 //! `oqs-agent`: the agent on a clinic's OQS terminal. It runs the connection guide's checks and
 //! streams the results to the collector.
 //!
-//! Work in progress (see the agent issue): so far the line-authentication page classifier. Must
-//! never press 希望する or change anything on the terminal: it only observes.
+//! Must never press 希望する or change anything on the terminal: it only observes. The
+//! troubleshooting tree lives in `oqs-guide` (re-exported as [`diagnosis`]) because the collector
+//! walks the same tree for each site.
 
 pub mod checks;
 pub mod config;
 pub mod daemon;
-pub mod diagnosis;
+pub use oqs_guide::diagnosis;
 pub mod guide;
 pub mod render;
 pub mod round;

@@ -5,6 +5,7 @@
 
 use crate::diagnosis::Diagnosis;
 use oqs_proto::v1::{self, Outcome, Report};
+use oqs_proto::wire_name;
 use serde_json::{json, Value};
 
 /// Output language.
@@ -14,28 +15,8 @@ pub enum Lang {
     En,
 }
 
-/// The short name of a wire enum value: `wire_name!(LineAuthState, 1, "LINE_AUTH_STATE_")` →
-/// `"consent"`; unknown numbers read as `unspecified`.
-macro_rules! wire_name {
-    ($enum:ident, $v:expr, $prefix:literal) => {
-        enum_name(
-            v1::$enum::try_from($v)
-                .unwrap_or(v1::$enum::Unspecified)
-                .as_str_name(),
-            $prefix,
-        )
-    };
-}
-
-/// `LINE_AUTH_STATE_CONSENT` → `consent`.
-fn enum_name(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix)
-        .unwrap_or(full)
-        .to_ascii_lowercase()
-}
-
 fn outcome(o: i32) -> String {
-    wire_name!(Outcome, o, "OUTCOME_")
+    wire_name!(Outcome, o)
 }
 
 /// One JSON document with every probe result, the line-auth state and code, the prefix and the
@@ -43,7 +24,7 @@ fn outcome(o: i32) -> String {
 pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
     let ipv6 = r.ipv6.clone().unwrap_or_default();
     let la = r.lineauth.clone().unwrap_or_default();
-    let state = |s: i32| wire_name!(LineAuthState, s, "LINE_AUTH_STATE_");
+    let state = |s: i32| wire_name!(LineAuthState, s);
     let slowest = r
         .dns
         .iter()
@@ -69,18 +50,18 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
                 "interface": a.interface,
                 "address": a.address,
                 "prefix_len": a.prefix_len,
-                "kind": wire_name!(AddressKind, a.kind, "ADDRESS_KIND_"),
+                "kind": wire_name!(AddressKind, a.kind),
                 "deprecated": a.deprecated,
             })).collect::<Vec<_>>(),
             "has_default_route": ipv6.has_default_route,
             "default_gateways": ipv6.default_gateways,
             "dns_servers": ipv6.dns_servers,
-            "dns_mode": wire_name!(DnsServerMode, ipv6.dns_mode, "DNS_SERVER_MODE_"),
+            "dns_mode": wire_name!(DnsServerMode, ipv6.dns_mode),
         },
         "dns": r.dns.iter().map(|p| json!({
             "name": p.name,
-            "record_type": wire_name!(RecordType, p.record_type, "RECORD_TYPE_"),
-            "resolver": wire_name!(ResolverRole, p.role, "RESOLVER_ROLE_"),
+            "record_type": wire_name!(RecordType, p.record_type),
+            "resolver": wire_name!(ResolverRole, p.role),
             "server": p.server,
             "outcome": outcome(p.outcome),
             "rcode": p.rcode,
@@ -102,7 +83,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "latency_ms": la.latency_ms,
         },
         "http": r.http.iter().map(|h| json!({
-            "target": wire_name!(HttpTarget, h.target, "HTTP_TARGET_"),
+            "target": wire_name!(HttpTarget, h.target),
             "url": h.url,
             "outcome": outcome(h.outcome),
             "status": h.status,
@@ -208,7 +189,7 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         } else {
             "Line-authentication portal:"
         },
-        wire_name!(LineAuthState, la.state, "LINE_AUTH_STATE_"),
+        wire_name!(LineAuthState, la.state),
         if la.error_code.is_empty() {
             String::new()
         } else {

@@ -2,7 +2,7 @@
 //! service types, the descriptor set for gRPC reflection, and the identity rules both sides enforce.
 //!
 //! This crate is the only place the protocol lives. It must never hold behaviour beyond parsing
-//! identities: no I/O, no storage, no checks.
+//! identities and naming enum values: no I/O, no storage, no checks.
 
 pub mod codec;
 pub mod ident;
@@ -19,3 +19,25 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The encoded `FileDescriptorSet` of `fleet.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));
+
+/// The short snake_case name of a wire enum value, as the JSON outputs spell it:
+/// `wire_name!(LineAuthState, 1)` → `"consent"`; unknown numbers read as `unspecified`.
+#[macro_export]
+macro_rules! wire_name {
+    ($enum:ident, $v:expr) => {{
+        let unspecified = $crate::v1::$enum::Unspecified.as_str_name();
+        $crate::short_name(
+            $crate::v1::$enum::try_from($v)
+                .unwrap_or($crate::v1::$enum::Unspecified)
+                .as_str_name(),
+            &unspecified[..unspecified.len() - "UNSPECIFIED".len()],
+        )
+    }};
+}
+
+/// `LINE_AUTH_STATE_CONSENT` without `LINE_AUTH_STATE_` → `consent` (used by [`wire_name!`]).
+pub fn short_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+}

@@ -9,7 +9,7 @@
 use oqs_proto::v1::{LineAuthState, Outcome, Report, ResolverRole};
 
 /// What the tree found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Finding {
     /// Step 1: the portal URL is not https://www.lineauth.mnw.
@@ -55,7 +55,8 @@ pub struct Diagnosis {
     pub guide_page: &'static str,
 }
 
-const HEALTHY: Diagnosis = Diagnosis {
+/// The verdict when every step passes.
+pub const HEALTHY: Diagnosis = Diagnosis {
     step: None,
     finding: None,
     remedy_ja: "問題は見つかりませんでした。",
@@ -63,7 +64,8 @@ const HEALTHY: Diagnosis = Diagnosis {
     guide_page: "",
 };
 
-fn verdict(f: Finding) -> Diagnosis {
+/// The guide's verdict for a finding: its step, remedy and page.
+pub fn verdict(f: Finding) -> Diagnosis {
     use Finding::*;
     let (step, ja, en, page) = match f {
         WrongUrl => (1, "回線認証サイトのURLを https://www.lineauth.mnw に直してください。", "Use the line-authentication URL https://www.lineauth.mnw.", "P16 手順1-②"),
