@@ -4,16 +4,22 @@
 //! Must never write to the store or reach back into ingest: it only reads. Customer IDs leave
 //! here masked.
 
+use crate::config::HistorySettings;
+use crate::flags::{self, Event, Flag, SiteState};
+use crate::history::HistoryPoint;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::samples::{self, Check};
 use crate::store::{Store, TerminalKey, TerminalRecord};
-use axum::extract::{Path, State};
+use crate::view::FleetView;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use oqs_proto::ident::{CustomerId, SiteId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,6 +29,8 @@ pub struct ApiState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub presence: Presence,
+    pub view: FleetView,
+    pub history: HistorySettings,
 }
 
 /// The whole HTTP surface.
@@ -32,6 +40,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/sites", get(sites))
         .route("/api/sites/{site_id}", get(site))
+        .route("/api/sites/{site_id}/history", get(history))
+        .route("/api/events", get(events))
         .with_state(state)
         .merge(oqs_dashboard::router())
 }
@@ -55,47 +65,8 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
     )
 }
 
-#[derive(Serialize)]
-struct SiteSummary {
-    site_id: String,
-    area: Option<&'static str>,
-    terminal_count: usize,
-    connected_terminals: usize,
-    last_report_at: Option<String>,
-    flags: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct SitesResponse {
-    total: usize,
-    sites: Vec<SiteSummary>,
-}
-
-#[derive(Serialize)]
-struct TerminalView {
-    terminal_id: String,
-    last_seq: u64,
-    reports_total: u64,
-    last_report_at: Option<String>,
-    last_round_finished_at: Option<String>,
-    connected: bool,
-    hostname: String,
-    agent_version: String,
-    os: String,
-    first_seen_at: Option<String>,
-    last_hello_at: Option<String>,
-    spool_dropped_total: u64,
-}
-
-#[derive(Serialize)]
-struct SiteDetail {
-    site_id: String,
-    area: Option<&'static str>,
-    /// Masked (`CAF*******789`).
-    customer_id: Option<String>,
-    last_report_at: Option<String>,
-    flags: Vec<String>,
-    terminals: Vec<TerminalView>,
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
 fn when(ms: i64) -> Option<String> {
@@ -118,54 +89,187 @@ async fn read<T: Send + 'static>(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn sites(State(s): State<ApiState>) -> Result<Json<SitesResponse>, ApiError> {
+/// A site's raised flags, most severe first.
+fn flag_names(st: Option<&SiteState>) -> Vec<&'static str> {
+    let mut v: Vec<Flag> = st
+        .map(|s| s.flags.keys().copied().collect())
+        .unwrap_or_default();
+    v.sort_by_key(|f| f.severity_rank());
+    v.into_iter().map(Flag::as_str).collect()
+}
+
+fn diagnosis_step(st: Option<&SiteState>) -> Option<u8> {
+    st.and_then(flags::site_finding)
+        .and_then(|(_, f, _)| oqs_guide::diagnosis::verdict(f).step)
+}
+
+#[derive(Serialize)]
+struct SiteSummary {
+    site_id: String,
+    area: Option<&'static str>,
+    terminal_count: usize,
+    connected_terminals: usize,
+    last_report_at: Option<String>,
+    /// Raised flags, most severe first.
+    flags: Vec<&'static str>,
+    /// The guide's step the site fails first (null: healthy).
+    diagnosis_step: Option<u8>,
+    prefix: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SitesResponse {
+    /// Sites matching the filters (before paging).
+    total: usize,
+    offset: usize,
+    sites: Vec<SiteSummary>,
+    /// How many sites have each flag raised (all sites, before filters).
+    flag_counts: BTreeMap<&'static str, usize>,
+}
+
+/// `GET /api/sites` filters.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SitesQuery {
+    /// Only sites with this flag raised.
+    flag: Option<String>,
+    /// `east` or `west`.
+    area: Option<String>,
+    /// Substring of the site id.
+    q: Option<String>,
+    /// `flagged` (only sites with a flag).
+    state: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+const SITES_PAGE_MAX: usize = 1000;
+
+async fn sites(
+    State(s): State<ApiState>,
+    query: Result<Query<SitesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SitesResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let flag = q
+        .flag
+        .as_deref()
+        .map(Flag::parse)
+        .transpose()
+        .map_err(bad_request)?;
+    let area = q
+        .area
+        .as_deref()
+        .map(|a| {
+            a.parse::<oqs_proto::ident::Area>()
+                .map_err(|e| bad_request(e.to_string()))
+        })
+        .transpose()?;
+    let flagged_only = match q.state.as_deref() {
+        None | Some("all") => false,
+        Some("flagged") => true,
+        Some(other) => return Err(bad_request(format!("state {other:?}: one of all, flagged"))),
+    };
+    let limit = q.limit.unwrap_or(SITES_PAGE_MAX);
+    if limit == 0 || limit > SITES_PAGE_MAX {
+        return Err(bad_request(format!("limit must be 1..={SITES_PAGE_MAX}")));
+    }
+    let offset = q.offset.unwrap_or(0);
     let store = s.store.clone();
     let all = read(move || store.terminals()).await?;
     let mut by_site: BTreeMap<String, Vec<(TerminalKey, TerminalRecord)>> = BTreeMap::new();
     for (k, r) in all {
         by_site.entry(k.site.clone()).or_default().push((k, r));
     }
-    let sites: Vec<SiteSummary> = by_site
-        .into_iter()
-        .map(|(site_id, terms)| SiteSummary {
-            area: terms.first().and_then(|(_, r)| area_name(r.area)),
-            terminal_count: terms.len(),
-            connected_terminals: terms
-                .iter()
-                .filter(|(k, _)| s.presence.is_connected(k))
-                .count(),
-            last_report_at: when(
-                terms
+    let mut flag_counts: BTreeMap<&'static str, usize> =
+        Flag::ALL.iter().map(|f| (f.as_str(), 0)).collect();
+    let mut rows: Vec<(usize, SiteSummary)> = Vec::new();
+    for (site_id, terms) in by_site {
+        let st = s.view.get(&site_id);
+        for f in st.iter().flat_map(|st| st.flags.keys()) {
+            *flag_counts.entry(f.as_str()).or_default() += 1;
+        }
+        let site_area = terms.first().and_then(|(_, r)| area_name(r.area));
+        if flag.is_some_and(|f| !st.as_ref().is_some_and(|st| st.flags.contains_key(&f)))
+            || area.is_some_and(|a| site_area != Some(a.as_str()))
+            || q.q
+                .as_deref()
+                .is_some_and(|needle| !site_id.contains(needle))
+            || (flagged_only && st.as_ref().is_none_or(|st| st.flags.is_empty()))
+        {
+            continue;
+        }
+        let rank = st
+            .as_ref()
+            .and_then(|st| st.flags.keys().map(|f| f.severity_rank()).min())
+            .unwrap_or(usize::MAX);
+        rows.push((
+            rank,
+            SiteSummary {
+                area: site_area,
+                terminal_count: terms.len(),
+                connected_terminals: terms
                     .iter()
-                    .map(|(_, r)| r.last_report_at_ms)
-                    .max()
-                    .unwrap_or(0),
-            ),
-            flags: Vec::new(),
-            site_id,
-        })
+                    .filter(|(k, _)| s.presence.is_connected(k))
+                    .count(),
+                last_report_at: when(
+                    terms
+                        .iter()
+                        .map(|(_, r)| r.last_report_at_ms)
+                        .max()
+                        .unwrap_or(0),
+                ),
+                flags: flag_names(st.as_deref()),
+                diagnosis_step: diagnosis_step(st.as_deref()),
+                prefix: st.as_ref().and_then(|st| st.prefix.clone()),
+                site_id,
+            },
+        ));
+    }
+    // Flagged sites first, most severe first; then by id (the sort is stable).
+    rows.sort_by_key(|(rank, _)| *rank);
+    let total = rows.len();
+    let sites = rows
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, r)| r)
         .collect();
     Ok(Json(SitesResponse {
-        total: sites.len(),
+        total,
+        offset,
         sites,
+        flag_counts,
     }))
+}
+
+fn site_id_param(raw: &str) -> Result<SiteId, ApiError> {
+    SiteId::parse(raw).map_err(|e| bad_request(e.to_string()))
 }
 
 async fn site(
     State(s): State<ApiState>,
     Path(site_id): Path<String>,
-) -> Result<Json<SiteDetail>, ApiError> {
-    let site_id =
-        SiteId::parse(&site_id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
     let store = s.store.clone();
     let id = site_id.clone();
-    let terms = read(move || store.site_terminals(id.as_str())).await?;
+    let (terms, latest) = read(move || {
+        let terms = store.site_terminals(id.as_str())?;
+        let mut latest = Vec::new();
+        for (k, _) in &terms {
+            latest.push(store.latest_full_report(k)?);
+        }
+        Ok((terms, latest))
+    })
+    .await?;
     if terms.is_empty() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("site {site_id} has never reported"),
         ));
     }
+    let st = s.view.get(site_id.as_str());
+    let st = st.as_deref();
     let area = terms.first().and_then(|(_, r)| area_name(r.area));
     let customer_id = terms
         .iter()
@@ -180,29 +284,255 @@ async fn site(
         .map(|(_, r)| r.last_report_at_ms)
         .max()
         .unwrap_or(0);
-    let terminals = terms
+    let finding = st.and_then(flags::site_finding);
+    let diagnosis = match finding {
+        Some((terminal, f, since)) => {
+            let d = oqs_guide::diagnosis::verdict(f);
+            json!({
+                "step": d.step,
+                "finding": d.finding,
+                "remedy_ja": d.remedy_ja,
+                "remedy_en": d.remedy_en,
+                "guide_page": d.guide_page,
+                "terminal_id": terminal,
+                "failing_since": since.and_then(when),
+            })
+        }
+        None => {
+            let d = oqs_guide::diagnosis::HEALTHY;
+            json!({
+                "step": null, "finding": null, "remedy_ja": d.remedy_ja, "remedy_en": d.remedy_en,
+                "guide_page": d.guide_page, "terminal_id": null, "failing_since": null,
+            })
+        }
+    };
+    // What the support desk asks for on a call (FAQ Q11, Q20): customer ID, the IPv6 address and
+    // prefix, since when, and the last portal code.
+    let contact_terminal = finding
+        .map(|(t, _, _)| t.to_owned())
+        .or_else(|| terms.first().map(|(k, _)| k.terminal.clone()));
+    let ts = st.and_then(|st| {
+        contact_terminal
+            .as_deref()
+            .and_then(|t| st.terminals.get(t))
+    });
+    let contact = json!({
+        "customer_id": customer_id,
+        "terminal_id": contact_terminal,
+        "ipv6_address": ts.and_then(|t| t.global_addresses.first()),
+        "prefix": st.and_then(|s| s.prefix.clone()),
+        "failing_since": finding.and_then(|(_, _, since)| since).and_then(when),
+        "last_lineauth_code": st.and_then(|s| s.last_code.as_ref()).map(|c| json!({
+            "code": c.code, "first_seen_at": when(c.at_ms),
+        })),
+        "support_desk": "0120-220-571",
+    });
+    let flags_json: Vec<Value> = {
+        let mut v: Vec<_> = st.map(|s| s.flags.iter().collect()).unwrap_or_default();
+        v.sort_by_key(|(f, _)| f.severity_rank());
+        v.into_iter()
+            .map(|(f, a)| {
+                json!({
+                    "flag": f.as_str(),
+                    "raised_at": when(a.raised_at_ms),
+                    "detail": a.detail,
+                    "event_id": a.event_id,
+                })
+            })
+            .collect()
+    };
+    let terminals: Vec<Value> = terms
         .into_iter()
-        .map(|(k, r)| TerminalView {
-            connected: s.presence.is_connected(&k),
-            terminal_id: k.terminal,
-            last_seq: r.last_seq,
-            reports_total: r.reports_total,
-            last_report_at: when(r.last_report_at_ms),
-            last_round_finished_at: when(r.last_round_at_ms),
-            hostname: r.hostname,
-            agent_version: r.agent_version,
-            os: r.os,
-            first_seen_at: when(r.first_seen_ms),
-            last_hello_at: when(r.last_hello_ms),
-            spool_dropped_total: r.spool_dropped_total,
+        .zip(latest)
+        .map(|((k, r), latest)| {
+            let t = st.and_then(|st| st.terminals.get(&k.terminal));
+            let checks: Vec<Value> = latest
+                .as_ref()
+                .map(samples::samples)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|smp| {
+                    json!({
+                        "check": smp.check.as_str(),
+                        "ok": smp.ok,
+                        "outcome": smp.outcome,
+                        "latency_ms": smp.latency_ms,
+                        "detail": smp.detail,
+                    })
+                })
+                .collect();
+            json!({
+                "connected": s.presence.is_connected(&k),
+                "terminal_id": k.terminal,
+                "last_seq": r.last_seq,
+                "reports_total": r.reports_total,
+                "last_report_at": when(r.last_report_at_ms),
+                "last_round_finished_at": when(r.last_round_at_ms),
+                "hostname": r.hostname,
+                "agent_version": r.agent_version,
+                "os": r.os,
+                "first_seen_at": when(r.first_seen_ms),
+                "last_hello_at": when(r.last_hello_ms),
+                "spool_dropped_total": r.spool_dropped_total,
+                "interval_seconds": (r.interval_ms > 0).then_some(r.interval_ms / 1000),
+                "prefix": t.and_then(|t| t.prefix.clone()),
+                "ipv6_addresses": t.map(|t| t.global_addresses.clone()).unwrap_or_default(),
+                "lineauth_state": t.map(|t| t.lineauth_state.clone()),
+                "finding": t.and_then(|t| t.finding),
+                "checks_as_of": latest.as_ref().and_then(|l| when(l.finished_at_ms)),
+                "checks": checks,
+            })
         })
         .collect();
-    Ok(Json(SiteDetail {
-        site_id: site_id.to_string(),
-        area,
-        customer_id,
-        last_report_at: when(last),
-        flags: Vec::new(),
-        terminals,
-    }))
+    let prefix = st.and_then(|s| s.prefix.clone());
+    Ok(Json(json!({
+        "site_id": site_id.to_string(),
+        "area": area,
+        "customer_id": customer_id,
+        "last_report_at": when(last),
+        "flags": flag_names(st),
+        "active_flags": flags_json,
+        "diagnosis": diagnosis,
+        "contact": contact,
+        "prefix": prefix,
+        "prefix_changes_total": st.map(|s| s.prefix_changes_total).unwrap_or(0),
+        "prefix_history": st.map(|s| s.prefix_history.iter().map(|p| json!({
+            "at": when(p.at_ms), "from": p.from, "to": p.to, "terminal_id": p.terminal,
+            "event_id": p.event_id,
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+        "shares_line_with": prefix.as_deref().map(|p| s.view.sharing_prefix(p, site_id.as_str())).unwrap_or_default(),
+        "terminals": terminals,
+    })))
+}
+
+/// `GET /api/sites/{id}/history` parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    check: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    terminal: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HistoryEntry {
+    terminal_id: String,
+    at: Option<String>,
+    seq: u64,
+    #[serde(flatten)]
+    point: HistoryPoint,
+}
+
+fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(t) => crate::clock::parse_time(t).map_err(|e| bad_request(format!("{name}: {e}"))),
+    }
+}
+
+async fn history(
+    State(s): State<ApiState>,
+    Path(site_id): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let check = Check::parse(q.check.as_deref().ok_or_else(|| {
+        bad_request("check is required: one of ipv6, dns, lineauth, oqs_web, crl, ntp")
+    })?)
+    .map_err(bad_request)?;
+    let now = crate::clock::now_ms();
+    let to = time_param("to", q.to.as_deref(), now)?;
+    let from = time_param("from", q.from.as_deref(), to - 24 * 3_600_000)?;
+    if from > to {
+        return Err(bad_request("from is after to"));
+    }
+    let limit = s.history.max_points_per_query;
+    let store = s.store.clone();
+    let id = site_id.clone();
+    let only = q.terminal.clone();
+    let (entries, truncated, known) = read(move || {
+        let terms = store.site_terminals(id.as_str())?;
+        let known = !terms.is_empty();
+        let mut out = Vec::new();
+        let mut truncated = false;
+        for (k, _) in terms {
+            if only.as_deref().is_some_and(|t| t != k.terminal) {
+                continue;
+            }
+            let (points, more) =
+                store.history(&k, check, from, to, limit - out.len().min(limit))?;
+            truncated |= more;
+            out.extend(points.into_iter().map(|(seq, p)| HistoryEntry {
+                terminal_id: k.terminal.clone(),
+                at: when(p.at_ms),
+                seq,
+                point: p,
+            }));
+        }
+        out.sort_by_key(|e| e.point.at_ms);
+        Ok((out, truncated, known))
+    })
+    .await?;
+    if !known {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("site {site_id} has never reported"),
+        ));
+    }
+    Ok(Json(json!({
+        "site_id": site_id.to_string(),
+        "check": check.as_str(),
+        "from": when(from),
+        "to": when(to),
+        "truncated": truncated,
+        "points": entries,
+    })))
+}
+
+/// `GET /api/events` parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    site: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct EventView {
+    at: Option<String>,
+    recorded_at: Option<String>,
+    #[serde(flatten)]
+    event: Event,
+}
+
+async fn events(
+    State(s): State<ApiState>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let site = q.site.as_deref().map(site_id_param).transpose()?;
+    let now = crate::clock::now_ms();
+    let since = time_param("since", q.since.as_deref(), now - 24 * 3_600_000)?;
+    let max = s.history.max_points_per_query;
+    let limit = q.limit.unwrap_or(max.min(1000));
+    if limit == 0 || limit > max {
+        return Err(bad_request(format!("limit must be 1..={max}")));
+    }
+    let store = s.store.clone();
+    let site_name = site.as_ref().map(|s| s.as_str().to_owned());
+    let (events, truncated) =
+        read(move || store.events(site_name.as_deref(), since, limit)).await?;
+    Ok(Json(json!({
+        "since": when(since),
+        "site": site.map(|s| s.to_string()),
+        "truncated": truncated,
+        "events": events.into_iter().map(|e| EventView {
+            at: when(e.at_ms),
+            recorded_at: when(e.recorded_ms),
+            event: e,
+        }).collect::<Vec<_>>(),
+    })))
 }

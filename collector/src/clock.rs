@@ -38,9 +38,112 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a time given to the API: Unix milliseconds (digits only) or RFC 3339
+/// (`2026-11-25T06:47:51Z`, fractional seconds and `+09:00` offsets allowed).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a time: use RFC 3339 (2026-11-25T09:00:00+09:00) or Unix milliseconds"
+        )
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|_| bad());
+    }
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        let t = s.get(r).ok_or_else(bad)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse::<i64>().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
+        return Err(bad());
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(|c| c.is_ascii_digit()) {
+            i += 1;
+        }
+        if i == start {
+            return Err(bad());
+        }
+        let frac = &s[start..i.min(start + 3)];
+        ms = frac.parse::<i64>().map_err(|_| bad())? * 10_i64.pow(3 - frac.len() as u32);
+    }
+    let offset_min = match s.get(i..) {
+        Some("Z") | Some("z") => 0,
+        Some(o)
+            if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" =>
+        {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 60 + om)
+        }
+        _ => return Err(bad()),
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Ok(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_time_reads_rfc3339_and_unix_ms_and_names_bad_input() {
+        assert_eq!(parse_time("1795589271123"), Ok(1_795_589_271_123));
+        assert_eq!(
+            parse_time("2026-11-25T06:47:51.123Z"),
+            Ok(1_795_589_271_123)
+        );
+        assert_eq!(
+            parse_time("2026-11-25T15:47:51.123+09:00"),
+            Ok(1_795_589_271_123)
+        );
+        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Ok(951_782_400_000));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T06:47:51",
+            "2026-11-25T06:47:51.Z",
+        ] {
+            let e = parse_time(bad).unwrap_err();
+            assert!(e.contains("RFC 3339"), "{bad}: {e}");
+        }
+        for ms in [0, 951_782_400_000, 1_795_589_271_123] {
+            assert_eq!(parse_time(&rfc3339_ms(ms)), Ok(ms));
+        }
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

@@ -6,9 +6,13 @@
 //! `last_seq` it keeps in memory is the truth. Must never answer before the flush returns, and
 //! never write a report whose (site, terminal, seq) is already stored.
 
+use crate::config::{FlagSettings, HistorySettings};
+use crate::derived::{Derived, Staged};
 use crate::metrics::Metrics;
 use crate::store::{CommitBatch, Store, StoreError, TerminalKey, TerminalRecord};
 use crate::validate::AgentIdentity;
+use crate::view::FleetView;
+use oqs_proto::v1::Report;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +43,8 @@ pub struct ReportCommit {
     pub spool_dropped_total: u64,
     /// The report exactly as received, protobuf-encoded.
     pub encoded: Vec<u8>,
+    /// The same, decoded (the flag engine and the history read it).
+    pub report: Report,
 }
 
 type ReportReply = oneshot::Sender<Result<CommitOutcome, CommitError>>;
@@ -50,9 +56,13 @@ enum Request {
         reply: oneshot::Sender<Result<u64, CommitError>>,
     },
     Report {
-        commit: ReportCommit,
+        commit: Box<ReportCommit>,
         reply: ReportReply,
     },
+    /// Evaluate silence and expiries (from the committer's own timer).
+    Tick,
+    /// Apply retention (from the committer's own timer).
+    Sweep,
 }
 
 /// A cheap, cloneable handle streams use to reach the committer. When every handle is dropped the
@@ -87,7 +97,10 @@ impl CommitterHandle {
     ) -> Result<oneshot::Receiver<Result<CommitOutcome, CommitError>>, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Report { commit, reply })
+            .send(Request::Report {
+                commit: Box::new(commit),
+                reply,
+            })
             .await
             .map_err(|_| CommitError("the collector is shutting down".into()))?;
         Ok(rx)
@@ -97,25 +110,65 @@ impl CommitterHandle {
 /// The committer's state, moved into the blocking thread for each batch and back.
 struct Writer {
     store: Store,
-    /// Terminal records by key: loaded on first use, then authoritative (only this writes them).
+    /// Every terminal record, loaded at start, then authoritative (only this writes them).
     records: HashMap<TerminalKey, TerminalRecord>,
+    derived: Derived,
 }
 
-/// Starts the committer. It runs until every [`CommitterHandle`] is dropped, then drains.
-pub fn spawn(
+/// What the committer needs besides the store.
+pub struct CommitterSettings {
+    pub batch_max: usize,
+    pub queue: usize,
+    pub flags: FlagSettings,
+    pub history: HistorySettings,
+}
+
+/// Loads the derived state and starts the committer. It runs until every [`CommitterHandle`] is
+/// dropped, then drains.
+pub async fn spawn(
     store: Store,
-    batch_max: usize,
-    queue: usize,
+    settings: CommitterSettings,
     metrics: Arc<Metrics>,
-) -> (CommitterHandle, JoinHandle<()>) {
+    view: FleetView,
+) -> Result<(CommitterHandle, JoinHandle<()>), StoreError> {
+    let CommitterSettings {
+        batch_max,
+        queue,
+        flags,
+        history,
+    } = settings;
+    let tick_every = std::time::Duration::from_millis(flags.evaluate_every_ms.max(1));
+    let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
+    let m = metrics.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<Writer, StoreError> {
+        let records: HashMap<TerminalKey, TerminalRecord> =
+            store.terminals()?.into_iter().collect();
+        let derived = Derived::load(&store, flags, history, view, m, &records)?;
+        Ok(Writer {
+            store,
+            records,
+            derived,
+        })
+    })
+    .await
+    .map_err(|e| StoreError::Io(sled::Error::ReportableBug(e.to_string())))??;
     let (tx, mut rx) = mpsc::channel::<Request>(queue.max(1));
     let task = tokio::spawn(async move {
-        let mut writer = Some(Writer {
-            store,
-            records: HashMap::new(),
-        });
+        let mut writer = Some(writer);
         let mut batch = Vec::with_capacity(batch_max);
-        while let Some(first) = rx.recv().await {
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = tick.tick() => Request::Tick,
+                _ = sweep.tick() => Request::Sweep,
+            };
             batch.push(first);
             while batch.len() < batch_max {
                 match rx.try_recv() {
@@ -149,7 +202,7 @@ pub fn spawn(
         }
         tracing::debug!("committer drained and stopped");
     });
-    (CommitterHandle { tx }, task)
+    Ok((CommitterHandle { tx }, task))
 }
 
 fn now_ms() -> i64 {
@@ -167,6 +220,7 @@ impl Writer {
 
     fn process(&mut self, reqs: Vec<Request>) {
         let mut batch = CommitBatch::default();
+        let mut staged = Staged::default();
         let mut dirty: HashSet<TerminalKey> = HashSet::new();
         let mut pending: HashSet<Vec<u8>> = HashSet::new();
         // Replies are held until the flush, then sent: nothing is answered before it is durable.
@@ -200,11 +254,38 @@ impl Writer {
                     }
                 },
                 Request::Report { commit, reply } => {
-                    let outcome = self.admit(&commit, &mut batch, &mut pending, &mut before, now);
+                    let outcome = self.admit(
+                        &commit,
+                        &mut batch,
+                        &mut staged,
+                        &mut pending,
+                        &mut before,
+                        now,
+                    );
                     if matches!(outcome, Ok(CommitOutcome::Stored)) {
                         dirty.insert(commit.key);
                     }
                     report_replies.push((reply, outcome));
+                }
+                Request::Tick => {
+                    self.derived
+                        .tick(&mut staged, &mut batch, &self.records, now);
+                }
+                Request::Sweep => {
+                    for (k, r) in &self.records {
+                        before.entry(k.clone()).or_insert_with(|| r.clone());
+                    }
+                    match self.derived.sweep(
+                        &self.store,
+                        &mut batch,
+                        &mut self.records,
+                        &mut dirty,
+                        now,
+                    ) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "retention pass"),
+                        Err(e) => tracing::error!(error = %e, "retention pass failed"),
+                    }
                 }
             }
         }
@@ -213,13 +294,14 @@ impl Writer {
                 batch.put_terminal(key, rec);
             }
         }
-        let result = if dirty.is_empty() && batch.reports == 0 {
+        let result = if dirty.is_empty() && batch.is_empty() && staged.is_empty() {
             Ok(())
         } else {
             self.store.commit(batch)
         };
         match result {
             Ok(()) => {
+                self.derived.committed(staged);
                 for (reply, last) in hello_replies {
                     let _ = reply.send(Ok(last));
                 }
@@ -229,6 +311,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; nothing in the batch is acked");
+                self.derived.failed(staged);
                 for (key, rec) in before {
                     self.records.insert(key, rec);
                 }
@@ -244,31 +327,45 @@ impl Writer {
     }
 
     /// Decides what one report is, and stages it when it is new.
+    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         c: &ReportCommit,
         batch: &mut CommitBatch,
+        staged: &mut Staged,
         pending: &mut HashSet<Vec<u8>>,
         before: &mut HashMap<TerminalKey, TerminalRecord>,
         now: i64,
     ) -> Result<CommitOutcome, CommitError> {
         let err = |e: StoreError| CommitError(e.to_string());
-        let last_seq = self.record(&c.key).map_err(err)?.last_seq;
+        let rec = self.record(&c.key).map_err(err)?;
+        let (last_seq, pruned) = (rec.last_seq, rec.pruned_through_seq);
         if c.seq <= last_seq {
             let rk = c.key.report_key(c.seq);
-            if pending.contains(&rk) || self.store.has_report(&c.key, c.seq).map_err(err)? {
+            if pending.contains(&rk)
+                || c.seq <= pruned
+                || self.store.has_report(&c.key, c.seq).map_err(err)?
+            {
                 return Ok(CommitOutcome::Duplicate);
             }
             return Ok(CommitOutcome::OutOfOrder { last_seq });
         }
-        let rec = self.record(&c.key).map_err(err)?;
+        let Self {
+            records, derived, ..
+        } = self;
+        let rec = records.get_mut(&c.key).expect("loaded above");
         before.entry(c.key.clone()).or_insert_with(|| rec.clone());
+        if rec.last_round_at_ms > 0 && c.finished_at_ms > rec.last_round_at_ms {
+            rec.interval_ms = (c.finished_at_ms - rec.last_round_at_ms).clamp(1000, 86_400_000);
+        }
         rec.last_seq = c.seq;
         rec.reports_total += 1;
         rec.last_report_at_ms = now;
         rec.last_round_at_ms = c.finished_at_ms;
         rec.spool_dropped_total = c.spool_dropped_total;
-        batch.put_report(&c.key, c.seq, &c.encoded);
+        derived.stored(
+            staged, batch, &c.key, rec, c.seq, &c.report, &c.encoded, now,
+        );
         pending.insert(c.key.report_key(c.seq));
         Ok(CommitOutcome::Stored)
     }

@@ -39,6 +39,8 @@ pub struct CollectorConfig {
     pub limits: Limits,
     pub ingest: IngestTuning,
     pub store: StoreTuning,
+    pub flags: FlagSettings,
+    pub history: HistorySettings,
 }
 
 impl Default for CollectorConfig {
@@ -50,6 +52,8 @@ impl Default for CollectorConfig {
             limits: Limits::default(),
             ingest: IngestTuning::default(),
             store: StoreTuning::default(),
+            flags: FlagSettings::default(),
+            history: HistorySettings::default(),
         }
     }
 }
@@ -145,6 +149,125 @@ impl Default for StoreTuning {
     }
 }
 
+/// When flags rise and clear. Hysteresis: a condition must hold on `raise_after` consecutive
+/// reports of a terminal to raise, and be gone on `clear_after` to clear.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagSettings {
+    pub raise_after: u32,
+    pub clear_after: u32,
+    /// `ntp_skew` above this clock offset, in milliseconds.
+    pub ntp_skew_ms: u64,
+    /// `prefix_changed` stays raised this long after the last change, in seconds.
+    pub prefix_changed_hold_secs: u64,
+    /// A consent page within this many seconds of a prefix change is linked to it.
+    pub reauth_link_secs: u64,
+    /// `flapping`: at least `flapping_transitions` global-address changes within the window; it
+    /// clears when the window has none.
+    pub flapping_window_secs: u64,
+    pub flapping_transitions: u32,
+    /// `agent_silent` after this many intervals without a report.
+    pub silent_intervals: u32,
+    /// The interval assumed until a terminal's own is known (two reports), in seconds.
+    pub default_interval_secs: u64,
+    /// How often silence and expiries are evaluated, in milliseconds.
+    pub evaluate_every_ms: u64,
+    /// Portal codes that get their own `code` label in metrics; others are counted as `other`
+    /// (the API and events always carry the real code).
+    pub known_codes: Vec<String>,
+    /// Prefix-history entries kept per site.
+    pub prefix_history_max: usize,
+}
+
+impl Default for FlagSettings {
+    fn default() -> Self {
+        Self {
+            raise_after: 2,
+            clear_after: 2,
+            ntp_skew_ms: 1000,
+            prefix_changed_hold_secs: 3600,
+            reauth_link_secs: 86_400,
+            flapping_window_secs: 1800,
+            flapping_transitions: 3,
+            silent_intervals: 3,
+            default_interval_secs: 60,
+            evaluate_every_ms: 5000,
+            known_codes: vec!["P11019".into(), "P32031".into()],
+            prefix_history_max: 100,
+        }
+    }
+}
+
+fn secs_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+impl FlagSettings {
+    pub fn default_interval_ms(&self) -> i64 {
+        secs_ms(self.default_interval_secs)
+    }
+    pub fn flapping_window_ms(&self) -> i64 {
+        secs_ms(self.flapping_window_secs)
+    }
+    pub fn prefix_changed_hold_ms(&self) -> i64 {
+        secs_ms(self.prefix_changed_hold_secs)
+    }
+    pub fn reauth_link_ms(&self) -> i64 {
+        secs_ms(self.reauth_link_secs)
+    }
+}
+
+/// What the store keeps and for how long. Steady state is cheap: a report identical to the last
+/// (latencies aside) is kept as a small marker; a check's history gets a point when it changes and
+/// a keyframe (with the latency rollup since the last point) every `keyframe_secs`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// A history point per check at least this often, in seconds.
+    pub keyframe_secs: u64,
+    /// Raw reports (and markers) older than this are deleted, in hours; their history points stay.
+    pub raw_retention_hours: u64,
+    /// History points older than this are deleted, in days.
+    pub history_retention_days: u64,
+    /// Events older than this are deleted, in days.
+    pub event_retention_days: u64,
+    /// How often retention runs, in seconds.
+    pub sweep_every_secs: u64,
+    /// The most keys one retention pass deletes (the rest wait for the next pass).
+    pub sweep_max_deletes: usize,
+    /// The most points or events one API answer carries.
+    pub max_points_per_query: usize,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        Self {
+            keyframe_secs: 3600,
+            raw_retention_hours: 7 * 24,
+            history_retention_days: 35,
+            event_retention_days: 90,
+            sweep_every_secs: 600,
+            sweep_max_deletes: 100_000,
+            max_points_per_query: 20_000,
+        }
+    }
+}
+
+impl HistorySettings {
+    pub fn keyframe_ms(&self) -> i64 {
+        secs_ms(self.keyframe_secs)
+    }
+    pub fn raw_retention_ms(&self) -> i64 {
+        secs_ms(self.raw_retention_hours.saturating_mul(3600))
+    }
+    pub fn history_retention_ms(&self) -> i64 {
+        secs_ms(self.history_retention_days.saturating_mul(86_400))
+    }
+    pub fn event_retention_ms(&self) -> i64 {
+        secs_ms(self.event_retention_days.saturating_mul(86_400))
+    }
+}
+
 impl CollectorConfig {
     /// Reads a TOML file; keys it does not set keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -208,6 +331,47 @@ impl CollectorConfig {
                 key: "store.cache_bytes",
                 value: self.store.cache_bytes.to_string(),
                 rule: "must be at least 1 MiB (1048576)",
+            });
+        }
+        let f = &self.flags;
+        let h = &self.history;
+        let at_least_one: [(&'static str, u64); 12] = [
+            ("flags.raise_after", f.raise_after.into()),
+            ("flags.clear_after", f.clear_after.into()),
+            ("flags.flapping_window_secs", f.flapping_window_secs),
+            ("flags.flapping_transitions", f.flapping_transitions.into()),
+            ("flags.silent_intervals", f.silent_intervals.into()),
+            ("flags.default_interval_secs", f.default_interval_secs),
+            ("flags.evaluate_every_ms", f.evaluate_every_ms),
+            ("history.keyframe_secs", h.keyframe_secs),
+            ("history.raw_retention_hours", h.raw_retention_hours),
+            ("history.history_retention_days", h.history_retention_days),
+            ("history.sweep_every_secs", h.sweep_every_secs),
+            ("history.sweep_max_deletes", h.sweep_max_deletes as u64),
+        ];
+        for (key, v) in at_least_one {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    rule: "must be at least 1",
+                });
+            }
+        }
+        if h.max_points_per_query == 0 {
+            return Err(ConfigError::Invalid {
+                key: "history.max_points_per_query",
+                value: "0".into(),
+                rule: "must be at least 1",
+            });
+        }
+        if let Some(c) = f.known_codes.iter().find(|c| {
+            c.len() != 6 || !c.starts_with('P') || !c[1..].bytes().all(|b| b.is_ascii_digit())
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "flags.known_codes",
+                value: c.clone(),
+                rule: "each code is P followed by 5 digits",
             });
         }
         if l.hello_timeout_ms == 0 {

@@ -267,5 +267,6 @@ fn commit_of(key: &TerminalKey, r: &Report) -> ReportCommit {
         finished_at_ms: r.finished_at_ms,
         spool_dropped_total: r.spool_dropped_total,
         encoded: r.encode_to_vec(),
+        report: r.clone(),
     }
 }

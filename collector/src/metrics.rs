@@ -1,11 +1,16 @@
-//! The collector's Prometheus registry: ingest counters, connection gauge, commit timings.
+//! The collector's Prometheus registry: ingest counters, connection gauge, commit timings, and the
+//! fleet's state per site, terminal and check.
 //!
-//! Names are prefixed `oqs_`, in base units, counters end in `_total`. Labels are bounded: a
-//! rejection `reason` is one of a fixed set; never an address, an id from the wire, or free text.
+//! Names are prefixed `oqs_`, in base units, counters end in `_total`. Labels are bounded and
+//! documented: `reason` (a fixed set), `site` and `terminal` (validated ids: at most the fleet),
+//! `check` (six names), `flag` (ten names), `detail` (a fixed set per flag: `router_table` /
+//! `upstream`, or a known portal code / `other`), `code` (known portal codes or `other`). Never an
+//! address, a customer ID or free text.
 //! Must never be written to from the HTTP side: outputs only read it.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The fixed set of `reason` label values of `oqs_reports_rejected_total`.
@@ -27,6 +32,15 @@ pub struct Metrics {
     pub agents_connected: IntGauge,
     pub commit_batch_size: Histogram,
     pub commit_seconds: Histogram,
+    pub check_success: IntGaugeVec,
+    pub check_duration: GaugeVec,
+    pub site_flag: IntGaugeVec,
+    pub site_flag_detail: IntGaugeVec,
+    pub site_diagnosis_step: IntGaugeVec,
+    pub prefix_changes: IntCounterVec,
+    pub lineauth_codes: IntCounterVec,
+    pub last_report: GaugeVec,
+    pub events: IntCounterVec,
 }
 
 impl Metrics {
@@ -76,6 +90,97 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let check_success = IntGaugeVec::new(
+            Opts::new(
+                "oqs_check_success",
+                "1 when the check passed on the terminal's latest report, else 0. check: ipv6, dns, \
+                 lineauth, oqs_web, crl, ntp.",
+            ),
+            &["site", "terminal", "check"],
+        )
+        .expect("valid metric");
+        let check_duration = GaugeVec::new(
+            Opts::new(
+                "oqs_check_duration_seconds",
+                "How long the check took on the terminal's latest report (its slowest probe).",
+            ),
+            &["site", "terminal", "check"],
+        )
+        .expect("valid metric");
+        let site_flag = IntGaugeVec::new(
+            Opts::new(
+                "oqs_site_flag",
+                "1 while the flag is raised for the site, else 0. flag: lineauth_error, \
+                 reauth_required, prefix_changed, ipv6_missing, dns_failing, cert_untrusted, \
+                 oqs_web_unreachable, agent_silent, flapping, ntp_skew.",
+            ),
+            &["site", "flag"],
+        )
+        .expect("valid metric");
+        let site_flag_detail = IntGaugeVec::new(
+            Opts::new(
+                "oqs_site_flag_detail",
+                "1 for the raised flag's bounded detail: dns_failing router_table|upstream; \
+                 lineauth_error the portal code when known (P11019, P32031) or other.",
+            ),
+            &["site", "flag", "detail"],
+        )
+        .expect("valid metric");
+        let site_diagnosis_step = IntGaugeVec::new(
+            Opts::new(
+                "oqs_site_diagnosis_step",
+                "The connection guide's troubleshooting step (1-6) the site fails first; 0 when \
+                 healthy.",
+            ),
+            &["site"],
+        )
+        .expect("valid metric");
+        let prefix_changes = IntCounterVec::new(
+            Opts::new(
+                "oqs_ipv6_prefix_changes_total",
+                "Changes of the site's line IPv6 /64 prefix (temporary-address rotation excluded).",
+            ),
+            &["site"],
+        )
+        .expect("valid metric");
+        let lineauth_codes = IntCounterVec::new(
+            Opts::new(
+                "oqs_lineauth_code_total",
+                "Reports whose line-authentication page showed an error code. code: a known code \
+                 (P11019, P32031) or other.",
+            ),
+            &["site", "code"],
+        )
+        .expect("valid metric");
+        let last_report = GaugeVec::new(
+            Opts::new(
+                "oqs_agent_last_report_timestamp_seconds",
+                "When the collector last stored a report of the terminal (Unix seconds).",
+            ),
+            &["site", "terminal"],
+        )
+        .expect("valid metric");
+        let events = IntCounterVec::new(
+            Opts::new(
+                "oqs_flag_events_total",
+                "Flag events recorded, by flag and action (raised, cleared, updated).",
+            ),
+            &["flag", "action"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(check_success.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(check_duration.clone()),
+            Box::new(site_flag.clone()),
+            Box::new(site_flag_detail.clone()),
+            Box::new(site_diagnosis_step.clone()),
+            Box::new(prefix_changes.clone()),
+            Box::new(lineauth_codes.clone()),
+            Box::new(last_report.clone()),
+            Box::new(events.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
         for c in [
             Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reports_duplicate.clone()),
@@ -98,6 +203,15 @@ impl Metrics {
             agents_connected,
             commit_batch_size,
             commit_seconds,
+            check_success,
+            check_duration,
+            site_flag,
+            site_flag_detail,
+            site_diagnosis_step,
+            prefix_changes,
+            lineauth_codes,
+            last_report,
+            events,
         }
     }
 

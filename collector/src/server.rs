@@ -11,6 +11,7 @@ use crate::ingest::{IngestService, IngestState};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::store::Store;
+use crate::view::FleetView;
 use anyhow::Context;
 use oqs_proto::v1::fleet_ingest_server::FleetIngestServer;
 use std::net::SocketAddr;
@@ -73,12 +74,20 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         .context("opening the store panicked")??;
     let metrics = Arc::new(Metrics::new());
     let presence = Presence::new(metrics.agents_connected.clone());
+    let view = FleetView::default();
     let (committer, committer_task) = committer::spawn(
         store.clone(),
-        config.ingest.commit_batch_max,
-        config.ingest.commit_queue,
+        committer::CommitterSettings {
+            batch_max: config.ingest.commit_batch_max,
+            queue: config.ingest.commit_queue,
+            flags: config.flags.clone(),
+            history: config.history.clone(),
+        },
         metrics.clone(),
-    );
+        view.clone(),
+    )
+    .await
+    .context("loading the fleet's derived state")?;
     let shutdown = CancellationToken::new();
 
     let grpc_listener = listen(config.grpc_listen)
@@ -127,6 +136,8 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         store,
         metrics,
         presence,
+        view,
+        history: config.history.clone(),
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

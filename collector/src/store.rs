@@ -1,15 +1,24 @@
 //! The durable store: one sled tree holding every stored report and one record per terminal.
 //!
-//! Keys are built for range scans (ids cannot contain NUL, the separator):
-//! - `R` site NUL terminal NUL seq(u64 big-endian) → the `Report`, protobuf-encoded as received;
-//! - `T` site NUL terminal → [`TerminalRecord`].
+//! Keys are built for range scans (ids cannot contain NUL, the separator; numbers big-endian):
+//! - `R` site NUL terminal NUL seq → kind byte, the report's `finished_at_ms`, then for kind 0
+//!   the `Report` protobuf-encoded as received; kind 1 ("elided") says the report matched the
+//!   previous one in everything but latencies, which went into the history rollup;
+//! - `T` site NUL terminal → [`TerminalRecord`];
+//! - `S` site → the flag engine's [`SiteState`] (JSON);
+//! - `H` site NUL check NUL terminal NUL at_ms seq → a [`HistoryPoint`] (JSON);
+//! - `E` event id → an [`Event`] (JSON), and `F` site NUL event id → the same, per site;
+//! - `M` name → counters (the next event id).
 //!
-//! Reports and terminal records live in one tree so that one `apply_batch` writes both atomically:
-//! a crash never leaves a report without its terminal's `last_seq`, or the reverse.
+//! Everything lives in one tree so that one `apply_batch` writes a report, its terminal record,
+//! the site's state and its events atomically: a crash never leaves one without the others.
 //!
 //! Must never acknowledge anything itself: [`Store::commit`] returns once the batch is flushed and
 //! only then may a caller send `Ack`. Reads here are for the query side and tests.
 
+use crate::flags::{Event, SiteState};
+use crate::history::HistoryPoint;
+use crate::samples::Check;
 use oqs_proto::v1::Report;
 use prost::Message;
 use std::path::Path;
@@ -26,6 +35,58 @@ pub enum StoreError {
         key: String,
         source: prost::DecodeError,
     },
+    #[error("stored record under key {key} is corrupt: {reason}")]
+    CorruptValue { key: String, reason: String },
+}
+
+/// A stored report: whole, or elided because it matched the one before (latencies aside).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, read one at a time
+pub enum StoredReport {
+    Full(Report),
+    Elided { finished_at_ms: i64 },
+}
+
+impl StoredReport {
+    pub fn finished_at_ms(&self) -> i64 {
+        match self {
+            StoredReport::Full(r) => r.finished_at_ms,
+            StoredReport::Elided { finished_at_ms } => *finished_at_ms,
+        }
+    }
+    /// The report when stored whole.
+    pub fn full(&self) -> Option<&Report> {
+        match self {
+            StoredReport::Full(r) => Some(r),
+            StoredReport::Elided { .. } => None,
+        }
+    }
+}
+
+const KIND_FULL: u8 = 0;
+const KIND_ELIDED: u8 = 1;
+
+/// Per check, what the last history point said and what happened since (for the rollup).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckRollup {
+    /// The check's name (`samples::Check::as_str`).
+    #[prost(string, tag = "1")]
+    pub check: String,
+    /// The signature of the last point written.
+    #[prost(uint64, tag = "2")]
+    pub signature: u64,
+    /// When the last point was written (report time, Unix ms).
+    #[prost(int64, tag = "3")]
+    pub last_point_ms: i64,
+    /// Samples since the last point.
+    #[prost(uint32, tag = "4")]
+    pub samples: u32,
+    #[prost(uint32, tag = "5")]
+    pub failures: u32,
+    #[prost(uint64, tag = "6")]
+    pub latency_sum_ms: u64,
+    #[prost(uint32, tag = "7")]
+    pub latency_max_ms: u32,
 }
 
 /// Everything the collector keeps about one terminal, updated in the same batch as its reports.
@@ -66,6 +127,15 @@ pub struct TerminalRecord {
     /// The agent's own count of reports its spool dropped.
     #[prost(uint64, tag = "13")]
     pub spool_dropped_total: u64,
+    /// The history rollup per check.
+    #[prost(message, repeated, tag = "14")]
+    pub rollups: Vec<CheckRollup>,
+    /// Reports up to this seq may have been deleted by retention: a replay of one is a duplicate.
+    #[prost(uint64, tag = "15")]
+    pub pruned_through_seq: u64,
+    /// The terminal's reporting interval, from its last two reports' times (0: unknown).
+    #[prost(int64, tag = "16")]
+    pub interval_ms: i64,
 }
 
 /// A terminal's identity as stored (the key's two parts).
@@ -104,6 +174,21 @@ impl TerminalKey {
         k
     }
 
+    /// The first key of a history series of this terminal.
+    pub fn history_key(&self, check: Check, at_ms: i64, seq: u64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(32 + self.site.len() + self.terminal.len());
+        k.push(b'H');
+        k.extend_from_slice(self.site.as_bytes());
+        k.push(0);
+        k.extend_from_slice(check.as_str().as_bytes());
+        k.push(0);
+        k.extend_from_slice(self.terminal.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
     fn from_record_key(k: &[u8]) -> Option<Self> {
         let rest = k.strip_prefix(b"T")?;
         let nul = rest.iter().position(|&b| b == 0)?;
@@ -119,14 +204,101 @@ impl TerminalKey {
 pub struct CommitBatch {
     batch: sled::Batch,
     pub reports: usize,
+    writes: usize,
+}
+
+fn site_key(site: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + site.len());
+    k.push(b'S');
+    k.extend_from_slice(site.as_bytes());
+    k
+}
+
+fn event_key(id: u64) -> Vec<u8> {
+    let mut k = vec![b'E'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn site_event_prefix(site: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + site.len());
+    k.push(b'F');
+    k.extend_from_slice(site.as_bytes());
+    k.push(0);
+    k
+}
+
+fn site_event_key(site: &str, id: u64) -> Vec<u8> {
+    let mut k = site_event_prefix(site);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+const NEXT_EVENT_ID: &[u8] = b"Mnext_event_id";
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::CorruptValue {
+        key: String::from_utf8_lossy(k).replace('\0', "/"),
+        reason: e.to_string(),
+    })
 }
 
 impl CommitBatch {
-    pub fn put_report(&mut self, key: &TerminalKey, seq: u64, encoded: &[u8]) {
-        self.batch.insert(key.report_key(seq), encoded);
+    /// Whether nothing was staged.
+    pub fn is_empty(&self) -> bool {
+        self.writes == 0
+    }
+
+    /// Stores a report whole.
+    pub fn put_report(&mut self, key: &TerminalKey, seq: u64, finished_at_ms: i64, encoded: &[u8]) {
+        let mut v = Vec::with_capacity(9 + encoded.len());
+        v.push(KIND_FULL);
+        v.extend_from_slice(&finished_at_ms.to_be_bytes());
+        v.extend_from_slice(encoded);
+        self.writes += 1;
+        self.batch.insert(key.report_key(seq), v);
         self.reports += 1;
     }
+    /// Stores that a report arrived and matched the previous one (latencies aside).
+    pub fn put_elided(&mut self, key: &TerminalKey, seq: u64, finished_at_ms: i64) {
+        let mut v = Vec::with_capacity(9);
+        v.push(KIND_ELIDED);
+        v.extend_from_slice(&finished_at_ms.to_be_bytes());
+        self.writes += 1;
+        self.batch.insert(key.report_key(seq), v);
+        self.reports += 1;
+    }
+    pub fn put_site(&mut self, st: &SiteState) {
+        self.writes += 1;
+        self.batch.insert(site_key(&st.site), json(st));
+    }
+    pub fn put_point(&mut self, key: &TerminalKey, check: Check, seq: u64, p: &HistoryPoint) {
+        self.writes += 1;
+        self.batch
+            .insert(key.history_key(check, p.at_ms, seq), json(p));
+    }
+    pub fn put_event(&mut self, e: &Event) {
+        let v = json(e);
+        self.writes += 1;
+        self.batch.insert(event_key(e.id), v.clone());
+        self.writes += 1;
+        self.batch.insert(site_event_key(&e.site, e.id), v);
+    }
+    pub fn put_next_event_id(&mut self, id: u64) {
+        self.writes += 1;
+        self.batch.insert(NEXT_EVENT_ID, id.to_be_bytes().to_vec());
+    }
+    pub fn remove(&mut self, key: &[u8]) {
+        self.writes += 1;
+        self.batch.remove(key);
+    }
     pub fn put_terminal(&mut self, key: &TerminalKey, rec: &TerminalRecord) {
+        self.writes += 1;
         self.batch.insert(key.record_key(), rec.encode_to_vec());
     }
 }
@@ -174,17 +346,178 @@ impl Store {
     }
 
     /// One stored report.
-    pub fn report(&self, key: &TerminalKey, seq: u64) -> Result<Option<Report>, StoreError> {
+    pub fn report(&self, key: &TerminalKey, seq: u64) -> Result<Option<StoredReport>, StoreError> {
         let k = key.report_key(seq);
         match self.tree.get(&k)? {
             None => Ok(None),
-            Some(v) => Report::decode(v.as_ref())
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    key: format!("{}/{}/{}", key.site, key.terminal, seq),
-                    source,
-                }),
+            Some(v) => decode_report(&k, &v).map(Some),
         }
+    }
+
+    /// The newest report of a terminal stored whole (the latest change or keyframe).
+    pub fn latest_full_report(&self, key: &TerminalKey) -> Result<Option<Report>, StoreError> {
+        let start = key.report_key(0);
+        let end = key.report_key(u64::MAX);
+        for kv in self.tree.range(start..=end).rev() {
+            let (k, v) = kv?;
+            if v.first() == Some(&KIND_FULL) {
+                if let StoredReport::Full(r) = decode_report(&k, &v)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reports of a terminal from the oldest, as (seq, finished_at_ms), while `keep_going` says so.
+    pub fn report_times(
+        &self,
+        key: &TerminalKey,
+        mut keep_going: impl FnMut(u64, i64) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = key.report_key(0);
+        let end = key.report_key(u64::MAX);
+        for kv in self.tree.range(start..=end) {
+            let (k, v) = kv?;
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|i| k[i..].try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let at = v
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            if !keep_going(seq, at) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every site's derived state.
+    pub fn sites(&self) -> Result<Vec<SiteState>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(b"S") {
+            let (k, v) = kv?;
+            out.push(from_json(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// One site's derived state.
+    pub fn site(&self, site: &str) -> Result<Option<SiteState>, StoreError> {
+        let k = site_key(site);
+        self.tree.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// The id the next event gets.
+    pub fn next_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .tree
+            .get(NEXT_EVENT_ID)?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1))
+    }
+
+    /// History points of one terminal's check in `[from_ms, to_ms]`, oldest first, at most
+    /// `limit`. Returns the points and whether more matched.
+    pub fn history(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<(u64, HistoryPoint)>, bool), StoreError> {
+        let start = key.history_key(check, from_ms, 0);
+        let end = key.history_key(check, to_ms, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..=end) {
+            let (k, v) = kv?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|i| k[i..].try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            out.push((seq, from_json(&k, &v)?));
+        }
+        Ok((out, false))
+    }
+
+    /// Keys of one terminal's history series older than `before_ms`, at most `limit`.
+    pub fn history_keys_before(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<sled::IVec>, StoreError> {
+        let start = key.history_key(check, 0, 0);
+        let end = key.history_key(check, before_ms, 0);
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..end).take(limit) {
+            out.push(kv?.0);
+        }
+        Ok(out)
+    }
+
+    /// Events, newest first, for one site or all, with `at_ms >= since_ms`, at most `limit`;
+    /// and whether more matched.
+    pub fn events(
+        &self,
+        site: Option<&str>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        let prefix = match site {
+            Some(s) => site_event_prefix(s),
+            None => b"E".to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&prefix).rev() {
+            let (k, v) = kv?;
+            let e: Event = from_json(&k, &v)?;
+            // Ids grow with the collector's clock; an event recorded before `since` happened
+            // before it too, so nothing older can match.
+            if e.recorded_ms < since_ms {
+                break;
+            }
+            if e.at_ms < since_ms {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(e);
+        }
+        Ok((out, false))
+    }
+
+    /// Event keys (both indexes) of events recorded before `before_ms`, at most `limit` events.
+    pub fn event_keys_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(b"E").take(limit) {
+            let (k, v) = kv?;
+            let e: Event = from_json(&k, &v)?;
+            if e.recorded_ms >= before_ms {
+                break;
+            }
+            out.push(k.to_vec());
+            out.push(site_event_key(&e.site, e.id));
+        }
+        Ok(out)
     }
 
     /// How many reports of a terminal are stored (a range scan over its keys).
@@ -243,6 +576,24 @@ impl Store {
     }
 }
 
+fn decode_report(k: &[u8], v: &[u8]) -> Result<StoredReport, StoreError> {
+    let corrupt = |reason: String| StoreError::CorruptValue {
+        key: String::from_utf8_lossy(k).replace('\0', "/"),
+        reason,
+    };
+    let at = v
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes);
+    match (v.first(), at) {
+        (Some(&KIND_FULL), Some(_)) => Report::decode(&v[9..])
+            .map(StoredReport::Full)
+            .map_err(|e| corrupt(e.to_string())),
+        (Some(&KIND_ELIDED), Some(finished_at_ms)) => Ok(StoredReport::Elided { finished_at_ms }),
+        _ => Err(corrupt("unknown stored report kind".into())),
+    }
+}
+
 fn decode_record(key: &TerminalKey, v: &[u8]) -> Result<TerminalRecord, StoreError> {
     TerminalRecord::decode(v).map_err(|source| StoreError::Corrupt {
         key: format!("{}/{}", key.site, key.terminal),
@@ -274,7 +625,8 @@ mod tests {
             ..Default::default()
         };
         let mut b = CommitBatch::default();
-        b.put_report(&key, 7, &report.encode_to_vec());
+        b.put_report(&key, 7, 99, &report.encode_to_vec());
+        b.put_elided(&key, 8, 100);
         b.put_terminal(
             &key,
             &TerminalRecord {
@@ -284,10 +636,28 @@ mod tests {
             },
         );
         store.commit(b).unwrap();
-        assert_eq!(store.report(&key, 7).unwrap(), Some(report));
+        assert_eq!(
+            store.report(&key, 7).unwrap(),
+            Some(StoredReport::Full(report.clone()))
+        );
+        assert_eq!(
+            store.report(&key, 8).unwrap(),
+            Some(StoredReport::Elided {
+                finished_at_ms: 100
+            })
+        );
+        assert_eq!(store.latest_full_report(&key).unwrap(), Some(report));
         assert!(store.has_report(&key, 7).unwrap());
         assert!(!store.has_report(&key, 6).unwrap());
-        assert_eq!(store.count_reports(&key).unwrap(), 1);
+        assert_eq!(store.count_reports(&key).unwrap(), 2);
+        let mut times = Vec::new();
+        store
+            .report_times(&key, |seq, at| {
+                times.push((seq, at));
+                true
+            })
+            .unwrap();
+        assert_eq!(times, vec![(7, 99), (8, 100)]);
         let all = store.terminals().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0, key);

@@ -1,0 +1,368 @@
+//! The committer's second half: for each stored report, the history points, whether the raw report
+//! is kept whole, the flag engine's state and events — staged into the same batch as the report —
+//! and after the flush, the fleet view and the metrics. Also the periodic jobs that run on the
+//! single writer: silence/expiry evaluation and retention.
+//!
+//! Must never publish or count anything before the batch is durable, and must restore its state
+//! when a batch fails (the committer then answers every request of the batch with an error).
+
+use crate::config::{FlagSettings, HistorySettings};
+use crate::flags::{self, Action, Engine, Event, Flag, SiteState};
+use crate::history;
+use crate::metrics::Metrics;
+use crate::samples::{self, Check};
+use crate::store::{CommitBatch, Store, StoreError, TerminalKey, TerminalRecord};
+use crate::view::FleetView;
+use oqs_proto::v1::Report;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// One stored report's check results, for the metrics after the flush.
+struct CheckMetrics {
+    key: TerminalKey,
+    checks: Vec<(Check, bool, u32)>,
+    code_label: Option<String>,
+}
+
+/// What one batch changed, applied after the flush (or undone).
+#[derive(Default)]
+pub struct Staged {
+    sites_before: HashMap<String, Option<SiteState>>,
+    next_event_id_before: Option<u64>,
+    stored: Vec<CheckMetrics>,
+    events: Vec<Event>,
+}
+
+impl Staged {
+    pub fn is_empty(&self) -> bool {
+        self.sites_before.is_empty() && self.stored.is_empty() && self.events.is_empty()
+    }
+}
+
+/// The derived state the single writer owns.
+pub struct Derived {
+    engine: Engine,
+    history: HistorySettings,
+    sites: HashMap<String, SiteState>,
+    view: FleetView,
+    metrics: Arc<Metrics>,
+}
+
+impl Derived {
+    /// Loads every site's state; fills the view and the state metrics. Blocking.
+    pub fn load(
+        store: &Store,
+        flags: FlagSettings,
+        history: HistorySettings,
+        view: FleetView,
+        metrics: Arc<Metrics>,
+        records: &HashMap<TerminalKey, TerminalRecord>,
+    ) -> Result<Self, StoreError> {
+        let engine = Engine::new(flags, store.next_event_id()?);
+        let mut sites = HashMap::new();
+        for st in store.sites()? {
+            sites.insert(st.site.clone(), st);
+        }
+        let d = Self {
+            engine,
+            history,
+            sites,
+            view,
+            metrics,
+        };
+        for st in d.sites.values() {
+            d.view.publish(st.clone());
+            d.sync_site_metrics(st);
+            if st.prefix_changes_total > 0 {
+                d.metrics
+                    .prefix_changes
+                    .with_label_values(&[st.site.as_str()])
+                    .inc_by(st.prefix_changes_total);
+            }
+        }
+        for (k, r) in records {
+            if r.last_report_at_ms > 0 {
+                d.metrics
+                    .last_report
+                    .with_label_values(&[k.site.as_str(), k.terminal.as_str()])
+                    .set(r.last_report_at_ms as f64 / 1000.0);
+            }
+        }
+        Ok(d)
+    }
+
+    fn site_mut(&mut self, staged: &mut Staged, site: &str) -> &mut SiteState {
+        if !staged.sites_before.contains_key(site) {
+            staged
+                .sites_before
+                .insert(site.to_owned(), self.sites.get(site).cloned());
+        }
+        staged
+            .next_event_id_before
+            .get_or_insert(self.engine.next_event_id);
+        self.sites
+            .entry(site.to_owned())
+            .or_insert_with(|| SiteState {
+                site: site.to_owned(),
+                ..Default::default()
+            })
+    }
+
+    /// Stages a newly stored report: raw (whole or elided), history points, site state, events.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        key: &TerminalKey,
+        rec: &mut TerminalRecord,
+        seq: u64,
+        report: &Report,
+        encoded: &[u8],
+        now_ms: i64,
+    ) {
+        let at = if report.finished_at_ms > 0 {
+            report.finished_at_ms
+        } else {
+            now_ms
+        };
+        let samples = samples::samples(report);
+        let checks: Vec<(Check, bool, u32)> = samples
+            .iter()
+            .map(|s| (s.check, s.ok, s.latency_ms))
+            .collect();
+        let points = history::record(rec, samples, at, self.history.keyframe_ms());
+        if points.is_empty() {
+            batch.put_elided(key, seq, at);
+        } else {
+            batch.put_report(key, seq, at, encoded);
+        }
+        for (check, p) in &points {
+            batch.put_point(key, *check, seq, p);
+        }
+
+        let code_label = report
+            .lineauth
+            .as_ref()
+            .filter(|l| !l.error_code.is_empty())
+            .map(|l| self.engine.code_label(&l.error_code).to_owned());
+        let before = self.sites.get(&key.site).cloned();
+        let st = self.site_mut(staged, &key.site);
+        // The engine is borrowed mutably alongside one site: take the site out meanwhile.
+        let mut st = std::mem::take(st);
+        let events = self
+            .engine
+            .on_report(&mut st, &key.terminal, report, now_ms);
+        if before.as_ref() != Some(&st) {
+            batch.put_site(&st);
+        }
+        self.sites.insert(key.site.clone(), st);
+        for e in &events {
+            batch.put_event(e);
+        }
+        if !events.is_empty() {
+            batch.put_next_event_id(self.engine.next_event_id);
+        }
+        staged.events.extend(events);
+        staged.stored.push(CheckMetrics {
+            key: key.clone(),
+            checks,
+            code_label,
+        });
+    }
+
+    /// Stages the time-driven changes of every site.
+    pub fn tick(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        records: &HashMap<TerminalKey, TerminalRecord>,
+        now_ms: i64,
+    ) {
+        let ids: Vec<String> = self.sites.keys().cloned().collect();
+        for site in ids {
+            let Some(current) = self.sites.get(&site) else {
+                continue;
+            };
+            let mut st = current.clone();
+            let last_seen = |terminal: &str| {
+                records
+                    .get(&TerminalKey::new(&site, terminal))
+                    .filter(|r| r.last_report_at_ms > 0)
+                    .map(|r| (r.last_report_at_ms, r.interval_ms))
+            };
+            let events = self.engine.on_tick(&mut st, now_ms, &last_seen);
+            if &st == current {
+                continue;
+            }
+            let slot = self.site_mut(staged, &site);
+            *slot = st;
+            batch.put_site(slot);
+            for e in &events {
+                batch.put_event(e);
+            }
+            if !events.is_empty() {
+                batch.put_next_event_id(self.engine.next_event_id);
+            }
+            staged.events.extend(events);
+        }
+    }
+
+    /// The batch is durable: publish and count.
+    pub fn committed(&mut self, staged: Staged) {
+        let m = &self.metrics;
+        for s in &staged.stored {
+            let (site, term) = (s.key.site.as_str(), s.key.terminal.as_str());
+            for (check, ok, latency) in &s.checks {
+                let labels = [site, term, check.as_str()];
+                m.check_success
+                    .with_label_values(&labels)
+                    .set(i64::from(*ok));
+                m.check_duration
+                    .with_label_values(&labels)
+                    .set(f64::from(*latency) / 1000.0);
+            }
+            m.last_report
+                .with_label_values(&[site, term])
+                .set(crate::clock::now_ms() as f64 / 1000.0);
+            if let Some(code) = &s.code_label {
+                m.lineauth_codes
+                    .with_label_values(&[site, code.as_str()])
+                    .inc();
+            }
+        }
+        for e in &staged.events {
+            let action = match e.action {
+                Action::Raised => "raised",
+                Action::Cleared => "cleared",
+                Action::Updated => "updated",
+            };
+            m.events.with_label_values(&[e.flag.as_str(), action]).inc();
+            if e.flag == Flag::PrefixChanged && e.action != Action::Cleared {
+                m.prefix_changes.with_label_values(&[e.site.as_str()]).inc();
+            }
+            tracing::info!(
+                site = %e.site,
+                flag = e.flag.as_str(),
+                action,
+                event_id = e.id,
+                "flag event"
+            );
+        }
+        for site in staged.sites_before.keys() {
+            if let Some(st) = self.sites.get(site) {
+                self.view.publish(st.clone());
+                self.sync_site_metrics(st);
+            }
+        }
+    }
+
+    /// The batch failed: forget what it changed.
+    pub fn failed(&mut self, staged: Staged) {
+        for (site, before) in staged.sites_before {
+            match before {
+                Some(st) => {
+                    self.sites.insert(site, st);
+                }
+                None => {
+                    self.sites.remove(&site);
+                }
+            }
+        }
+        if let Some(id) = staged.next_event_id_before {
+            self.engine.next_event_id = id;
+        }
+    }
+
+    fn sync_site_metrics(&self, st: &SiteState) {
+        let m = &self.metrics;
+        let site = st.site.as_str();
+        for f in Flag::ALL {
+            m.site_flag
+                .with_label_values(&[site, f.as_str()])
+                .set(i64::from(st.flags.contains_key(&f)));
+        }
+        let dns = st
+            .flags
+            .get(&Flag::DnsFailing)
+            .and_then(|f| f.detail.as_deref());
+        for d in ["router_table", "upstream"] {
+            m.site_flag_detail
+                .with_label_values(&[site, Flag::DnsFailing.as_str(), d])
+                .set(i64::from(dns == Some(d)));
+        }
+        let code = st
+            .flags
+            .get(&Flag::LineauthError)
+            .and_then(|f| f.detail.as_deref())
+            .map(|c| self.engine.code_label(c).to_owned());
+        let mut labels: Vec<String> = self.engine.settings.known_codes.clone();
+        labels.push("other".into());
+        for c in &labels {
+            m.site_flag_detail
+                .with_label_values(&[site, Flag::LineauthError.as_str(), c.as_str()])
+                .set(i64::from(code.as_deref() == Some(c.as_str())));
+        }
+        let step = flags::site_finding(st)
+            .and_then(|(_, f, _)| oqs_guide::diagnosis::verdict(f).step)
+            .unwrap_or(0);
+        m.site_diagnosis_step
+            .with_label_values(&[site])
+            .set(i64::from(step));
+    }
+
+    /// Stages retention: raw reports, history points and events past their age, at most
+    /// `sweep_max_deletes` keys. Returns how many keys it deletes.
+    pub fn sweep(
+        &mut self,
+        store: &Store,
+        batch: &mut CommitBatch,
+        records: &mut HashMap<TerminalKey, TerminalRecord>,
+        dirty: &mut HashSet<TerminalKey>,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut budget = self.history.sweep_max_deletes;
+        let raw_cutoff = now_ms - self.history.raw_retention_ms();
+        let hist_cutoff = now_ms - self.history.history_retention_ms();
+        let mut deleted = 0;
+        for (key, rec) in records.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            let mut newest_pruned = None;
+            store.report_times(key, |seq, at| {
+                // Never delete the newest report: it answers "what did this terminal last say".
+                if budget == 0 || at >= raw_cutoff || seq >= rec.last_seq {
+                    return false;
+                }
+                batch.remove(&key.report_key(seq));
+                newest_pruned = Some(seq);
+                budget -= 1;
+                deleted += 1;
+                true
+            })?;
+            if let Some(seq) = newest_pruned {
+                rec.pruned_through_seq = rec.pruned_through_seq.max(seq);
+                dirty.insert(key.clone());
+            }
+            for check in Check::ALL {
+                if budget == 0 {
+                    break;
+                }
+                for k in store.history_keys_before(key, check, hist_cutoff, budget)? {
+                    batch.remove(&k);
+                    budget -= 1;
+                    deleted += 1;
+                }
+            }
+        }
+        if budget > 0 {
+            let cutoff = now_ms - self.history.event_retention_ms();
+            for k in store.event_keys_before(cutoff, budget.div_ceil(2))? {
+                batch.remove(&k);
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
