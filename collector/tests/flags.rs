@@ -1,0 +1,418 @@
+//! Every oqs-fleet-sim scenario against a real collector produces exactly the expected flags,
+//! events, diagnosis step and metric values; flags clear when the condition ends; derived state
+//! survives a restart.
+
+mod common;
+
+use common::*;
+use oqs_collector::config::CollectorConfig;
+use oqs_collector::server::{self, Running};
+use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn flag_config(dir: &Path) -> CollectorConfig {
+    let mut c = config(dir);
+    // Silence is judged on a 1 s interval (the sim's own 10 ms gaps are clamped up to 1 s).
+    c.flags.default_interval_secs = 1;
+    c.flags.evaluate_every_ms = 100;
+    c
+}
+
+async fn run_sim(c: &Running, scenario: Scenario, reports: u64, prefix: &str) {
+    let opts = SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites: 1,
+        reports,
+        interval: Duration::from_millis(10),
+        scenario,
+        site_prefix: prefix.into(),
+        terminals_per_site: 1,
+        ..SimOptions::default()
+    };
+    let s = sim::run(opts, CancellationToken::new()).await.unwrap();
+    assert!(s.all_acked(), "{scenario}: {s}");
+}
+
+/// The value of one series of `name` carrying every label pair given.
+fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+struct Expect {
+    scenario: Scenario,
+    flags: &'static [&'static str],
+    /// (flag, action) of every event, in order.
+    events: &'static [(&'static str, &'static str)],
+    step: Option<u8>,
+    finding: Option<&'static str>,
+    /// (metric, labels besides site, value).
+    metrics: &'static [(&'static str, &'static [(&'static str, &'static str)], f64)],
+}
+
+const EXPECTED: &[Expect] = &[
+    Expect {
+        scenario: Scenario::Healthy,
+        flags: &[],
+        events: &[],
+        step: None,
+        finding: None,
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "lineauth_error")], 0.0),
+            ("oqs_site_diagnosis_step", &[], 0.0),
+            (
+                "oqs_check_success",
+                &[("terminal", "pc-1"), ("check", "lineauth")],
+                1.0,
+            ),
+        ],
+    },
+    Expect {
+        scenario: Scenario::PrefixChange,
+        flags: &["reauth_required", "prefix_changed"],
+        events: &[
+            ("prefix_changed", "raised"),
+            ("reauth_required", "raised"),
+        ],
+        step: Some(6),
+        finding: Some("reauth_required"),
+        metrics: &[
+            ("oqs_ipv6_prefix_changes_total", &[], 1.0),
+            ("oqs_site_flag", &[("flag", "prefix_changed")], 1.0),
+            ("oqs_site_flag", &[("flag", "reauth_required")], 1.0),
+            ("oqs_site_diagnosis_step", &[], 6.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::P11019,
+        flags: &["lineauth_error", "oqs_web_unreachable"],
+        events: &[
+            ("lineauth_error", "raised"),
+            ("oqs_web_unreachable", "raised"),
+        ],
+        step: Some(5),
+        finding: Some("ineligible_line"),
+        metrics: &[
+            ("oqs_lineauth_code_total", &[("code", "P11019")], 4.0),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "lineauth_error"), ("detail", "P11019")],
+                1.0,
+            ),
+            ("oqs_site_diagnosis_step", &[], 5.0),
+            (
+                "oqs_check_success",
+                &[("terminal", "pc-1"), ("check", "lineauth")],
+                0.0,
+            ),
+        ],
+    },
+    Expect {
+        scenario: Scenario::P32031,
+        flags: &["lineauth_error"],
+        events: &[("lineauth_error", "raised")],
+        step: Some(6),
+        finding: Some("no_response"),
+        metrics: &[
+            ("oqs_lineauth_code_total", &[("code", "P32031")], 4.0),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "lineauth_error"), ("detail", "P32031")],
+                1.0,
+            ),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "lineauth_error"), ("detail", "P11019")],
+                0.0,
+            ),
+        ],
+    },
+    Expect {
+        scenario: Scenario::Consent,
+        flags: &["reauth_required"],
+        events: &[("reauth_required", "raised")],
+        step: Some(6),
+        finding: Some("reauth_required"),
+        metrics: &[("oqs_site_flag", &[("flag", "reauth_required")], 1.0)],
+    },
+    Expect {
+        scenario: Scenario::DnsTable,
+        flags: &["dns_failing"],
+        events: &[("dns_failing", "raised")],
+        step: Some(3),
+        finding: Some("router_dns_table"),
+        metrics: &[
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "dns_failing"), ("detail", "router_table")],
+                1.0,
+            ),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "dns_failing"), ("detail", "upstream")],
+                0.0,
+            ),
+            ("oqs_site_diagnosis_step", &[], 3.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::Ipv6Missing,
+        flags: &["ipv6_missing"],
+        events: &[("ipv6_missing", "raised")],
+        step: Some(4),
+        finding: Some("ipv6_missing"),
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "ipv6_missing")], 1.0),
+            ("oqs_site_flag", &[("flag", "dns_failing")], 0.0),
+            ("oqs_site_diagnosis_step", &[], 4.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::Flapping,
+        flags: &["flapping"],
+        events: &[("flapping", "raised")],
+        // The latest round is one without a global address.
+        step: Some(4),
+        finding: Some("ipv6_missing"),
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "flapping")], 1.0),
+            ("oqs_site_flag", &[("flag", "ipv6_missing")], 0.0),
+        ],
+    },
+];
+
+async fn check_site(c: &Running, site: &str, e: &Expect) {
+    let what = e.scenario;
+    let sites = get_json(c.http_addr, "/api/sites").await;
+    assert_eq!(sites["sites"][0]["site_id"], site, "{what}");
+    assert_eq!(sites["sites"][0]["flags"], json!(e.flags), "{what}");
+    let detail = get_json(c.http_addr, &format!("/api/sites/{site}")).await;
+    assert_eq!(detail["flags"], json!(e.flags), "{what}");
+    assert_eq!(detail["diagnosis"]["step"], json!(e.step), "{what}");
+    assert_eq!(detail["diagnosis"]["finding"], json!(e.finding), "{what}");
+    let events = get_json(c.http_addr, &format!("/api/events?site={site}")).await;
+    let mut got: Vec<(String, String)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["flag"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.reverse(); // the API answers newest first
+    let want: Vec<(String, String)> = e
+        .events
+        .iter()
+        .map(|(f, a)| (f.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(got, want, "{what}");
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    for (name, labels, value) in e.metrics {
+        let mut l = vec![("site", site)];
+        l.extend_from_slice(labels);
+        assert_eq!(
+            series(&m, name, &l),
+            Some(*value),
+            "{what}: {name}{labels:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scenario_gives_exactly_its_flags_events_step_and_metrics() {
+    for e in EXPECTED {
+        let dir = tempfile::tempdir().unwrap();
+        let c = server::start(flag_config(dir.path())).await.unwrap();
+        run_sim(&c, e.scenario, 4, "sc-").await;
+        check_site(&c, "sc-00000", e).await;
+        c.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauth_after_a_prefix_change_is_linked_to_it_and_history_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    run_sim(&c, Scenario::PrefixChange, 4, "pc-").await;
+    let events = get_json(c.http_addr, "/api/events?site=pc-00000").await;
+    let ev = events["events"].as_array().unwrap();
+    let change = ev.iter().find(|e| e["flag"] == "prefix_changed").unwrap();
+    let reauth = ev.iter().find(|e| e["flag"] == "reauth_required").unwrap();
+    assert_eq!(reauth["related_event_id"], change["id"]);
+    assert!(change["detail"].as_str().unwrap().contains(" → "));
+    let site = get_json(c.http_addr, "/api/sites/pc-00000").await;
+    let hist = site["prefix_history"].as_array().unwrap();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0]["to"], site["prefix"]);
+    assert_ne!(hist[0]["from"], hist[0]["to"]);
+    // The contact bundle has what the support desk asks for.
+    let contact = &site["contact"];
+    assert!(contact["customer_id"].as_str().unwrap().contains('*'));
+    assert!(contact["ipv6_address"].as_str().unwrap().starts_with("24"));
+    assert_eq!(contact["prefix"], site["prefix"]);
+    assert!(contact["failing_since"].is_string());
+    assert_eq!(contact["support_desk"], "0120-220-571");
+
+    // History: the ipv6 check has its first point and the change, nothing for identical rounds.
+    let h = get_json(
+        c.http_addr,
+        "/api/sites/pc-00000/history?check=ipv6&from=0",
+    )
+    .await;
+    let kinds: Vec<&str> = h["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["first", "change"]);
+    let last = &h["points"][1];
+    assert_eq!(last["rollup"]["samples"], 2);
+    assert_eq!(last["detail"]["prefix"], site["prefix"]);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_clear_when_the_condition_ends_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    run_sim(&c, Scenario::DnsTable, 3, "cl-").await;
+    let site = get_json(c.http_addr, "/api/sites/cl-00000").await;
+    assert_eq!(site["flags"], json!(["dns_failing"]));
+    c.stop().await.unwrap();
+
+    // Restarted on the same store: the flag, the diagnosis and the metrics come back.
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    let site = get_json(c.http_addr, "/api/sites/cl-00000").await;
+    assert_eq!(site["flags"], json!(["dns_failing"]));
+    assert_eq!(site["diagnosis"]["step"], 3);
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(
+        series(
+            &m,
+            "oqs_site_flag",
+            &[("site", "cl-00000"), ("flag", "dns_failing")]
+        ),
+        Some(1.0)
+    );
+
+    // The router is fixed: two good rounds clear it.
+    run_sim(&c, Scenario::Healthy, 2, "cl-").await;
+    let site = get_json(c.http_addr, "/api/sites/cl-00000").await;
+    assert_eq!(site["flags"], json!([]));
+    assert_eq!(site["diagnosis"]["step"], Value::Null);
+    let events = get_json(c.http_addr, "/api/events?site=cl-00000").await;
+    assert_eq!(events["events"][0]["flag"], "dns_failing");
+    assert_eq!(events["events"][0]["action"], "cleared");
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(
+        series(
+            &m,
+            "oqs_site_flag",
+            &[("site", "cl-00000"), ("flag", "dns_failing")]
+        ),
+        Some(0.0)
+    );
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_agent_is_flagged_after_three_intervals_and_cleared_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    run_sim(&c, Scenario::Silent, 4, "si-").await;
+    let site = get_json(c.http_addr, "/api/sites/si-00000").await;
+    assert_eq!(site["flags"], json!([]), "not silent yet");
+    let mut flagged = false;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let site = get_json(c.http_addr, "/api/sites/si-00000").await;
+        if site["flags"] == json!(["agent_silent"]) {
+            flagged = true;
+            break;
+        }
+    }
+    assert!(flagged, "agent_silent within 3 intervals (3 s) and a tick");
+    run_sim(&c, Scenario::Healthy, 1, "si-").await;
+    let site = get_json(c.http_addr, "/api/sites/si-00000").await;
+    assert_eq!(site["flags"], json!([]));
+    let events = get_json(c.http_addr, "/api/events?site=si-00000").await;
+    let actions: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["cleared", "raised"]);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_lists_flagged_sites_first_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    let opts = SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites: 50,
+        reports: 3,
+        interval: Duration::from_millis(10),
+        scenario: Scenario::Mixed,
+        site_prefix: "mx-".into(),
+        terminals_per_site: 1,
+        ..SimOptions::default()
+    };
+    let s = sim::run(opts, CancellationToken::new()).await.unwrap();
+    assert!(s.all_acked(), "{s}");
+    let sites = get_json(c.http_addr, "/api/sites").await;
+    let list = sites["sites"].as_array().unwrap();
+    assert_eq!(list.len(), 50);
+    // Mixed: site 5 is P11019, the most severe; healthy sites come last.
+    assert_eq!(list[0]["site_id"], "mx-00005");
+    assert_eq!(list[0]["flags"][0], "lineauth_error");
+    assert_eq!(list[49]["flags"], json!([]));
+    let first_healthy = list.iter().position(|s| s["flags"] == json!([])).unwrap();
+    assert!(list[first_healthy..].iter().all(|s| s["flags"] == json!([])));
+    assert_eq!(sites["flag_counts"]["dns_failing"], 2);
+
+    let dns = get_json(c.http_addr, "/api/sites?flag=dns_failing").await;
+    let ids: Vec<&str> = dns["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["site_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["mx-00001", "mx-00013"]);
+    let page = get_json(c.http_addr, "/api/sites?limit=10&offset=45").await;
+    assert_eq!(page["total"], 50);
+    assert_eq!(page["sites"].as_array().unwrap().len(), 5);
+    for bad in [
+        "/api/sites?flag=nope",
+        "/api/sites?limit=0",
+        "/api/sites?area=north",
+        "/api/sites?colour=red",
+        "/api/events?since=yesterday",
+        "/api/sites/mx-00001/history",
+        "/api/sites/mx-00001/history?check=dnss",
+        "/api/sites/mx-00001/history?check=dns&from=2027-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+    ] {
+        let (status, body) = get(c.http_addr, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("error"), "{bad}: {body}");
+    }
+    let (status, _) = get(c.http_addr, "/api/sites/nobody/history?check=dns").await;
+    assert_eq!(status, 404);
+    c.stop().await.unwrap();
+}
