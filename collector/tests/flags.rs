@@ -416,3 +416,61 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
     assert_eq!(status, 404);
     c.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = flag_config(dir.path());
+    cfg.history.raw_retention_hours = 1;
+    cfg.history.history_retention_days = 1;
+    cfg.history.sweep_every_secs = 1;
+    let c = server::start(cfg.clone()).await.unwrap();
+    let now = oqs_collector::clock::now_ms();
+    let hour = 3_600_000;
+    // Ten reports spread over the last two days (a spool replayed after an outage), all whole
+    // (common::report varies the address each time).
+    let times: Vec<i64> = (0..10).map(|i| now - 48 * hour + i * 5 * hour).collect();
+    let (s, _) = AgentStream::hello(channel(c.grpc_addr).await, hello("ret-a", "pc-1")).await;
+    let mut s = s;
+    for (i, t) in times.iter().enumerate() {
+        let mut r = report(i as u64 + 1);
+        r.started_at_ms = t - 100;
+        r.finished_at_ms = *t;
+        s.send(r).await;
+        assert!(!s.ack().await.duplicate);
+    }
+    drop(s);
+    // Let a retention pass run (every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.stop().await.unwrap();
+
+    let store = oqs_collector::store::Store::open(dir.path()).unwrap();
+    let key = oqs_collector::store::TerminalKey::new("ret-a", "pc-1");
+    for (i, t) in times.iter().enumerate() {
+        let kept = store.has_report(&key, i as u64 + 1).unwrap();
+        let young = now - t < hour;
+        let newest = i == times.len() - 1;
+        assert_eq!(kept, young || newest, "seq {} at -{} h", i + 1, (now - t) / hour);
+    }
+    let (points, _) = store
+        .history(&key, oqs_collector::samples::Check::Ipv6, 0, i64::MAX, 100)
+        .unwrap();
+    assert!(!points.is_empty());
+    assert!(
+        points.iter().all(|(_, p)| now - p.at_ms < 25 * hour),
+        "points older than a day are gone"
+    );
+    drop(store);
+
+    // A replay of a deleted report is a duplicate, not an out-of-order refusal.
+    let c = server::start(cfg).await.unwrap();
+    let (mut s, last) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("ret-a", "pc-1")).await;
+    assert_eq!(last, 10);
+    let mut r = report(2);
+    r.finished_at_ms = times[1];
+    r.started_at_ms = times[1] - 100;
+    s.send(r).await;
+    assert!(s.ack().await.duplicate);
+    c.stop().await.unwrap();
+}
