@@ -80,10 +80,7 @@ const EXPECTED: &[Expect] = &[
     Expect {
         scenario: Scenario::PrefixChange,
         flags: &["reauth_required", "prefix_changed"],
-        events: &[
-            ("prefix_changed", "raised"),
-            ("reauth_required", "raised"),
-        ],
+        events: &[("prefix_changed", "raised"), ("reauth_required", "raised")],
         step: Some(6),
         finding: Some("reauth_required"),
         metrics: &[
@@ -267,11 +264,7 @@ async fn reauth_after_a_prefix_change_is_linked_to_it_and_history_is_kept() {
     assert_eq!(contact["support_desk"], "0120-220-571");
 
     // History: the ipv6 check has its first point and the change, nothing for identical rounds.
-    let h = get_json(
-        c.http_addr,
-        "/api/sites/pc-00000/history?check=ipv6&from=0",
-    )
-    .await;
+    let h = get_json(c.http_addr, "/api/sites/pc-00000/history?check=ipv6&from=0").await;
     let kinds: Vec<&str> = h["points"]
         .as_array()
         .unwrap()
@@ -384,7 +377,9 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
     assert_eq!(list[0]["flags"][0], "lineauth_error");
     assert_eq!(list[49]["flags"], json!([]));
     let first_healthy = list.iter().position(|s| s["flags"] == json!([])).unwrap();
-    assert!(list[first_healthy..].iter().all(|s| s["flags"] == json!([])));
+    assert!(list[first_healthy..]
+        .iter()
+        .all(|s| s["flags"] == json!([])));
     assert_eq!(sites["flag_counts"]["dns_failing"], 2);
 
     let dns = get_json(c.http_addr, "/api/sites?flag=dns_failing").await;
@@ -450,7 +445,13 @@ async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicate
         let kept = store.has_report(&key, i as u64 + 1).unwrap();
         let young = now - t < hour;
         let newest = i == times.len() - 1;
-        assert_eq!(kept, young || newest, "seq {} at -{} h", i + 1, (now - t) / hour);
+        assert_eq!(
+            kept,
+            young || newest,
+            "seq {} at -{} h",
+            i + 1,
+            (now - t) / hour
+        );
     }
     let (points, _) = store
         .history(&key, oqs_collector::samples::Check::Ipv6, 0, i64::MAX, 100)
