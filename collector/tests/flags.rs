@@ -49,6 +49,9 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// (metric, labels besides site, value).
+type MetricExpect = (&'static str, &'static [(&'static str, &'static str)], f64);
+
 struct Expect {
     scenario: Scenario,
     flags: &'static [&'static str],
@@ -56,8 +59,7 @@ struct Expect {
     events: &'static [(&'static str, &'static str)],
     step: Option<u8>,
     finding: Option<&'static str>,
-    /// (metric, labels besides site, value).
-    metrics: &'static [(&'static str, &'static [(&'static str, &'static str)], f64)],
+    metrics: &'static [MetricExpect],
 }
 
 const EXPECTED: &[Expect] = &[
