@@ -42,6 +42,8 @@ pub struct HistoryPoint {
     pub outcome: String,
     pub latency_ms: u32,
     pub rollup: Rollup,
+    /// First and change points: everything the check found. Keyframes: only what varies from
+    /// sample to sample (latencies, offsets, error texts); the rest is as at the previous point.
     pub detail: Value,
 }
 
@@ -102,7 +104,11 @@ pub fn record(
                 outcome: s.outcome,
                 latency_ms: s.latency_ms,
                 rollup,
-                detail: s.detail,
+                detail: if kind == PointKind::Keyframe {
+                    s.volatile
+                } else {
+                    s.detail
+                },
             },
         ));
     }

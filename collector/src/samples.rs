@@ -67,6 +67,8 @@ pub struct Sample {
     pub latency_ms: u32,
     /// What the check found, with per-probe latencies.
     pub detail: Value,
+    /// The part of `detail` that varies from sample to sample (latencies, offsets, errors).
+    pub volatile: Value,
     /// FNV-1a of the detail without latencies, offsets and error texts.
     pub signature: u64,
 }
@@ -102,7 +104,7 @@ fn fnv1a(v: &Value) -> u64 {
 fn sample(check: Check, outcome: i32, latency_ms: u32, sig: Value, extra: Value) -> Sample {
     let signature = fnv1a(&json!([wire_name!(Outcome, outcome), &sig]));
     let mut detail = sig;
-    if let (Some(d), Value::Object(e)) = (detail.as_object_mut(), extra) {
+    if let (Some(d), Value::Object(e)) = (detail.as_object_mut(), extra.clone()) {
         d.extend(e);
     }
     Sample {
@@ -111,6 +113,7 @@ fn sample(check: Check, outcome: i32, latency_ms: u32, sig: Value, extra: Value)
         outcome: wire_name!(Outcome, outcome),
         latency_ms,
         detail,
+        volatile: extra,
         signature,
     }
 }

@@ -69,7 +69,8 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     config.validate()?;
     let dir = config.data_dir.clone();
     let cache = config.store.cache_bytes;
-    let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&dir, cache))
+    let compression = config.store.compression();
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, cache, compression))
         .await
         .context("opening the store panicked")??;
     let metrics = Arc::new(Metrics::new());

@@ -311,19 +311,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with a 64 MiB cache (tests and tools).
+    /// Opens (or creates) the store in `dir` with a 64 MiB cache and compression (tests and tools).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(dir, 64 * 1024 * 1024)
+        Self::open_with(dir, 64 * 1024 * 1024, Some(3))
     }
 
-    /// Opens (or creates) the store in `dir`, caching at most `cache_bytes` in memory.
-    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`, caching at most `cache_bytes` in memory, compressing
+    /// what it writes with zstd at `compression` (1–22; None: uncompressed). A store keeps the
+    /// setting it was created with: sled refuses to open it with another one.
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: u64,
+        compression: Option<i32>,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // The collector flushes explicitly before each ack; no background timer is needed for
             // durability, and one would only add write amplification.
             .flush_every_ms(None)
+            .use_compression(compression.is_some())
+            .compression_factor(compression.unwrap_or(3))
             .open()
             .map_err(|source| StoreError::Open {
                 dir: dir.display().to_string(),
@@ -338,6 +346,23 @@ impl Store {
         self.tree.apply_batch(batch.batch)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Flushes everything written so far to disk. Blocking.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes of keys and values stored (what is live, before sled's own overhead), by key kind.
+    pub fn live_bytes(&self) -> Result<std::collections::BTreeMap<char, u64>, StoreError> {
+        let mut by_kind = std::collections::BTreeMap::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let kind = k.first().map(|b| *b as char).unwrap_or('?');
+            *by_kind.entry(kind).or_insert(0) += (k.len() + v.len()) as u64;
+        }
+        Ok(by_kind)
     }
 
     /// Whether a report is stored.
