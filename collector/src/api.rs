@@ -61,7 +61,7 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        s.metrics.render(&s.view),
     )
 }
 

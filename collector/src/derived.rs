@@ -7,7 +7,7 @@
 //! when a batch fails (the committer then answers every request of the batch with an error).
 
 use crate::config::{FlagSettings, HistorySettings};
-use crate::flags::{self, Action, Engine, Event, Flag, SiteState};
+use crate::flags::{Action, Engine, Event, SiteState};
 use crate::history;
 use crate::metrics::Metrics;
 use crate::samples::{self, Check};
@@ -70,22 +70,17 @@ impl Derived {
             view,
             metrics,
         };
+        d.metrics
+            .fleet
+            .set_known_codes(d.engine.settings.known_codes.clone());
         for st in d.sites.values() {
             d.view.publish(st.clone());
-            d.sync_site_metrics(st);
-            if st.prefix_changes_total > 0 {
-                d.metrics
-                    .prefix_changes
-                    .with_label_values(&[st.site.as_str()])
-                    .inc_by(st.prefix_changes_total);
-            }
         }
         for (k, r) in records {
             if r.last_report_at_ms > 0 {
                 d.metrics
-                    .last_report
-                    .with_label_values(&[k.site.as_str(), k.terminal.as_str()])
-                    .set(r.last_report_at_ms as f64 / 1000.0);
+                    .fleet
+                    .set_last_report(&k.site, &k.terminal, r.last_report_at_ms);
             }
         }
         Ok(d)
@@ -184,13 +179,16 @@ impl Derived {
             let Some(current) = self.sites.get(&site) else {
                 continue;
             };
-            let mut st = current.clone();
             let last_seen = |terminal: &str| {
                 records
                     .get(&TerminalKey::new(&site, terminal))
                     .filter(|r| r.last_report_at_ms > 0)
                     .map(|r| (r.last_report_at_ms, r.interval_ms))
             };
+            if !self.engine.tick_due(current, now_ms, &last_seen) {
+                continue;
+            }
+            let mut st = current.clone();
             let events = self.engine.on_tick(&mut st, now_ms, &last_seen);
             if &st == current {
                 continue;
@@ -211,24 +209,12 @@ impl Derived {
     /// The batch is durable: publish and count.
     pub fn committed(&mut self, staged: Staged) {
         let m = &self.metrics;
+        let now = crate::clock::now_ms();
         for s in &staged.stored {
             let (site, term) = (s.key.site.as_str(), s.key.terminal.as_str());
-            for (check, ok, latency) in &s.checks {
-                let labels = [site, term, check.as_str()];
-                m.check_success
-                    .with_label_values(&labels)
-                    .set(i64::from(*ok));
-                m.check_duration
-                    .with_label_values(&labels)
-                    .set(f64::from(*latency) / 1000.0);
-            }
-            m.last_report
-                .with_label_values(&[site, term])
-                .set(crate::clock::now_ms() as f64 / 1000.0);
+            m.fleet.record(site, term, &s.checks, now);
             if let Some(code) = &s.code_label {
-                m.lineauth_codes
-                    .with_label_values(&[site, code.as_str()])
-                    .inc();
+                m.fleet.count_code(site, code);
             }
         }
         for e in &staged.events {
@@ -238,9 +224,6 @@ impl Derived {
                 Action::Updated => "updated",
             };
             m.events.with_label_values(&[e.flag.as_str(), action]).inc();
-            if e.flag == Flag::PrefixChanged && e.action != Action::Cleared {
-                m.prefix_changes.with_label_values(&[e.site.as_str()]).inc();
-            }
             tracing::info!(
                 site = %e.site,
                 flag = e.flag.as_str(),
@@ -252,7 +235,6 @@ impl Derived {
         for site in staged.sites_before.keys() {
             if let Some(st) = self.sites.get(site) {
                 self.view.publish(st.clone());
-                self.sync_site_metrics(st);
             }
         }
     }
@@ -272,43 +254,6 @@ impl Derived {
         if let Some(id) = staged.next_event_id_before {
             self.engine.next_event_id = id;
         }
-    }
-
-    fn sync_site_metrics(&self, st: &SiteState) {
-        let m = &self.metrics;
-        let site = st.site.as_str();
-        for f in Flag::ALL {
-            m.site_flag
-                .with_label_values(&[site, f.as_str()])
-                .set(i64::from(st.flags.contains_key(&f)));
-        }
-        let dns = st
-            .flags
-            .get(&Flag::DnsFailing)
-            .and_then(|f| f.detail.as_deref());
-        for d in ["router_table", "upstream"] {
-            m.site_flag_detail
-                .with_label_values(&[site, Flag::DnsFailing.as_str(), d])
-                .set(i64::from(dns == Some(d)));
-        }
-        let code = st
-            .flags
-            .get(&Flag::LineauthError)
-            .and_then(|f| f.detail.as_deref())
-            .map(|c| self.engine.code_label(c).to_owned());
-        let mut labels: Vec<String> = self.engine.settings.known_codes.clone();
-        labels.push("other".into());
-        for c in &labels {
-            m.site_flag_detail
-                .with_label_values(&[site, Flag::LineauthError.as_str(), c.as_str()])
-                .set(i64::from(code.as_deref() == Some(c.as_str())));
-        }
-        let step = flags::site_finding(st)
-            .and_then(|(_, f, _)| oqs_guide::diagnosis::verdict(f).step)
-            .unwrap_or(0);
-        m.site_diagnosis_step
-            .with_label_values(&[site])
-            .set(i64::from(step));
     }
 
     /// Stages retention: raw reports, history points and events past their age, at most

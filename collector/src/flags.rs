@@ -519,6 +519,34 @@ impl Engine {
         events
     }
 
+    /// Whether [`Engine::on_tick`] would change anything: a cheap look, so that a tick over
+    /// thousands of quiet sites copies none of them.
+    pub fn tick_due(
+        &self,
+        st: &SiteState,
+        now_ms: i64,
+        last_seen: &dyn Fn(&str) -> Option<(i64, i64)>,
+    ) -> bool {
+        let intervals = i64::from(self.settings.silent_intervals.max(1));
+        let default_ms = self.settings.default_interval_ms();
+        let window = self.settings.flapping_window_ms();
+        st.terminals.iter().any(|(id, ts)| {
+            let silent = last_seen(id).map(|(seen_ms, interval_ms)| {
+                let interval = if interval_ms > 0 {
+                    interval_ms
+                } else {
+                    default_ms
+                };
+                now_ms - seen_ms > intervals * interval
+            });
+            silent.is_some_and(|s| s != ts.silent)
+                || ts.transitions_ms.iter().any(|t| now_ms - *t > window)
+        }) || st
+            .flags
+            .get(&Flag::PrefixChanged)
+            .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.prefix_changed_hold_ms())
+    }
+
     /// Time-driven changes: silence (the collector's clock against each terminal's last report),
     /// prefix-change hold and flapping windows. `last_seen` gives each terminal's last stored
     /// report (collector time) and its interval estimate.

@@ -11,6 +11,7 @@ pub mod committer;
 pub mod config;
 pub mod derived;
 pub mod flags;
+pub mod fleet_metrics;
 pub mod history;
 pub mod ingest;
 pub mod metrics;

@@ -8,9 +8,10 @@
 //! address, a customer ID or free text.
 //! Must never be written to from the HTTP side: outputs only read it.
 
+use crate::fleet_metrics::FleetMetrics;
+use crate::view::FleetView;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The fixed set of `reason` label values of `oqs_reports_rejected_total`.
@@ -32,15 +33,9 @@ pub struct Metrics {
     pub agents_connected: IntGauge,
     pub commit_batch_size: Histogram,
     pub commit_seconds: Histogram,
-    pub check_success: IntGaugeVec,
-    pub check_duration: GaugeVec,
-    pub site_flag: IntGaugeVec,
-    pub site_flag_detail: IntGaugeVec,
-    pub site_diagnosis_step: IntGaugeVec,
-    pub prefix_changes: IntCounterVec,
-    pub lineauth_codes: IntCounterVec,
-    pub last_report: GaugeVec,
     pub events: IntCounterVec,
+    /// The per-site/terminal/check families, written at scrape time.
+    pub fleet: FleetMetrics,
 }
 
 impl Metrics {
@@ -90,76 +85,6 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        let check_success = IntGaugeVec::new(
-            Opts::new(
-                "oqs_check_success",
-                "1 when the check passed on the terminal's latest report, else 0. check: ipv6, dns, \
-                 lineauth, oqs_web, crl, ntp.",
-            ),
-            &["site", "terminal", "check"],
-        )
-        .expect("valid metric");
-        let check_duration = GaugeVec::new(
-            Opts::new(
-                "oqs_check_duration_seconds",
-                "How long the check took on the terminal's latest report (its slowest probe).",
-            ),
-            &["site", "terminal", "check"],
-        )
-        .expect("valid metric");
-        let site_flag = IntGaugeVec::new(
-            Opts::new(
-                "oqs_site_flag",
-                "1 while the flag is raised for the site, else 0. flag: lineauth_error, \
-                 reauth_required, prefix_changed, ipv6_missing, dns_failing, cert_untrusted, \
-                 oqs_web_unreachable, agent_silent, flapping, ntp_skew.",
-            ),
-            &["site", "flag"],
-        )
-        .expect("valid metric");
-        let site_flag_detail = IntGaugeVec::new(
-            Opts::new(
-                "oqs_site_flag_detail",
-                "1 for the raised flag's bounded detail: dns_failing router_table|upstream; \
-                 lineauth_error the portal code when known (P11019, P32031) or other.",
-            ),
-            &["site", "flag", "detail"],
-        )
-        .expect("valid metric");
-        let site_diagnosis_step = IntGaugeVec::new(
-            Opts::new(
-                "oqs_site_diagnosis_step",
-                "The connection guide's troubleshooting step (1-6) the site fails first; 0 when \
-                 healthy.",
-            ),
-            &["site"],
-        )
-        .expect("valid metric");
-        let prefix_changes = IntCounterVec::new(
-            Opts::new(
-                "oqs_ipv6_prefix_changes_total",
-                "Changes of the site's line IPv6 /64 prefix (temporary-address rotation excluded).",
-            ),
-            &["site"],
-        )
-        .expect("valid metric");
-        let lineauth_codes = IntCounterVec::new(
-            Opts::new(
-                "oqs_lineauth_code_total",
-                "Reports whose line-authentication page showed an error code. code: a known code \
-                 (P11019, P32031) or other.",
-            ),
-            &["site", "code"],
-        )
-        .expect("valid metric");
-        let last_report = GaugeVec::new(
-            Opts::new(
-                "oqs_agent_last_report_timestamp_seconds",
-                "When the collector last stored a report of the terminal (Unix seconds).",
-            ),
-            &["site", "terminal"],
-        )
-        .expect("valid metric");
         let events = IntCounterVec::new(
             Opts::new(
                 "oqs_flag_events_total",
@@ -168,19 +93,9 @@ impl Metrics {
             &["flag", "action"],
         )
         .expect("valid metric");
-        for c in [
-            Box::new(check_success.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(check_duration.clone()),
-            Box::new(site_flag.clone()),
-            Box::new(site_flag_detail.clone()),
-            Box::new(site_diagnosis_step.clone()),
-            Box::new(prefix_changes.clone()),
-            Box::new(lineauth_codes.clone()),
-            Box::new(last_report.clone()),
-            Box::new(events.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        registry
+            .register(Box::new(events.clone()))
+            .expect("metric names are unique");
         for c in [
             Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reports_duplicate.clone()),
@@ -203,15 +118,8 @@ impl Metrics {
             agents_connected,
             commit_batch_size,
             commit_seconds,
-            check_success,
-            check_duration,
-            site_flag,
-            site_flag_detail,
-            site_diagnosis_step,
-            prefix_changes,
-            lineauth_codes,
-            last_report,
             events,
+            fleet: FleetMetrics::default(),
         }
     }
 
@@ -221,11 +129,13 @@ impl Metrics {
         self.reports_rejected.with_label_values(&[reason]).inc();
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        TextEncoder::new()
+    /// The Prometheus text exposition of every metric: the registry's, then the fleet's.
+    pub fn render(&self, view: &FleetView) -> String {
+        let mut out = TextEncoder::new()
             .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"));
+        self.fleet.render(view, &mut out);
+        out
     }
 }
 
