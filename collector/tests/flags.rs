@@ -479,3 +479,47 @@ async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicate
     assert!(s.ack().await.duplicate);
     c.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_on_one_line_see_each_other_and_the_diagnosis_speaks_both_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(flag_config(dir.path())).await.unwrap();
+    // The simulator derives a site's line from its index: q16a-00000 and q16b-00000 share one
+    // (a clinic and the pharmacy next door on one FLET'S line, FAQ Q16); other-00001 does not.
+    run_sim(&c, Scenario::Healthy, 2, "q16a-").await;
+    run_sim(&c, Scenario::Healthy, 2, "q16b-").await;
+    let opts = SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites: 2,
+        reports: 2,
+        interval: Duration::from_millis(10),
+        site_prefix: "other-".into(),
+        terminals_per_site: 1,
+        ..SimOptions::default()
+    };
+    assert!(sim::run(opts, CancellationToken::new())
+        .await
+        .unwrap()
+        .all_acked());
+    let a = get_json(c.http_addr, "/api/sites/q16a-00000").await;
+    assert_eq!(a["shares_line_with"], json!(["other-00000", "q16b-00000"]));
+    let other = get_json(c.http_addr, "/api/sites/other-00001").await;
+    assert_eq!(other["shares_line_with"], json!([]));
+
+    run_sim(&c, Scenario::P11019, 3, "ja-").await;
+    let d = get_json(c.http_addr, "/api/sites/ja-00000").await;
+    assert!(d["diagnosis"]["remedy_ja"]
+        .as_str()
+        .unwrap()
+        .contains("お客さまID"));
+    assert!(d["diagnosis"]["remedy_en"]
+        .as_str()
+        .unwrap()
+        .contains("customer ID"));
+    assert!(d["diagnosis"]["guide_page"]
+        .as_str()
+        .unwrap()
+        .contains("FAQ Q9"));
+    assert_eq!(d["contact"]["last_lineauth_code"]["code"], "P11019");
+    c.stop().await.unwrap();
+}
