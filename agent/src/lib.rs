@@ -13,3 +13,5 @@ pub mod guide;
 pub mod render;
 pub mod round;
 pub mod spool;
+#[cfg(windows)]
+pub mod winservice;

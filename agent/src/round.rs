@@ -118,7 +118,9 @@ pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr]) -> Ipv6State {
     let started = Instant::now();
     #[cfg(target_os = "linux")]
     let observed = tokio::task::spawn_blocking(ipv6::linux::observe).await;
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    let observed = tokio::task::spawn_blocking(ipv6::windows::observe).await;
+    #[cfg(not(any(target_os = "linux", windows)))]
     let observed: Result<std::io::Result<ipv6::Observed>, String> = Ok(Err(std::io::Error::other(
         "reading IPv6 state is not implemented on this platform yet",
     )));

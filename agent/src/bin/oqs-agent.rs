@@ -20,11 +20,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The daemon: rounds on the interval, streamed to the collector, spooled until acknowledged.
-    /// Stops cleanly on SIGTERM or Ctrl-C.
+    /// Stops cleanly on SIGTERM or Ctrl-C (and on a service stop with --service).
     Run {
         /// The agent config file (deploy/agent.example.toml shows every key).
         #[arg(long)]
         config: PathBuf,
+        /// Windows: run under the service control manager (deploy/windows/install-service.ps1
+        /// registers the service with this flag).
+        #[arg(long)]
+        service: bool,
     },
     /// Run every check of the connection guide once and name the first failing step.
     /// Exit status 0 only when everything passes.
@@ -61,7 +65,7 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, service } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,6 +74,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let cfg = AgentConfig::from_file(&config)?;
+            if service {
+                #[cfg(windows)]
+                return oqs_agent::winservice::run_as_service(cfg);
+                #[cfg(not(windows))]
+                anyhow::bail!("--service is for the Windows service control manager; on Linux use systemd (deploy/systemd/oqs-agent.service)");
+            }
             let shutdown = tokio_util::sync::CancellationToken::new();
             let s = shutdown.clone();
             tokio::spawn(async move {

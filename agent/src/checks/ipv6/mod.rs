@@ -3,11 +3,12 @@
 //! servers directly (手順5').
 //!
 //! The judgement here is pure, over an [`Observed`] snapshot; reading the snapshot from the OS is
-//! per platform (`linux.rs`; Windows to come, behind `cfg(windows)`). Must never change the
-//! terminal's settings.
+//! per platform (`linux.rs`: procfs; `windows.rs`: one PowerShell call, its parser tested on every
+//! platform). Must never change the terminal's settings.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod windows;
 
 use oqs_proto::v1::{AddressKind, DnsServerMode, Ipv6Address, Ipv6State, Outcome};
 use std::net::{IpAddr, Ipv6Addr};
