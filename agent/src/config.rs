@@ -60,6 +60,8 @@ struct Raw {
 struct RawCollector {
     url: Option<String>,
     ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,7 +146,12 @@ pub struct AgentConfig {
     pub oqs_ca: Option<PathBuf>,
     /// The collector's gRPC URL; `None` for a one-shot `check`.
     pub collector_url: Option<String>,
+    /// The CA that signed the collector's certificate (PEM), for `https://` URLs; without it the
+    /// system's trust store is not consulted (the NOC runs its own CA).
     pub collector_ca: Option<PathBuf>,
+    /// This terminal's certificate and key (PEM), when the collector requires client certificates.
+    pub collector_client_cert: Option<PathBuf>,
+    pub collector_client_key: Option<PathBuf>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub probes: Probes,
@@ -279,6 +286,27 @@ impl AgentConfig {
             .url
             .map(|u| url("collector.url", Some(u), ""))
             .transpose()?;
+        if r.collector.client_cert.is_some() != r.collector.client_key.is_some() {
+            return Err(invalid(
+                "collector.client_cert",
+                "client_cert and client_key go together: set both or neither",
+            ));
+        }
+        let https = collector_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !https && (r.collector.ca.is_some() || r.collector.client_cert.is_some()) {
+            return Err(invalid(
+                "collector.url",
+                "collector.ca / client_cert are set but the URL is not https://",
+            ));
+        }
+        if https && r.collector.ca.is_none() {
+            return Err(invalid(
+                "collector.ca",
+                "an https:// collector.url needs collector.ca, the PEM of the CA that signed the collector's certificate",
+            ));
+        }
         let dns_names = match r.dns.names {
             None => guide::probe_names(area)
                 .into_iter()
@@ -342,6 +370,8 @@ impl AgentConfig {
             oqs_ca: r.oqs_ca,
             collector_url,
             collector_ca: r.collector.ca,
+            collector_client_cert: r.collector.client_cert,
+            collector_client_key: r.collector.client_key,
             spool_dir: r
                 .spool
                 .dir

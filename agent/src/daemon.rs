@@ -27,10 +27,51 @@ pub enum DaemonError {
     NoCollector,
     #[error("collector.url {0:?} is not usable: {1}")]
     BadUrl(String, String),
+    #[error("cannot read {key} {path}: {message}")]
+    Tls {
+        key: &'static str,
+        path: String,
+        message: String,
+    },
     #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Round(#[from] crate::round::RoundError),
+}
+
+fn read_pem(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, DaemonError> {
+    let pem = std::fs::read(path).map_err(|e| DaemonError::Tls {
+        key,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN ") {
+        return Err(DaemonError::Tls {
+            key,
+            path: path.display().to_string(),
+            message: "not a PEM file".into(),
+        });
+    }
+    Ok(pem)
+}
+
+/// TLS towards the collector: its CA, and this terminal's certificate when configured.
+fn client_tls(cfg: &AgentConfig) -> Result<Option<tonic::transport::ClientTlsConfig>, DaemonError> {
+    let Some(ca) = &cfg.collector_ca else {
+        return Ok(None);
+    };
+    // One process-wide crypto provider (several are compiled in through dependencies).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(read_pem("collector.ca", ca)?),
+    );
+    if let (Some(cert), Some(key)) = (&cfg.collector_client_cert, &cfg.collector_client_key) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read_pem("collector.client_cert", cert)?,
+            read_pem("collector.client_key", key)?,
+        ));
+    }
+    Ok(Some(tls))
 }
 
 /// Backoff between reconnects.
@@ -58,10 +99,15 @@ async fn spool_op<T: Send + 'static>(
 /// Runs until `shutdown` is cancelled.
 pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let url = cfg.collector_url.clone().ok_or(DaemonError::NoCollector)?;
-    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
+    if let Some(tls) = client_tls(&cfg)? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?;
+    }
     let dir = cfg.spool_dir.clone();
     let max = cfg.spool_max_bytes;
     let spool: Shared = Arc::new(Mutex::new(

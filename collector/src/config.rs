@@ -41,6 +41,22 @@ pub struct CollectorConfig {
     pub store: StoreTuning,
     pub flags: FlagSettings,
     pub history: HistorySettings,
+    /// gRPC over TLS for agents; required on a non-loopback `grpc_listen` unless `insecure`.
+    pub tls: Option<TlsSettings>,
+    /// Allow a non-loopback `grpc_listen` without TLS (`--insecure`).
+    pub insecure: bool,
+}
+
+/// The collector's certificate for agents, and optionally the CA of agents' client certificates.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The collector's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// When set, every agent must present a client certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for CollectorConfig {
@@ -54,6 +70,8 @@ impl Default for CollectorConfig {
             store: StoreTuning::default(),
             flags: FlagSettings::default(),
             history: HistorySettings::default(),
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -300,6 +318,16 @@ impl CollectorConfig {
 
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.grpc_listen.ip().is_loopback() && self.tls.is_none() && !self.insecure {
+            return Err(ConfigError::Invalid {
+                key: "grpc_listen",
+                value: self.grpc_listen.to_string(),
+                rule:
+                    "is not a loopback address, so agents' reports (customer IDs, addresses) would \
+                       cross the network in clear text: configure [tls] cert and key, or pass \
+                       --insecure (insecure = true) to accept that",
+            });
+        }
         let l = &self.limits;
         let positive: [(&'static str, usize); 9] = [
             ("limits.max_message_bytes", l.max_message_bytes),
@@ -426,6 +454,28 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/oqs"));
         assert_eq!(c.limits.max_message_bytes, 1000);
         assert_eq!(c.limits.max_dns_probes, 256);
+    }
+
+    #[test]
+    fn a_non_loopback_grpc_address_needs_tls_or_insecure() {
+        let mut c = CollectorConfig {
+            grpc_listen: "[::]:50051".parse().unwrap(),
+            ..CollectorConfig::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("grpc_listen") && e.contains("--insecure") && e.contains("[tls]"),
+            "{e}"
+        );
+        c.insecure = true;
+        c.validate().unwrap();
+        let c = CollectorConfig::from_toml(
+            "grpc_listen = \"0.0.0.0:50051\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let e = CollectorConfig::from_toml("[tls]\ncert = \"c.pem\"\n").unwrap_err();
+        assert!(e.contains("key"), "{e}");
     }
 
     #[test]

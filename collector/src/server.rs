@@ -6,7 +6,7 @@
 
 use crate::api::{self, ApiState};
 use crate::committer;
-use crate::config::CollectorConfig;
+use crate::config::{CollectorConfig, TlsSettings};
 use crate::ingest::{IngestService, IngestState};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -64,6 +64,34 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(GRPC_BACKLOG)
 }
 
+fn read_pem(what: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&pem).contains("-----BEGIN "),
+        "{what} {} is not a PEM file",
+        path.display()
+    );
+    Ok(pem)
+}
+
+fn server_tls(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    // One process-wide crypto provider (several are compiled in through dependencies).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut cfg =
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            read_pem("tls.cert", &tls.cert)?,
+            read_pem("tls.key", &tls.key)?,
+        ));
+    if let Some(ca) = &tls.client_ca {
+        cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(
+            "tls.client_ca",
+            ca,
+        )?));
+    }
+    Ok(cfg)
+}
+
 /// Starts the collector with `config` and returns once both listeners are bound.
 pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     config.validate()?;
@@ -119,9 +147,15 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         .build_v1()
         .context("building gRPC reflection")?;
 
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .context("configuring gRPC TLS")?;
+    }
     let grpc_shutdown = shutdown.clone();
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -28,3 +28,20 @@ fn readme_and_ci_run_the_same_test_command() {
         "{ci}"
     );
 }
+
+#[test]
+fn a_non_loopback_grpc_address_without_tls_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqs-collector"))
+        .args(["--grpc-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("grpc_listen") && err.contains("clear text") && err.contains("--insecure"),
+        "{err}"
+    );
+}

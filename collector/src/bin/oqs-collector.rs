@@ -28,6 +28,10 @@ struct Args {
     /// HTTP address for /healthz, /metrics, /api and the dashboard [default: [::1]:8080].
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Accept agents without TLS on a non-loopback gRPC address (their reports, customer IDs and
+    /// addresses then cross the network in clear text).
+    #[arg(long)]
+    insecure: bool,
     /// Also run a simulated `mixed` fleet against this collector, so there is something to see.
     #[arg(long)]
     demo: bool,
@@ -66,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(a) = args.http_listen {
         config.http_listen = a;
+    }
+    if args.insecure {
+        config.insecure = true;
     }
     let running = server::start(config.clone()).await.with_context(|| {
         format!(
