@@ -142,3 +142,118 @@ fn run_without_a_collector_url_says_so() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("collector.url"));
 }
+
+/// The NOC's "run now" and a config change reach a running agent over its own stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_and_config_update_from_the_collector_take_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = oqs_collector::server::start(CollectorConfig {
+        data_dir: tmp.path().join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = tmp.path().join("agent.toml");
+    // An hour between rounds: any second report within the test is the collector's doing.
+    std::fs::write(
+        &config,
+        format!(
+            "site_id = \"clinic-cmd\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 3600\nprobe_timeout_ms = 200\n\
+             [collector]\nurl = \"http://{}\"\n[spool]\ndir = \"{}\"\n\
+             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
+             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
+             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
+            collector.grpc_addr,
+            tmp.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let http = collector.http_addr;
+    let client = reqwest::Client::new();
+    let last_seq = || async {
+        let body = reqwest::get(format!("http://{http}/api/sites/clinic-cmd"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            v["terminals"][0]["last_seq"].as_u64().unwrap_or(0),
+            v["terminals"][0]["connected"].as_bool().unwrap_or(false),
+        )
+    };
+    let wait_for = |min: u64, secs: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (seq, connected) = last_seq().await;
+            if (seq >= min && connected) || Instant::now() > deadline {
+                return seq;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (status, _) = post(&client, http, "/api/sites/clinic-cmd/run-now", "").await;
+    assert_eq!(status, 404, "an unknown site");
+
+    let _agent = start_agent(&config);
+    assert_eq!(
+        wait_for(1, 15).await,
+        1,
+        "the first round, then an hour's wait"
+    );
+    let (status, body) = post(&client, http, "/api/sites/clinic-cmd/run-now", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pc-1"), "{body}");
+    assert!(wait_for(2, 10).await >= 2, "run now made a round");
+
+    let (status, body) = post(
+        &client,
+        http,
+        "/api/sites/clinic-cmd/config",
+        "{\"interval_seconds\": 0}",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("interval_seconds"), "{body}");
+    let (status, body) = post(
+        &client,
+        http,
+        "/api/sites/clinic-cmd/config",
+        "{\"interval_seconds\": 1}",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let before = last_seq().await.0;
+    assert!(
+        wait_for(before + 3, 15).await >= before + 3,
+        "rounds every second after the config update"
+    );
+    drop(_agent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_seq().await.1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = post(&client, http, "/api/sites/clinic-cmd/run-now", "").await;
+    assert_eq!(status, 409, "nobody connected: {body}");
+    collector.stop().await.unwrap();
+}
+
+async fn post(
+    client: &reqwest::Client,
+    http: std::net::SocketAddr,
+    path: &str,
+    json: &str,
+) -> (u16, String) {
+    let mut req = client.post(format!("http://{http}{path}"));
+    if !json.is_empty() {
+        req = req
+            .header("content-type", "application/json")
+            .body(json.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}

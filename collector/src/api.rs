@@ -1,8 +1,8 @@
 //! The collector's HTTP side: `/healthz`, `/metrics`, the JSON query API under `/api`, and the
 //! dashboard mounted at `/`. Built by one function, [`router`], that tests call without a socket.
 //!
-//! Must never write to the store or reach back into ingest: it only reads. Customer IDs leave
-//! here masked.
+//! Must never write to the store: it reads, and its only actions are commands to connected agents
+//! (`RunNow`, `ConfigUpdate`) through [`Presence`]. Customer IDs leave here masked.
 
 use crate::config::HistorySettings;
 use crate::flags::{self, Event, Flag, SiteState};
@@ -15,7 +15,7 @@ use crate::view::FleetView;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use oqs_proto::ident::{CustomerId, SiteId};
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/sites/{site_id}", get(site))
         .route("/api/sites/{site_id}/history", get(history))
         .route("/api/events", get(events))
+        .route("/api/sites/{site_id}/run-now", post(run_now))
+        .route("/api/sites/{site_id}/config", post(config_update))
         .with_state(state)
         .merge(oqs_dashboard::router())
 }
@@ -535,4 +537,110 @@ async fn events(
             event: e,
         }).collect::<Vec<_>>(),
     })))
+}
+
+/// Whether the site has ever reported (404 otherwise).
+async fn known_site(s: &ApiState, site: &SiteId) -> Result<(), ApiError> {
+    let store = s.store.clone();
+    let id = site.clone();
+    if read(move || store.site_terminals(id.as_str()))
+        .await?
+        .is_empty()
+    {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("site {site} has never reported"),
+        ));
+    }
+    Ok(())
+}
+
+fn not_connected(site: &SiteId) -> ApiError {
+    ApiError(
+        StatusCode::CONFLICT,
+        format!("no agent of site {site} is connected now; it gets nothing until it reconnects"),
+    )
+}
+
+/// `POST /api/sites/{id}/run-now`: every connected agent of the site runs a round now; its
+/// report arrives like any other (poll the site, or its history).
+async fn run_now(
+    State(s): State<ApiState>,
+    Path(site_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
+    known_site(&s, &site_id).await?;
+    let request_id = format!("run-{}", crate::clock::now_ms());
+    let sent = s.presence.send_to_site(
+        site_id.as_str(),
+        oqs_proto::v1::collector_message::Body::RunNow(oqs_proto::v1::RunNow {
+            request_id: request_id.clone(),
+        }),
+    );
+    if sent.is_empty() {
+        return Err(not_connected(&site_id));
+    }
+    tracing::info!(site = %site_id, terminals = sent.len(), "run now sent");
+    Ok(Json(json!({ "request_id": request_id, "sent_to": sent })))
+}
+
+/// `POST /api/sites/{id}/config` body: what to change on the site's connected agents (each field
+/// optional; the agent validates again and keeps it until it restarts).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigBody {
+    interval_seconds: Option<u32>,
+    probe_timeout_ms: Option<u32>,
+    lineauth_url: Option<String>,
+}
+
+async fn config_update(
+    State(s): State<ApiState>,
+    Path(site_id): Path<String>,
+    body: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
+    let Json(b) = body.map_err(|e| bad_request(e.body_text()))?;
+    if let Some(i) = b.interval_seconds {
+        if !(1..=86_400).contains(&i) {
+            return Err(bad_request(format!(
+                "interval_seconds {i}: must be 1..=86400"
+            )));
+        }
+    }
+    if let Some(t) = b.probe_timeout_ms {
+        if !(100..=60_000).contains(&t) {
+            return Err(bad_request(format!(
+                "probe_timeout_ms {t}: must be 100..=60000"
+            )));
+        }
+    }
+    if let Some(u) = &b.lineauth_url {
+        if !u.starts_with("https://") || u.len() > 2048 {
+            return Err(bad_request(format!(
+                "lineauth_url {u:?}: must be an https:// URL"
+            )));
+        }
+    }
+    if b.interval_seconds.is_none() && b.probe_timeout_ms.is_none() && b.lineauth_url.is_none() {
+        return Err(bad_request(
+            "nothing to change: give interval_seconds, probe_timeout_ms or lineauth_url",
+        ));
+    }
+    known_site(&s, &site_id).await?;
+    let update = oqs_proto::v1::ConfigUpdate {
+        interval_seconds: b.interval_seconds.unwrap_or(0),
+        probe_timeout_ms: b.probe_timeout_ms.unwrap_or(0),
+        lineauth_url: b.lineauth_url.unwrap_or_default(),
+        ..Default::default()
+    };
+    let sent = s.presence.send_to_site(
+        site_id.as_str(),
+        oqs_proto::v1::collector_message::Body::ConfigUpdate(update),
+    );
+    if sent.is_empty() {
+        return Err(not_connected(&site_id));
+    }
+    tracing::info!(site = %site_id, terminals = sent.len(), "config update sent");
+    Ok(Json(json!({ "sent_to": sent })))
 }

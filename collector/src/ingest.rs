@@ -8,7 +8,7 @@
 use crate::committer::{CommitOutcome, CommitterHandle, ReportCommit};
 use crate::config::{IngestTuning, Limits};
 use crate::metrics::Metrics;
-use crate::presence::Presence;
+use crate::presence::{Outbound, Presence};
 use crate::store::TerminalKey;
 use crate::validate::{self, Rejection};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -45,8 +45,6 @@ impl IngestService {
         Self { state }
     }
 }
-
-type Outbound = mpsc::Sender<Result<CollectorMessage, Status>>;
 
 #[tonic::async_trait]
 impl FleetIngest for IngestService {
@@ -158,7 +156,7 @@ async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, 
     {
         return;
     }
-    let _present = state.presence.enter(key.clone());
+    let _present = state.presence.enter(key.clone(), tx.clone());
     if let Err(st) = reports(&state, &key, &mut inbound, &tx).await {
         let _ = tx.send(Err(st)).await;
     }

@@ -1,19 +1,32 @@
-//! Which terminals have a stream open right now, for the API's `connected` and the
-//! `oqs_agents_connected` gauge.
+//! Which terminals have a stream open right now, for the API's `connected`, the
+//! `oqs_agents_connected` gauge, and commands to agents (`RunNow`, `ConfigUpdate`) — the collector
+//! can only reach an agent over the stream the agent opened (agents are never dialled).
 //!
-//! A terminal may briefly have two streams (a reconnect while the old one is still closing), so
-//! this counts streams per terminal. Must never be persisted: after a restart nobody is connected.
+//! A terminal may briefly have two streams (a reconnect while the old one is still closing); a
+//! command goes to the newest. Must never be persisted: after a restart nobody is connected.
 
 use crate::store::TerminalKey;
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use oqs_proto::v1::CollectorMessage;
 use prometheus::IntGauge;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// The sending half of a stream's answers to its agent.
+pub type Outbound = mpsc::Sender<Result<CollectorMessage, Status>>;
+
+/// Each terminal's open streams: (stream id, its outbound channel), oldest first.
+type Streams = HashMap<TerminalKey, Vec<(u64, Outbound)>>;
 
 /// Open streams per terminal.
 #[derive(Clone)]
 pub struct Presence {
     // A std mutex: held only for a map update, never across an await.
-    open: Arc<Mutex<HashMap<TerminalKey, u32>>>,
+    open: Arc<Mutex<Streams>>,
+    next_id: Arc<AtomicU64>,
     gauge: IntGauge,
 }
 
@@ -21,31 +34,50 @@ impl Presence {
     pub fn new(gauge: IntGauge) -> Self {
         Self {
             open: Arc::default(),
+            next_id: Arc::default(),
             gauge,
         }
     }
 
-    /// Marks a stream of `key` open until the returned guard is dropped.
-    pub fn enter(&self, key: TerminalKey) -> PresenceGuard {
-        *self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.clone())
-            .or_insert(0) += 1;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a stream of `key` open until the returned guard is dropped; `tx` reaches its agent.
+    pub fn enter(&self, key: TerminalKey, tx: Outbound) -> PresenceGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().entry(key.clone()).or_default().push((id, tx));
         self.gauge.inc();
         PresenceGuard {
             presence: self.clone(),
             key,
+            id,
         }
     }
 
     /// Whether `key` has a stream open.
     pub fn is_connected(&self, key: &TerminalKey) -> bool {
-        self.open
+        self.lock().contains_key(key)
+    }
+
+    /// Sends `body` to the newest stream of every connected terminal of `site`, without waiting
+    /// (a stream whose queue is full is skipped). Returns the terminals reached, sorted.
+    pub fn send_to_site(&self, site: &str, body: CollectorBody) -> Vec<String> {
+        let mut reached: Vec<String> = self
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
+            .iter()
+            .filter(|(k, _)| k.site == site)
+            .filter_map(|(k, streams)| {
+                let (_, tx) = streams.last()?;
+                tx.try_send(Ok(CollectorMessage {
+                    body: Some(body.clone()),
+                }))
+                .ok()
+                .map(|_| k.terminal.clone())
+            })
+            .collect();
+        reached.sort();
+        reached
     }
 }
 
@@ -53,17 +85,19 @@ impl Presence {
 pub struct PresenceGuard {
     presence: Presence,
     key: TerminalKey,
+    id: u64,
 }
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let mut open = self.presence.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
+        let mut open = self.presence.lock();
+        if let Some(streams) = open.get_mut(&self.key) {
+            streams.retain(|(id, _)| *id != self.id);
+            if streams.is_empty() {
                 open.remove(&self.key);
             }
         }
+        drop(open);
         self.presence.gauge.dec();
     }
 }
