@@ -37,6 +37,7 @@ struct Raw {
     terminal_id: Option<String>,
     area: Option<String>,
     prefecture: Option<String>,
+    site_name: Option<String>,
     customer_id: Option<String>,
     interval_secs: Option<u64>,
     probe_timeout_ms: Option<u64>,
@@ -139,6 +140,10 @@ pub struct AgentConfig {
     pub site: SiteId,
     pub terminal: TerminalId,
     pub area: Area,
+    /// The prefecture as configured (full name), sent to the collector for the NOC's filters.
+    pub prefecture: Option<String>,
+    /// The site's name for people (one line, at most 128 characters).
+    pub site_name: Option<String>,
     pub customer_id: Option<CustomerId>,
     pub interval: Duration,
     pub probe_timeout: Duration,
@@ -360,7 +365,19 @@ impl AgentConfig {
         // Checked now, so a bad pattern fails at start, not at the first round.
         crate::checks::lineauth::classify::Classifier::with_extra(r.lineauth.patterns.clone())
             .map_err(|e| invalid("lineauth.patterns", e.to_string()))?;
+        let site_name = match r.site_name.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) if n.chars().count() > 128 || n.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "site_name",
+                    "must be one line of at most 128 characters",
+                ))
+            }
+            Some(n) => Some(n.to_owned()),
+        };
         Ok(Self {
+            prefecture: r.prefecture.clone(),
+            site_name,
             site,
             terminal,
             area,

@@ -142,6 +142,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         boot_id: format!("{:x}", nanos()),
         customer_id: cfg.customer_id.as_ref().map(|c| c.reveal().to_string()),
         highest_held_seq: 0,
+        prefecture: cfg.prefecture.clone(),
+        site_name: cfg.site_name.clone(),
     };
     let mut backoff = BACKOFF_MIN;
     while !shutdown.is_cancelled() {

@@ -108,6 +108,8 @@ fn diagnosis_step(st: Option<&SiteState>) -> Option<u8> {
 #[derive(Serialize)]
 struct SiteSummary {
     site_id: String,
+    site_name: Option<String>,
+    prefecture: Option<String>,
     area: Option<&'static str>,
     terminal_count: usize,
     connected_terminals: usize,
@@ -137,7 +139,9 @@ struct SitesQuery {
     flag: Option<String>,
     /// `east` or `west`.
     area: Option<String>,
-    /// Substring of the site id.
+    /// A prefecture's full name (e.g. 東京都).
+    prefecture: Option<String>,
+    /// Part of the site id or name, or a full customer ID.
     q: Option<String>,
     /// `flagged` (only sites with a flag).
     state: Option<String>,
@@ -191,11 +195,34 @@ async fn sites(
             *flag_counts.entry(f.as_str()).or_default() += 1;
         }
         let site_area = terms.first().and_then(|(_, r)| area_name(r.area));
+        let pick = |f: fn(&TerminalRecord) -> &String| {
+            terms
+                .iter()
+                .map(|(_, r)| f(r))
+                .find(|v| !v.is_empty())
+                .cloned()
+        };
+        let site_name = pick(|r| &r.site_name);
+        let prefecture = pick(|r| &r.prefecture);
+        let matches_query = |needle: &str| {
+            let needle = needle.trim();
+            let lower = needle.to_lowercase();
+            site_id.to_lowercase().contains(&lower)
+                || site_name.as_deref().is_some_and(|n| n.contains(needle))
+                || terms
+                    .iter()
+                    .any(|(_, r)| r.customer_id.as_deref() == Some(needle))
+        };
         if flag.is_some_and(|f| !st.as_ref().is_some_and(|st| st.flags.contains_key(&f)))
             || area.is_some_and(|a| site_area != Some(a.as_str()))
-            || q.q
+            || q
+                .prefecture
                 .as_deref()
-                .is_some_and(|needle| !site_id.contains(needle))
+                .is_some_and(|p| prefecture.as_deref() != Some(p))
+            || q
+                .q
+                .as_deref()
+                .is_some_and(|needle| !needle.trim().is_empty() && !matches_query(needle))
             || (flagged_only && st.as_ref().is_none_or(|st| st.flags.is_empty()))
         {
             continue;
@@ -208,6 +235,8 @@ async fn sites(
             rank,
             SiteSummary {
                 area: site_area,
+                site_name,
+                prefecture,
                 terminal_count: terms.len(),
                 connected_terminals: terms
                     .iter()
@@ -327,8 +356,20 @@ async fn site(
         "last_lineauth_code": st.and_then(|s| s.last_code.as_ref()).map(|c| json!({
             "code": c.code, "first_seen_at": when(c.at_ms),
         })),
-        "support_desk": "0120-220-571",
+        "support_desk": oqs_guide::support::NETWORK_DESK,
+        "support_desk_open_now": oqs_guide::support::network_desk_open(crate::clock::now_ms()),
+        "support_desk_hours_today": oqs_guide::support::network_desk_hours_today(crate::clock::now_ms()),
+        "flets_desk": oqs_guide::support::FLETS_DESK,
     });
+    let first_non_empty = |f: fn(&TerminalRecord) -> &String| {
+        terms
+            .iter()
+            .map(|(_, r)| f(r))
+            .find(|v| !v.is_empty())
+            .cloned()
+    };
+    let site_name = first_non_empty(|r| &r.site_name);
+    let prefecture = first_non_empty(|r| &r.prefecture);
     let flags_json: Vec<Value> = {
         let mut v: Vec<_> = st.map(|s| s.flags.iter().collect()).unwrap_or_default();
         v.sort_by_key(|(f, _)| f.severity_rank());
@@ -389,6 +430,8 @@ async fn site(
     let prefix = st.and_then(|s| s.prefix.clone());
     Ok(Json(json!({
         "site_id": site_id.to_string(),
+        "site_name": site_name,
+        "prefecture": prefecture,
         "area": area,
         "customer_id": customer_id,
         "last_report_at": when(last),

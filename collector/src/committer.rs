@@ -243,6 +243,8 @@ impl Writer {
                         rec.agent_version = ident.agent_version;
                         rec.os = ident.os;
                         rec.boot_id = ident.boot_id;
+                        rec.prefecture = ident.prefecture.unwrap_or_default();
+                        rec.site_name = ident.site_name.unwrap_or_default();
                         rec.area = ident.area.to_wire() as i32;
                         rec.customer_id = ident.customer_id.map(|c| c.reveal().to_owned());
                         let last = rec.last_seq;

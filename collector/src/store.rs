@@ -136,6 +136,11 @@ pub struct TerminalRecord {
     /// The terminal's reporting interval, from its last two reports' times (0: unknown).
     #[prost(int64, tag = "16")]
     pub interval_ms: i64,
+    /// The site's prefecture and name as the agent's Hello said (empty: not given).
+    #[prost(string, tag = "17")]
+    pub prefecture: String,
+    #[prost(string, tag = "18")]
+    pub site_name: String,
 }
 
 /// A terminal's identity as stored (the key's two parts).

@@ -44,6 +44,8 @@ pub struct AgentIdentity {
     pub os: String,
     pub boot_id: String,
     pub highest_held_seq: u64,
+    pub prefecture: Option<String>,
+    pub site_name: Option<String>,
 }
 
 fn text(field: &str, s: &str, max: usize) -> Result<(), String> {
@@ -82,7 +84,20 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
     text("agent_version", &h.agent_version, 64).map_err(bad)?;
     text("os", &h.os, 128).map_err(bad)?;
     text("boot_id", &h.boot_id, 64).map_err(bad)?;
+    let line = |field: &str, v: &Option<String>, max: usize| -> Result<Option<String>, Rejection> {
+        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) if s.contains('\n') || s.contains('\t') => {
+                Err(bad(format!("{field} must be one line")))
+            }
+            Some(s) => text(field, s, max).map(|_| Some(s.to_owned())).map_err(bad),
+        }
+    };
+    let prefecture = line("prefecture", &h.prefecture, 16)?;
+    let site_name = line("site_name", &h.site_name, 128)?;
     Ok(AgentIdentity {
+        prefecture,
+        site_name,
         site,
         terminal,
         area,
@@ -315,6 +330,12 @@ mod tests {
         let mut h = good_hello();
         h.hostname = "x".repeat(300);
         assert!(hello(&h).unwrap_err().to_string().contains("hostname"));
+        let mut h = good_hello();
+        h.site_name = Some("山田\nクリニック".into());
+        assert!(hello(&h).unwrap_err().to_string().contains("site_name"));
+        let mut h = good_hello();
+        h.prefecture = Some("東京都".repeat(10));
+        assert!(hello(&h).unwrap_err().to_string().contains("prefecture"));
     }
 
     #[test]

@@ -261,6 +261,8 @@ async fn terminal(
         ),
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
+        prefecture: Some(site.prefecture.to_owned()),
+        site_name: Some(site.name.clone()),
     };
     if tx
         .send(AgentMessage {

@@ -116,7 +116,14 @@ pub struct SiteProfile {
     pub scenario: Scenario,
     pub terminals: usize,
     pub customer_id: String,
+    pub prefecture: &'static str,
+    pub name: String,
 }
+
+/// Prefectures the simulated sites are spread over, by area (DOMAIN.md §2).
+const EAST_PREFECTURES: [&str; 6] = ["東京都", "神奈川県", "埼玉県", "千葉県", "北海道", "新潟県"];
+const WEST_PREFECTURES: [&str; 6] = ["大阪府", "愛知県", "京都府", "兵庫県", "福岡県", "広島県"];
+const NAMES: [&str; 5] = ["クリニック", "医院", "薬局", "歯科", "内科"];
 
 impl SiteProfile {
     /// Site `index` of a fleet: about 60% East, 40% West; some sites with two terminals.
@@ -142,6 +149,14 @@ impl SiteProfile {
             scenario: scenario.for_site(index),
             terminals,
             customer_id: format!("CAF{:010}", mix(index as u64, 2) % 10_000_000_000),
+            prefecture: match area {
+                Area::East => EAST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
+                Area::West => WEST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
+            },
+            name: format!(
+                "シミュレーション{}{index}",
+                NAMES[(mix(index as u64, 4) % 5) as usize]
+            ),
         }
     }
 

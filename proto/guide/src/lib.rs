@@ -1,7 +1,9 @@
-//! `oqs-guide`: what the connection guide concludes from one round of results. The agent's
+//! `oqs-guide`: what the connection guide concludes from one round of results, and who to call
+//! ([`support`]). The agent's
 //! `check` and the collector's per-site diagnosis both call this one implementation, so the engineer
 //! on site and the NOC always read the same step, remedy and page.
 //!
 //! Pure functions over `oqs.fleet.v1` types. Must never do I/O or hold configuration.
 
 pub mod diagnosis;
+pub mod support;
