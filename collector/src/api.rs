@@ -215,12 +215,10 @@ async fn sites(
         };
         if flag.is_some_and(|f| !st.as_ref().is_some_and(|st| st.flags.contains_key(&f)))
             || area.is_some_and(|a| site_area != Some(a.as_str()))
-            || q
-                .prefecture
+            || q.prefecture
                 .as_deref()
                 .is_some_and(|p| prefecture.as_deref() != Some(p))
-            || q
-                .q
+            || q.q
                 .as_deref()
                 .is_some_and(|needle| !needle.trim().is_empty() && !matches_query(needle))
             || (flagged_only && st.as_ref().is_none_or(|st| st.flags.is_empty()))

@@ -273,6 +273,8 @@ mod tests {
             boot_id: "b1".into(),
             customer_id: Some("CAF0123456789".into()),
             highest_held_seq: 0,
+            prefecture: Some("東京都".into()),
+            site_name: Some("山田クリニック".into()),
         }
     }
 

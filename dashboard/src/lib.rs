@@ -1,18 +1,67 @@
-//! The NOC dashboard: pages served at `/` by `oqs-collector`.
+//! The NOC dashboard: the fleet overview at `/` and a page per site at `/sites/{site_id}`, served
+//! by `oqs-collector`.
 //!
-//! It reads only the collector's JSON query API (`/api/...`), from the browser, so it works the
-//! same against any collector and never touches the store. Must never embed data that did not come
-//! through that API, and never need a Node toolchain: the page and its script ship in this crate.
-//!
-//! This first page is the fleet list; the full overview and per-site drill-down grow here.
+//! The pages are a shell plus one script and one stylesheet shipped in this crate (no Node
+//! toolchain, no CDN); the script reads only the collector's JSON API (`/api/...`) and draws the
+//! charts as SVG. Must never embed data that did not come through that API, and never touch the
+//! store.
 
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
-const OVERVIEW: &str = include_str!("overview.html");
+const PAGE: &str = include_str!("page.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+fn page(which: &str) -> Html<String> {
+    Html(PAGE.replace("{{PAGE}}", which))
+}
 
 /// The dashboard's routes, to be merged into the collector's router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(|| async { Html(OVERVIEW) }))
+    Router::new()
+        .route("/", get(|| async { page("overview") }))
+        .route("/sites/{site_id}", get(|| async { page("site") }))
+        .route(
+            "/assets/app.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    APP_JS,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    APP_CSS,
+                )
+                    .into_response()
+            }),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pages_name_their_role_and_load_the_shipped_assets() {
+        let overview = super::page("overview").0;
+        assert!(overview.contains("data-page=\"overview\""));
+        assert!(overview.contains("/assets/app.js") && overview.contains("/assets/app.css"));
+        assert!(super::page("site").0.contains("data-page=\"site\""));
+        // The script inserts API text as text: no innerHTML anywhere.
+        assert!(!super::APP_JS.contains("innerHTML"));
+        assert!(super::APP_JS.contains("0120") || super::APP_JS.contains("support_desk"));
+    }
 }

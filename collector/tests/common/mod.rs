@@ -48,6 +48,8 @@ pub fn hello(site: &str, terminal: &str) -> Hello {
         boot_id: "boot".into(),
         customer_id: Some("CAF0123456789".into()),
         highest_held_seq: 0,
+        prefecture: Some("東京都".into()),
+        site_name: None,
     }
 }
 

@@ -60,7 +60,15 @@ fn equinox(y: i64, base: f64) -> u32 {
 /// Holidays by law, before substitute and in-between days.
 fn statutory(y: i64, m: u32, d: u32) -> bool {
     match (m, d) {
-        (1, 1) | (2, 11) | (2, 23) | (4, 29) | (5, 3) | (5, 4) | (5, 5) | (8, 11) | (11, 3)
+        (1, 1)
+        | (2, 11)
+        | (2, 23)
+        | (4, 29)
+        | (5, 3)
+        | (5, 4)
+        | (5, 5)
+        | (8, 11)
+        | (11, 3)
         | (11, 23) => true,
         (1, _) => d == nth_monday(y, 1, 2),
         (3, _) => d == equinox(y, 20.8431),
@@ -202,9 +210,15 @@ mod tests {
         assert!(!network_desk_open(jst(2026, 12, 29, 10, 0)));
         assert!(!network_desk_open(jst(2027, 1, 3, 10, 0)));
         assert!(network_desk_open(jst(2027, 1, 5, 10, 0)));
-        assert_eq!(network_desk_hours_today(jst(2026, 12, 9, 3, 0)), Some("8:00–24:00"));
+        assert_eq!(
+            network_desk_hours_today(jst(2026, 12, 9, 3, 0)),
+            Some("8:00–24:00")
+        );
         assert_eq!(network_desk_hours_today(jst(2026, 11, 28, 12, 0)), None);
         // 00:30 JST on the 26th is still the 25th in UTC: Japan time decides.
-        assert_eq!(network_desk_hours_today(jst(2026, 11, 26, 0, 30)), Some("9:00–17:00"));
+        assert_eq!(
+            network_desk_hours_today(jst(2026, 11, 26, 0, 30)),
+            Some("9:00–17:00")
+        );
     }
 }

@@ -1,0 +1,427 @@
+// OQS Fleet Monitor dashboard: the fleet overview and the site page. Plain JavaScript, no build
+// step; it reads only the collector's JSON API and draws its charts as SVG. Text from the API is
+// always inserted as text (never as HTML).
+'use strict';
+
+const LANG = (() => {
+  const q = new URLSearchParams(location.search).get('lang');
+  if (q === 'en' || q === 'ja') { try { localStorage.setItem('oqs-lang', q); } catch (_) {} return q; }
+  try { return localStorage.getItem('oqs-lang') || 'ja'; } catch (_) { return 'ja'; }
+})();
+
+const T = {
+  ja: {
+    sites: '拠点一覧', site: '拠点', all: 'すべて', flagged_only: '異常のみ', search: '拠点ID・名称・お客さまID',
+    area: '地域', prefecture: '都道府県', flag: 'フラグ', east: '東日本', west: '西日本', name: '名称',
+    flags: 'フラグ', step: '切り分け手順', last_report: '最終報告', terminals: '端末', connected: '接続',
+    total: '拠点数', flagged_n: '要対応', healthy: '正常', prev: '前へ', next: '次へ', updated: '更新',
+    of: '件中', diagnosis: '診断（接続ガイド 切り分け方法）', remedy: '対処', page: 'ガイド',
+    failing_since: '発生', healthy_msg: '問題は見つかりませんでした。', contact: 'お問合せ情報',
+    copy: 'コピー', copied: 'コピーしました', customer_id: 'お客さまID', ipv6: 'IPv6アドレス',
+    prefix: 'プレフィックス', last_code: '直近のエラーコード', desk: 'ネットワークサポートデスク',
+    open_now: '受付中', closed_now: '受付時間外', hours_today: '本日の受付', closed_today: '本日休業',
+    active_flags: '発生中のフラグ', none: 'なし', events: 'イベント履歴', time: '日時', action: '種別',
+    detail: '詳細', terminal: '端末', checks: 'チェック', run_now: '今すぐ実行', running: '実行中…',
+    fresh: '新しい結果を受信', no_agent: '接続中のエージェントがありません', range: '期間',
+    prefix_hist: 'IPv6プレフィックス履歴', lineauth_hist: '回線認証の状態', dns_lat: 'DNS応答時間（サーバー別）',
+    web_hist: 'オンライン資格確認Web・CRL・NTP', hostname: 'ホスト名', version: 'バージョン',
+    shares_line: '同じ回線の拠点', raised: '発生', cleared: '解消', updated_a: '更新', loading: '読み込み中…',
+    step_n: n => `手順${n}`, no_data: 'データなし',
+    flag_names: { lineauth_error: '回線認証エラー', reauth_required: '再認証が必要', prefix_changed: 'プレフィックス変更',
+      ipv6_missing: 'IPv6未取得', dns_failing: 'DNS異常', cert_untrusted: '証明書未導入', oqs_web_unreachable: 'OQS Web不達',
+      agent_silent: 'エージェント無応答', flapping: 'アドレス不安定', ntp_skew: '時刻ずれ' },
+  },
+  en: {
+    sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
+    area: 'Area', prefecture: 'Prefecture', flag: 'Flag', east: 'East', west: 'West', name: 'Name',
+    flags: 'Flags', step: 'Guide step', last_report: 'Last report', terminals: 'Terminals', connected: 'Connected',
+    total: 'Sites', flagged_n: 'Flagged', healthy: 'Healthy', prev: 'Prev', next: 'Next', updated: 'Updated',
+    of: 'of', diagnosis: 'Diagnosis (connection guide troubleshooting)', remedy: 'Remedy', page: 'Guide',
+    failing_since: 'Since', healthy_msg: 'No problem found.', contact: 'Contact bundle',
+    copy: 'Copy', copied: 'Copied', customer_id: 'Customer ID', ipv6: 'IPv6 address',
+    prefix: 'Prefix', last_code: 'Last portal code', desk: 'Network support desk',
+    open_now: 'open now', closed_now: 'closed now', hours_today: 'Today', closed_today: 'closed today',
+    active_flags: 'Active flags', none: 'none', events: 'Event log', time: 'Time', action: 'Action',
+    detail: 'Detail', terminal: 'Terminal', checks: 'Checks', run_now: 'Run now', running: 'Running…',
+    fresh: 'Fresh result received', no_agent: 'No agent is connected', range: 'Range',
+    prefix_hist: 'IPv6 prefix history', lineauth_hist: 'Line authentication state', dns_lat: 'DNS latency per server',
+    web_hist: 'OQS web, CRL, NTP', hostname: 'Host', version: 'Version',
+    shares_line: 'Same line as', raised: 'raised', cleared: 'cleared', updated_a: 'updated', loading: 'Loading…',
+    step_n: n => `step ${n}`, no_data: 'no data',
+    flag_names: { lineauth_error: 'Line-auth error', reauth_required: 'Re-auth required', prefix_changed: 'Prefix changed',
+      ipv6_missing: 'IPv6 missing', dns_failing: 'DNS failing', cert_untrusted: 'Cert untrusted', oqs_web_unreachable: 'OQS web unreachable',
+      agent_silent: 'Agent silent', flapping: 'Flapping', ntp_skew: 'NTP skew' },
+  },
+}[LANG];
+
+const FLAGS = ['lineauth_error', 'reauth_required', 'prefix_changed', 'ipv6_missing', 'dns_failing',
+  'cert_untrusted', 'oqs_web_unreachable', 'agent_silent', 'flapping', 'ntp_skew'];
+const SEVERE = new Set(['lineauth_error', 'reauth_required', 'ipv6_missing', 'dns_failing', 'cert_untrusted']);
+const PREFECTURES = ['北海道', '青森県', '岩手県', '宮城県', '秋田県', '山形県', '福島県', '茨城県', '栃木県', '群馬県',
+  '埼玉県', '千葉県', '東京都', '神奈川県', '新潟県', '山梨県', '長野県', '富山県', '石川県', '福井県', '岐阜県', '静岡県',
+  '愛知県', '三重県', '滋賀県', '京都府', '大阪府', '兵庫県', '奈良県', '和歌山県', '鳥取県', '島根県', '岡山県', '広島県',
+  '山口県', '徳島県', '香川県', '愛媛県', '高知県', '福岡県', '佐賀県', '長崎県', '熊本県', '大分県', '宮崎県', '鹿児島県', '沖縄県'];
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null) continue;
+    e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+  }
+  return e;
+}
+
+async function api(path, opts) {
+  const res = await fetch(path, opts);
+  let body = null;
+  try { body = await res.json(); } catch (_) { body = null; }
+  if (!res.ok) throw new Error((body && body.error) || `${res.status}`);
+  return body;
+}
+
+function when(iso) {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  const s = Math.round((Date.now() - d.getTime()) / 1000);
+  const local = d.toLocaleString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { timeZone: 'Asia/Tokyo', hour12: false });
+  if (s < 0 || s > 86400) return local;
+  const ago = s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
+  return `${local} (${LANG === 'ja' ? ago + '前' : ago + ' ago'})`;
+}
+
+function flagBadge(f, detail) {
+  const cls = SEVERE.has(f) ? 'bad' : 'warn';
+  return el('span', { class: `badge ${cls}`, title: detail || '' }, T.flag_names[f] || f, detail && f === 'lineauth_error' ? ` ${detail}` : '');
+}
+
+function langToggle() {
+  const other = LANG === 'ja' ? 'en' : 'ja';
+  return el('button', { onclick: () => { const u = new URL(location.href); u.searchParams.set('lang', other); location.href = u; } },
+    other === 'en' ? 'English' : '日本語');
+}
+
+// ---------- SVG charts ----------
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const c of children.flat()) { if (c) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); }
+  return e;
+}
+const W = 900, PADL = 120, PADR = 10;
+function xOf(t, from, to) { return PADL + (W - PADL - PADR) * Math.max(0, Math.min(1, (t - from) / Math.max(1, to - from))); }
+function axis(from, to, y) {
+  const g = svg('g', {});
+  for (let i = 0; i <= 4; i++) {
+    const t = from + (to - from) * i / 4;
+    const x = xOf(t, from, to);
+    const d = new Date(t);
+    const label = d.toLocaleString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { timeZone: 'Asia/Tokyo', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false });
+    g.appendChild(svg('line', { x1: x, x2: x, y1: 0, y2: y, stroke: '#e5e7eb' }));
+    g.appendChild(svg('text', { x, y: y + 11, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, label));
+  }
+  return g;
+}
+
+// Rows of coloured segments: rows = [{label, segments: [{from, to, color, text}]}], markers = [{t, text}].
+function bands(rows, from, to, markers) {
+  const rowH = 18, h = rows.length * (rowH + 4) + 16;
+  const root = svg('svg', { viewBox: `0 0 ${W} ${h}`, class: 'chart', role: 'img' });
+  root.appendChild(axis(from, to, h - 14));
+  rows.forEach((r, i) => {
+    const y = i * (rowH + 4) + 2;
+    root.appendChild(svg('text', { x: 2, y: y + 13 }, r.label.length > 22 ? r.label.slice(0, 21) + '…' : r.label));
+    for (const s of r.segments) {
+      const x1 = xOf(s.from, from, to), x2 = Math.max(x1 + 2, xOf(s.to, from, to));
+      const rect = svg('rect', { x: x1, y, width: x2 - x1, height: rowH, fill: s.color, rx: 2 });
+      rect.appendChild(svg('title', {}, s.text || ''));
+      root.appendChild(rect);
+      if (s.text && x2 - x1 > 60) root.appendChild(svg('text', { x: x1 + 3, y: y + 13, fill: '#fff' }, s.text));
+    }
+  });
+  for (const m of markers || []) {
+    const x = xOf(m.t, from, to);
+    root.appendChild(svg('line', { x1: x, x2: x, y1: 0, y2: h - 14, stroke: '#c62828', 'stroke-dasharray': '3,2' }));
+    const tx = svg('text', { x: x + 3, y: h - 18, fill: '#c62828' }, m.text);
+    root.appendChild(tx);
+  }
+  return root;
+}
+
+const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+// Line chart: series = [{label, points: [[t, v]]}] in milliseconds.
+function lines(series, from, to, unit) {
+  const h = 170, top = 8, bottom = h - 16;
+  const max = Math.max(1, ...series.flatMap(s => s.points.map(p => p[1])));
+  const yOf = v => bottom - (bottom - top) * (v / max);
+  const root = svg('svg', { viewBox: `0 0 ${W} ${h}`, class: 'chart', role: 'img' });
+  root.appendChild(axis(from, to, bottom));
+  for (const v of [0, max / 2, max]) {
+    root.appendChild(svg('text', { x: PADL - 4, y: yOf(v) + 3, 'text-anchor': 'end' }, `${Math.round(v)} ${unit}`));
+  }
+  series.forEach((s, i) => {
+    if (!s.points.length) return;
+    const d = s.points.map((p, j) => `${j ? 'L' : 'M'}${xOf(p[0], from, to).toFixed(1)},${yOf(p[1]).toFixed(1)}`).join(' ');
+    root.appendChild(svg('path', { d, fill: 'none', stroke: PALETTE[i % PALETTE.length], 'stroke-width': 1.5 }));
+  });
+  const legend = el('div', { class: 'legend' }, series.map((s, i) => el('span', {}, el('i', { style: `background:${PALETTE[i % PALETTE.length]}` }), s.label)));
+  return el('div', {}, root, legend);
+}
+
+// Segments from history points of one terminal: each point holds until the next one.
+function segmentsOf(points, to, colorOf, textOf) {
+  const segs = [];
+  let last = null;
+  points.forEach((p, i) => {
+    const start = Date.parse(p.at);
+    const end = i + 1 < points.length ? Date.parse(points[i + 1].at) : to;
+    if (p.kind === 'keyframe' && last) { last.to = end; return; }
+    last = { from: start, to: end, color: colorOf(p), text: textOf(p) };
+    segs.push(last);
+  });
+  return segs;
+}
+
+// ---------- the overview ----------
+function overviewPage() {
+  const state = { flag: '', area: '', prefecture: '', q: '', flagged: false, offset: 0, limit: 100 };
+  const tiles = el('div', { class: 'tiles', id: 'tiles' });
+  const areaSel = el('select', { id: 'f-area', onchange: e => { state.area = e.target.value; state.offset = 0; load(); } },
+    el('option', { value: '' }, `${T.area}: ${T.all}`), el('option', { value: 'east' }, T.east), el('option', { value: 'west' }, T.west));
+  const prefSel = el('select', { id: 'f-pref', onchange: e => { state.prefecture = e.target.value; state.offset = 0; load(); } },
+    el('option', { value: '' }, `${T.prefecture}: ${T.all}`), PREFECTURES.map(p => el('option', { value: p }, p)));
+  const flagSel = el('select', { id: 'f-flag', onchange: e => { state.flag = e.target.value; state.offset = 0; load(); } },
+    el('option', { value: '' }, `${T.flag}: ${T.all}`), FLAGS.map(f => el('option', { value: f }, T.flag_names[f])));
+  let timer = null;
+  const search = el('input', { type: 'search', id: 'f-q', placeholder: T.search,
+    oninput: e => { clearTimeout(timer); timer = setTimeout(() => { state.q = e.target.value; state.offset = 0; load(); }, 250); } });
+  const flaggedBox = el('label', {}, el('input', { type: 'checkbox', id: 'f-flagged', onchange: e => { state.flagged = e.target.checked; state.offset = 0; load(); } }), ' ', T.flagged_only);
+  const rows = el('tbody', { id: 'rows' });
+  const info = el('span', { class: 'muted', id: 'info' }, T.loading);
+  const pager = el('div', { class: 'pager' },
+    el('button', { id: 'prev', onclick: () => { state.offset = Math.max(0, state.offset - state.limit); load(); } }, T.prev),
+    el('button', { id: 'next', onclick: () => { state.offset += state.limit; load(); } }, T.next), info);
+  document.body.append(
+    el('header', {}, el('h1', {}, `OQS Fleet Monitor — ${T.sites}`), el('span', { class: 'spacer' }),
+      el('span', { id: 'updated', class: 'muted' }), langToggle()),
+    el('main', {}, tiles, el('div', { class: 'filters' }, areaSel, prefSel, flagSel, search, flaggedBox),
+      el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.name, T.prefecture, T.flags, T.step, T.last_report, T.terminals].map(h => el('th', {}, h)))), rows),
+      pager));
+
+  async function load() {
+    const p = new URLSearchParams({ offset: state.offset, limit: state.limit });
+    for (const k of ['flag', 'area', 'prefecture', 'q']) if (state[k]) p.set(k, state[k]);
+    if (state.flagged) p.set('state', 'flagged');
+    let data;
+    try { data = await api('/api/sites?' + p); } catch (e) { info.textContent = e.message; return; }
+    const flaggedTotal = Object.values(data.flag_counts).length ? null : 0;
+    tiles.replaceChildren(
+      el('div', { class: 'tile', onclick: () => { state.flag = ''; flagSel.value = ''; load(); } }, el('div', { class: 'n', id: 'n-total' }, data.total), T.total),
+      ...FLAGS.filter(f => data.flag_counts[f]).map(f => el('div', {
+        class: `tile ${SEVERE.has(f) ? 'bad' : 'warn'} ${state.flag === f ? 'active' : ''}`,
+        onclick: () => { state.flag = state.flag === f ? '' : f; flagSel.value = state.flag; state.offset = 0; load(); },
+      }, el('div', { class: 'n' }, data.flag_counts[f]), T.flag_names[f])));
+    void flaggedTotal;
+    rows.replaceChildren(...data.sites.map(s => {
+      const sev = s.flags.some(f => SEVERE.has(f)) ? 'bad' : s.flags.length ? 'warn' : 'ok';
+      return el('tr', { class: `sev-${sev}`, 'data-site': s.site_id },
+        el('td', {}, el('a', { href: `/sites/${encodeURIComponent(s.site_id)}` }, s.site_id)),
+        el('td', {}, s.site_name || ''),
+        el('td', {}, `${s.prefecture || ''} ${s.area ? '(' + T[s.area] + ')' : ''}`),
+        el('td', {}, s.flags.length ? s.flags.map(f => flagBadge(f)) : el('span', { class: 'badge ok' }, T.healthy)),
+        el('td', {}, s.diagnosis_step ? T.step_n(s.diagnosis_step) : '-'),
+        el('td', {}, when(s.last_report_at)),
+        el('td', {}, `${s.connected_terminals}/${s.terminal_count}`));
+    }));
+    const end = Math.min(data.total, state.offset + data.sites.length);
+    info.textContent = `${data.total ? state.offset + 1 : 0}–${end} ${T.of} ${data.total}`;
+    document.getElementById('prev').disabled = state.offset === 0;
+    document.getElementById('next').disabled = end >= data.total;
+    document.getElementById('updated').textContent = `${T.updated} ${new Date().toLocaleTimeString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { hour12: false })}`;
+  }
+  load();
+  setInterval(load, 10000);
+}
+
+// ---------- the site page ----------
+function sitePage() {
+  const id = decodeURIComponent(location.pathname.split('/').pop());
+  const ranges = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
+  let range = '24h';
+  let lastSeqs = null;
+  const toast = el('span', { id: 'toast' });
+  const runBtn = el('button', { id: 'run-now', onclick: runNow }, T.run_now);
+  const rangeSel = el('select', { id: 'range', onchange: e => { range = e.target.value; load(); } },
+    Object.keys(ranges).map(r => el('option', { value: r, selected: r === range ? 'selected' : null }, r)));
+  const body = el('div', { id: 'site' }, T.loading);
+  document.body.append(
+    el('header', {}, el('a', { href: '/' }, `← ${T.sites}`), el('h1', { id: 'title' }, `${T.site} ${id}`), el('span', { class: 'spacer' }),
+      el('span', { class: 'actions' }, toast, runBtn), langToggle()),
+    el('main', {}, el('div', { class: 'filters' }, `${T.range}: `, rangeSel), body));
+
+  async function runNow() {
+    runBtn.disabled = true;
+    toast.textContent = T.running;
+    try {
+      await api(`/api/sites/${encodeURIComponent(id)}/run-now`, { method: 'POST' });
+      const before = JSON.stringify(lastSeqs);
+      for (let i = 0; i < 30; i++) {
+        await new Promise(r => setTimeout(r, 1000));
+        await load();
+        if (JSON.stringify(lastSeqs) !== before) { toast.textContent = `${T.fresh} ${new Date().toLocaleTimeString()}`; break; }
+      }
+    } catch (e) {
+      toast.textContent = e.message.includes('connected') ? T.no_agent : e.message;
+    }
+    runBtn.disabled = false;
+  }
+
+  async function load() {
+    const to = Date.now(), from = to - ranges[range];
+    const q = `from=${from}&to=${to}`;
+    let site, events, hist;
+    try {
+      [site, events, ...hist] = await Promise.all([
+        api(`/api/sites/${encodeURIComponent(id)}`),
+        api(`/api/events?site=${encodeURIComponent(id)}&since=${to - 30 * 86400e3}&limit=200`),
+        ...['ipv6', 'lineauth', 'dns', 'oqs_web', 'crl', 'ntp'].map(c => api(`/api/sites/${encodeURIComponent(id)}/history?check=${c}&${q}`)),
+      ]);
+    } catch (e) { body.textContent = e.message; return; }
+    lastSeqs = site.terminals.map(t => t.last_seq);
+    document.getElementById('title').textContent = `${T.site} ${site.site_id}${site.site_name ? ' — ' + site.site_name : ''}`;
+    const [h6, hla, hdns, hweb, hcrl, hntp] = hist.map(h => h.points);
+    body.replaceChildren(
+      el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
+      el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
+      el('div', { class: 'grid' },
+        el('div', { class: 'panel' }, el('h2', {}, T.prefix_hist), prefixChart(site, h6, from, to)),
+        el('div', { class: 'panel' }, el('h2', {}, T.lineauth_hist), lineauthChart(hla, from, to))),
+      el('div', { class: 'grid' },
+        el('div', { class: 'panel' }, el('h2', {}, T.dns_lat), dnsChart(hdns, from, to)),
+        el('div', { class: 'panel' }, el('h2', {}, T.web_hist), webChart([['OQS web', hweb], ['CRL', hcrl], ['NTP', hntp]], from, to))),
+      el('div', { class: 'panel' }, el('h2', {}, T.events), eventsTable(events.events)));
+  }
+
+  function diagnosisPanel(site) {
+    const d = site.diagnosis;
+    const bad = d.step !== null && d.step !== undefined;
+    return el('div', { class: `panel diag ${bad ? 'bad' : ''}`, id: 'diagnosis' },
+      el('h2', {}, T.diagnosis),
+      bad ? el('div', {}, el('span', { class: 'step', id: 'diag-step' }, d.step), el('strong', {}, T.step_n(d.step)), ' ', el('span', { class: 'muted' }, d.finding || '')) : el('div', { id: 'diag-step' }, T.healthy_msg),
+      bad ? el('p', { id: 'diag-remedy' }, LANG === 'ja' ? d.remedy_ja : d.remedy_en) : null,
+      bad ? el('dl', { class: 'kv' }, el('dt', {}, T.page), el('dd', {}, d.guide_page), el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')) : null);
+  }
+
+  function contactPanel(site) {
+    const c = site.contact;
+    const lines = [
+      [T.site, `${site.site_id}${site.site_name ? ' ' + site.site_name : ''}`],
+      [T.customer_id, c.customer_id || '-'],
+      [T.ipv6, c.ipv6_address || '-'],
+      [T.prefix, c.prefix || '-'],
+      [T.failing_since, c.failing_since ? when(c.failing_since) : '-'],
+      [T.last_code, c.last_lineauth_code ? `${c.last_lineauth_code.code} (${when(c.last_lineauth_code.first_seen_at)})` : '-'],
+    ];
+    const text = lines.map(([k, v]) => `${k}: ${v}`).join('\n');
+    const copyBtn = el('button', { id: 'copy-contact', onclick: async () => {
+      try { await navigator.clipboard.writeText(text); copyBtn.textContent = T.copied; } catch (_) { copyBtn.textContent = '✗'; }
+    } }, T.copy);
+    return el('div', { class: 'panel', id: 'contact' }, el('h2', {}, T.contact),
+      el('div', { class: 'desk' }, `${T.desk} `, el('span', { id: 'desk-number' }, c.support_desk), ' ',
+        el('span', { class: c.support_desk_open_now ? 'open' : 'closed', id: 'desk-open' }, c.support_desk_open_now ? T.open_now : T.closed_now)),
+      el('div', { class: 'muted' }, `${T.hours_today}: ${c.support_desk_hours_today || T.closed_today} (JST)`),
+      el('dl', { class: 'kv' }, lines.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
+      el('div', { class: 'actions' }, copyBtn),
+      site.shares_line_with.length ? el('p', { class: 'muted' }, `${T.shares_line}: ${site.shares_line_with.join(', ')}`) : null);
+  }
+
+  function flagsPanel(site) {
+    return el('div', { class: 'panel', id: 'flags' }, el('h2', {}, T.active_flags),
+      site.active_flags.length ? el('table', {}, el('tbody', {}, site.active_flags.map(f => el('tr', {},
+        el('td', {}, flagBadge(f.flag, f.detail)), el('td', {}, f.detail || ''), el('td', {}, when(f.raised_at)))))) : el('span', { class: 'badge ok' }, T.none));
+  }
+
+  function terminalsTable(site) {
+    return el('table', { id: 'terminals' }, el('thead', {}, el('tr', {}, [T.terminal, T.hostname, T.connected, T.last_report, T.ipv6, T.checks, T.version].map(h => el('th', {}, h)))),
+      el('tbody', {}, site.terminals.map(t => el('tr', {},
+        el('td', {}, t.terminal_id), el('td', {}, t.hostname), el('td', {}, t.connected ? '●' : '○'),
+        el('td', {}, when(t.last_report_at)), el('td', {}, (t.ipv6_addresses || []).join(' ')),
+        el('td', {}, t.checks.map(c => el('span', { class: `badge ${c.ok ? 'ok' : 'bad'}`, title: JSON.stringify(c.detail) }, `${c.check} ${c.ok ? '✓' : '✗'} ${c.latency_ms}ms`)),
+          t.lineauth_state ? el('span', { class: 'badge none' }, t.lineauth_state) : null),
+        el('td', {}, t.agent_version)))));
+  }
+
+  function byTerminal(points) {
+    const m = new Map();
+    for (const p of points) { if (!m.has(p.terminal_id)) m.set(p.terminal_id, []); m.get(p.terminal_id).push(p); }
+    return m;
+  }
+
+  function prefixChart(site, points, from, to) {
+    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
+    const colors = new Map();
+    const colorOf = pfx => { if (!pfx) return '#9e9e9e'; if (!colors.has(pfx)) colors.set(pfx, PALETTE[colors.size % PALETTE.length]); return colors.get(pfx); };
+    const prefixes = new Map();
+    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, to,
+      p => { if (p.kind !== 'keyframe') prefixes.set(p.terminal_id, p.detail.prefix); return colorOf(prefixes.get(p.terminal_id)); },
+      p => p.kind === 'keyframe' ? '' : (p.detail.prefix || '-')) }));
+    const markers = site.prefix_history.filter(c => Date.parse(c.at) >= from).map(c => ({ t: Date.parse(c.at), text: c.to }));
+    return bands(rows, from, to, markers);
+  }
+
+  function lineauthChart(points, from, to) {
+    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
+    const color = s => ['already_authenticated', 'success'].includes(s) ? '#2e7d32' : s === 'consent' ? '#b26a00' : '#c62828';
+    let cur = null;
+    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, to,
+      p => { if (p.kind !== 'keyframe') cur = p.detail; return color(cur && cur.state); },
+      p => p.kind === 'keyframe' ? '' : `${p.detail.state}${p.detail.code ? ' ' + p.detail.code : ''}`) }));
+    return bands(rows, from, to, []);
+  }
+
+  function dnsChart(points, from, to) {
+    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
+    // Each change point lists the probes; keyframes carry their latencies in the same order.
+    const series = new Map();
+    let probes = [];
+    for (const p of points) {
+      if (p.detail.probes) probes = p.detail.probes;
+      (p.detail.latencies_ms || []).forEach((ms, i) => {
+        const pr = probes[i];
+        if (!pr || pr.resolver === 'system') return;
+        const key = `${pr.server} ${pr.name.split('.')[0]}`;
+        if (!series.has(key)) series.set(key, []);
+        series.get(key).push([Date.parse(p.at), ms]);
+      });
+    }
+    return lines([...series].slice(0, 10).map(([label, pts]) => ({ label, points: pts })), from, to, 'ms');
+  }
+
+  function webChart(checks, from, to) {
+    const rows = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label, segments: segmentsOf(ps, to,
+      p => p.ok ? '#2e7d32' : '#c62828', p => p.kind === 'keyframe' ? '' : p.outcome) }));
+    if (!rows.length) return el('div', { class: 'muted' }, T.no_data);
+    const lat = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label, points: ps.map(p => [Date.parse(p.at), p.rollup.latency_avg_ms]) }));
+    return el('div', {}, bands(rows, from, to, []), lines(lat, from, to, 'ms'));
+  }
+
+  function eventsTable(events) {
+    if (!events.length) return el('span', { class: 'muted' }, T.none);
+    const act = { raised: T.raised, cleared: T.cleared, updated: T.updated_a };
+    return el('table', { id: 'events' }, el('thead', {}, el('tr', {}, [T.time, T.flag, T.action, T.detail, T.terminal].map(h => el('th', {}, h)))),
+      el('tbody', {}, events.map(e => el('tr', {}, el('td', {}, when(e.at)), el('td', {}, flagBadge(e.flag)),
+        el('td', {}, act[e.action] || e.action), el('td', {}, e.detail || ''), el('td', {}, e.terminal || '')))));
+  }
+
+  load();
+  setInterval(load, 15000);
+}
+
+document.documentElement.lang = LANG;
+if (document.body.dataset.page === 'site') sitePage(); else overviewPage();
