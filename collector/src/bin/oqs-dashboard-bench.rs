@@ -1,0 +1,181 @@
+//! `oqs-dashboard-bench`: how long the collector takes to answer what the dashboard's pages load,
+//! and how much they weigh — the overview with 5,000 sites, and a site page with 30 days of
+//! history. Fills a fresh store through the real committer (times in the past), starts the real
+//! collector on loopback, and times its HTTP answers. Not a test: it prints figures to write down.
+
+use anyhow::Context;
+use clap::Parser;
+use oqs_collector::committer::{self, CommitterSettings, ReportCommit};
+use oqs_collector::config::CollectorConfig;
+use oqs_collector::metrics::Metrics;
+use oqs_collector::sim::scenario::{report, Scenario, SiteProfile};
+use oqs_collector::store::{Store, TerminalKey};
+use oqs_collector::view::FleetView;
+use prost::Message;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser, Debug)]
+#[command(about = "Server time and weight of the dashboard's pages")]
+struct Args {
+    /// Sites in the fleet (one terminal each, the `mixed` blend).
+    #[arg(long, default_value_t = 5000)]
+    sites: usize,
+    /// Days of history of the one site the site page shows (one report a minute).
+    #[arg(long, default_value_t = 30)]
+    history_days: u64,
+    /// Timed repetitions of each request (the median is printed).
+    #[arg(long, default_value_t = 7)]
+    repeat: usize,
+}
+
+/// GET over HTTP/1.1; returns the body's length.
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    anyhow::ensure!(text.starts_with("HTTP/1.1 200"), "GET {path}: {}", text.lines().next().unwrap_or(""));
+    let head = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    Ok(buf.len() - head)
+}
+
+/// Median time and the size of `paths` fetched together (as the page does).
+async fn time(addr: SocketAddr, paths: &[String], repeat: usize) -> anyhow::Result<(Duration, usize)> {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let sizes = futures::future::try_join_all(paths.iter().map(|p| get(addr, p))).await?;
+        times.push(t.elapsed());
+        bytes = sizes.iter().sum();
+    }
+    times.sort();
+    Ok((times[times.len() / 2], bytes))
+}
+
+async fn feed(
+    handle: &committer::CommitterHandle,
+    sites: &[SiteProfile],
+    rounds: std::ops::Range<u64>,
+    start_ms: i64,
+    step_ms: i64,
+) -> anyhow::Result<()> {
+    let mut pending = Vec::new();
+    for round in rounds {
+        let t = start_ms + round as i64 * step_ms;
+        for site in sites {
+            let r = report(site, 0, round, round + 1, t);
+            pending.push(
+                handle
+                    .report(ReportCommit {
+                        key: TerminalKey::new(&site.site_id, "pc-1"),
+                        seq: r.seq,
+                        finished_at_ms: r.finished_at_ms,
+                        spool_dropped_total: 0,
+                        encoded: r.encode_to_vec(),
+                        report: r,
+                    })
+                    .await?,
+            );
+        }
+        if pending.len() >= 4096 {
+            for rx in pending.drain(..) {
+                rx.await.context("committer stopped")??;
+            }
+        }
+    }
+    for rx in pending {
+        rx.await.context("committer stopped")??;
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let mut config = CollectorConfig {
+        data_dir: tmp.path().to_owned(),
+        grpc_listen: "127.0.0.1:0".parse()?,
+        http_listen: "127.0.0.1:0".parse()?,
+        ..CollectorConfig::default()
+    };
+    config.history.max_points_per_query = 100_000;
+    let now = oqs_collector::clock::now_ms();
+    {
+        let store = Store::open_with(&config.data_dir, config.store.cache_bytes, config.store.compression())?;
+        let (handle, task) = committer::spawn(
+            store.clone(),
+            CommitterSettings {
+                batch_max: config.ingest.commit_batch_max,
+                queue: config.ingest.commit_queue,
+                flags: config.flags.clone(),
+                history: config.history.clone(),
+            },
+            Arc::new(Metrics::new()),
+            FleetView::default(),
+        )
+        .await?;
+        let started = Instant::now();
+        let fleet: Vec<SiteProfile> = (0..args.sites)
+            .map(|i| SiteProfile::new(i, "fleet-", Scenario::Mixed, 1))
+            .collect();
+        feed(&handle, &fleet, 0..3, now - 3 * 60_000, 60_000).await?;
+        // The site page's site: a prefix change on day one, then a month of one report a minute.
+        let one = vec![SiteProfile::new(9, "history-", Scenario::PrefixChange, 1)];
+        let rounds = args.history_days * 1440;
+        feed(&handle, &one, 0..rounds, now - rounds as i64 * 60_000, 60_000).await?;
+        drop(handle);
+        task.await?;
+        store.flush()?;
+        println!(
+            "filled: {} sites x 3 reports, and 1 site x {} reports, in {:.1} s",
+            args.sites,
+            rounds,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let running = oqs_collector::server::start(config).await?;
+    let http = running.http_addr;
+    let shell: Vec<String> = ["/", "/assets/app.js", "/assets/app.css"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (t_shell, b_shell) = time(http, &shell, args.repeat).await?;
+    let (t_over, b_over) = time(http, &["/api/sites?offset=0&limit=100".to_string()], args.repeat).await?;
+    let (t_flag, _) = time(http, &["/api/sites?flag=dns_failing&limit=100".to_string()], args.repeat).await?;
+    let (t_q, _) = time(http, &["/api/sites?q=fleet-0420&limit=100".to_string()], args.repeat).await?;
+    let from = now - args.history_days as i64 * 86_400_000;
+    let site = "history-00009";
+    let mut site_paths = vec![
+        format!("/api/sites/{site}"),
+        format!("/api/events?site={site}&since={from}&limit=200"),
+    ];
+    for c in ["ipv6", "lineauth", "dns", "oqs_web", "crl", "ntp"] {
+        site_paths.push(format!("/api/sites/{site}/history?check={c}&from={from}&to={now}"));
+    }
+    let (t_site, b_site) = time(http, &site_paths, args.repeat).await?;
+    running.stop().await?;
+    let kib = |b: usize| b as f64 / 1024.0;
+    println!("page shell (HTML + app.js + app.css): {:.1} ms, {:.1} KiB", t_shell.as_secs_f64() * 1e3, kib(b_shell));
+    println!(
+        "overview, {} sites, first page of 100 (/api/sites): {:.1} ms, {:.1} KiB; page weight with the shell {:.1} KiB",
+        args.sites,
+        t_over.as_secs_f64() * 1e3,
+        kib(b_over),
+        kib(b_over + b_shell)
+    );
+    println!("overview filtered by flag: {:.1} ms; searched: {:.1} ms", t_flag.as_secs_f64() * 1e3, t_q.as_secs_f64() * 1e3);
+    println!(
+        "site page, {} days of history (site, events, 6 histories in parallel): {:.1} ms, {:.1} KiB",
+        args.history_days,
+        t_site.as_secs_f64() * 1e3,
+        kib(b_site)
+    );
+    Ok(())
+}
