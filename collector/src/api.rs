@@ -31,10 +31,12 @@ pub struct ApiState {
     pub presence: Presence,
     pub view: FleetView,
     pub history: HistorySettings,
+    pub auth: crate::config::HttpAuth,
 }
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
+    let auth = std::sync::Arc::new(state.auth.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -46,6 +48,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/sites/{site_id}/config", post(config_update))
         .with_state(state)
         .merge(oqs_dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::http_auth::guard,
+        ))
 }
 
 /// A JSON error body: `{"error": "..."}` with a status.
@@ -277,8 +283,10 @@ fn site_id_param(raw: &str) -> Result<SiteId, ApiError> {
 
 async fn site(
     State(s): State<ApiState>,
+    viewer: Option<axum::Extension<crate::http_auth::Viewer>>,
     Path(site_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let reveal = viewer.is_some_and(|v| v.reveal);
     let site_id = site_id_param(&site_id)?;
     let store = s.store.clone();
     let id = site_id.clone();
@@ -303,10 +311,10 @@ async fn site(
     let customer_id = terms
         .iter()
         .find_map(|(_, r)| r.customer_id.as_deref())
-        .map(|c| {
-            CustomerId::parse(c, None)
-                .map(|c| c.masked())
-                .unwrap_or_else(|_| "(invalid)".into())
+        .map(|c| match CustomerId::parse(c, None) {
+            Ok(id) if reveal => id.reveal().to_owned(),
+            Ok(id) => id.masked(),
+            Err(_) => "(invalid)".into(),
         });
     let last = terms
         .iter()

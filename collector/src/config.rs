@@ -43,8 +43,23 @@ pub struct CollectorConfig {
     pub history: HistorySettings,
     /// gRPC over TLS for agents; required on a non-loopback `grpc_listen` unless `insecure`.
     pub tls: Option<TlsSettings>,
-    /// Allow a non-loopback `grpc_listen` without TLS (`--insecure`).
+    /// Allow a non-loopback `grpc_listen` without TLS, or `http_listen` without tokens
+    /// (`--insecure`).
     pub insecure: bool,
+    pub http_auth: HttpAuth,
+}
+
+/// Tokens for the HTTP side, stored as SHA-256 hex (`printf %s TOKEN | sha256sum`). Empty lists:
+/// open (only acceptable on loopback).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAuth {
+    /// Tokens for the dashboard and `/api` (bearer, or basic auth with the token as password).
+    pub token_sha256: Vec<String>,
+    /// Tokens for `/metrics` only (Prometheus' bearer token); empty: `token_sha256` applies.
+    pub metrics_token_sha256: Vec<String>,
+    /// Tokens that also see full customer IDs (everyone else sees them masked).
+    pub reveal_token_sha256: Vec<String>,
 }
 
 /// The collector's certificate for agents, and optionally the CA of agents' client certificates.
@@ -72,6 +87,7 @@ impl Default for CollectorConfig {
             history: HistorySettings::default(),
             tls: None,
             insecure: false,
+            http_auth: HttpAuth::default(),
         }
     }
 }
@@ -371,6 +387,37 @@ impl CollectorConfig {
                 key: "store.cache_bytes",
                 value: self.store.cache_bytes.to_string(),
                 rule: "must be at least 1 MiB (1048576)",
+            });
+        }
+        if !self.http_listen.ip().is_loopback()
+            && self.http_auth.token_sha256.is_empty()
+            && !self.insecure
+        {
+            return Err(ConfigError::Invalid {
+                key: "http_listen",
+                value: self.http_listen.to_string(),
+                rule: "is not a loopback address, so the dashboard and API (customer IDs, \
+                       addresses) would be open to the network: set [http_auth] token_sha256, or \
+                       pass --insecure (insecure = true) to accept that",
+            });
+        }
+        let a = &self.http_auth;
+        if let Some(bad) = a
+            .token_sha256
+            .iter()
+            .chain(&a.metrics_token_sha256)
+            .chain(&a.reveal_token_sha256)
+            .find(|h| {
+                h.len() != 64
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            })
+        {
+            return Err(ConfigError::Invalid {
+                key: "http_auth",
+                value: bad.clone(),
+                rule: "tokens are stored as SHA-256 in lowercase hex (printf %s TOKEN | sha256sum)",
             });
         }
         let f = &self.flags;

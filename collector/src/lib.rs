@@ -13,6 +13,7 @@ pub mod derived;
 pub mod flags;
 pub mod fleet_metrics;
 pub mod history;
+pub mod http_auth;
 pub mod ingest;
 pub mod metrics;
 pub mod presence;

@@ -173,6 +173,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         presence,
         view,
         history: config.history.clone(),
+        auth: config.http_auth.clone(),
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

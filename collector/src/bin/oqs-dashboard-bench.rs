@@ -34,18 +34,28 @@ struct Args {
 /// GET over HTTP/1.1; returns the body's length.
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf);
-    anyhow::ensure!(text.starts_with("HTTP/1.1 200"), "GET {path}: {}", text.lines().next().unwrap_or(""));
+    anyhow::ensure!(
+        text.starts_with("HTTP/1.1 200"),
+        "GET {path}: {}",
+        text.lines().next().unwrap_or("")
+    );
     let head = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
     Ok(buf.len() - head)
 }
 
 /// Median time and the size of `paths` fetched together (as the page does).
-async fn time(addr: SocketAddr, paths: &[String], repeat: usize) -> anyhow::Result<(Duration, usize)> {
+async fn time(
+    addr: SocketAddr,
+    paths: &[String],
+    repeat: usize,
+) -> anyhow::Result<(Duration, usize)> {
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..repeat.max(1) {
@@ -108,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
     config.history.max_points_per_query = 100_000;
     let now = oqs_collector::clock::now_ms();
     {
-        let store = Store::open_with(&config.data_dir, config.store.cache_bytes, config.store.compression())?;
+        let store = Store::open_with(
+            &config.data_dir,
+            config.store.cache_bytes,
+            config.store.compression(),
+        )?;
         let (handle, task) = committer::spawn(
             store.clone(),
             CommitterSettings {
@@ -129,7 +143,14 @@ async fn main() -> anyhow::Result<()> {
         // The site page's site: a prefix change on day one, then a month of one report a minute.
         let one = vec![SiteProfile::new(9, "history-", Scenario::PrefixChange, 1)];
         let rounds = args.history_days * 1440;
-        feed(&handle, &one, 0..rounds, now - rounds as i64 * 60_000, 60_000).await?;
+        feed(
+            &handle,
+            &one,
+            0..rounds,
+            now - rounds as i64 * 60_000,
+            60_000,
+        )
+        .await?;
         drop(handle);
         task.await?;
         store.flush()?;
@@ -147,9 +168,24 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.to_string())
         .collect();
     let (t_shell, b_shell) = time(http, &shell, args.repeat).await?;
-    let (t_over, b_over) = time(http, &["/api/sites?offset=0&limit=100".to_string()], args.repeat).await?;
-    let (t_flag, _) = time(http, &["/api/sites?flag=dns_failing&limit=100".to_string()], args.repeat).await?;
-    let (t_q, _) = time(http, &["/api/sites?q=fleet-0420&limit=100".to_string()], args.repeat).await?;
+    let (t_over, b_over) = time(
+        http,
+        &["/api/sites?offset=0&limit=100".to_string()],
+        args.repeat,
+    )
+    .await?;
+    let (t_flag, _) = time(
+        http,
+        &["/api/sites?flag=dns_failing&limit=100".to_string()],
+        args.repeat,
+    )
+    .await?;
+    let (t_q, _) = time(
+        http,
+        &["/api/sites?q=fleet-0420&limit=100".to_string()],
+        args.repeat,
+    )
+    .await?;
     let from = now - args.history_days as i64 * 86_400_000;
     let site = "history-00009";
     let mut site_paths = vec![
@@ -157,12 +193,18 @@ async fn main() -> anyhow::Result<()> {
         format!("/api/events?site={site}&since={from}&limit=200"),
     ];
     for c in ["ipv6", "lineauth", "dns", "oqs_web", "crl", "ntp"] {
-        site_paths.push(format!("/api/sites/{site}/history?check={c}&from={from}&to={now}"));
+        site_paths.push(format!(
+            "/api/sites/{site}/history?check={c}&from={from}&to={now}"
+        ));
     }
     let (t_site, b_site) = time(http, &site_paths, args.repeat).await?;
     running.stop().await?;
     let kib = |b: usize| b as f64 / 1024.0;
-    println!("page shell (HTML + app.js + app.css): {:.1} ms, {:.1} KiB", t_shell.as_secs_f64() * 1e3, kib(b_shell));
+    println!(
+        "page shell (HTML + app.js + app.css): {:.1} ms, {:.1} KiB",
+        t_shell.as_secs_f64() * 1e3,
+        kib(b_shell)
+    );
     println!(
         "overview, {} sites, first page of 100 (/api/sites): {:.1} ms, {:.1} KiB; page weight with the shell {:.1} KiB",
         args.sites,
@@ -170,7 +212,11 @@ async fn main() -> anyhow::Result<()> {
         kib(b_over),
         kib(b_over + b_shell)
     );
-    println!("overview filtered by flag: {:.1} ms; searched: {:.1} ms", t_flag.as_secs_f64() * 1e3, t_q.as_secs_f64() * 1e3);
+    println!(
+        "overview filtered by flag: {:.1} ms; searched: {:.1} ms",
+        t_flag.as_secs_f64() * 1e3,
+        t_q.as_secs_f64() * 1e3
+    );
     println!(
         "site page, {} days of history (site, events, 6 histories in parallel): {:.1} ms, {:.1} KiB",
         args.history_days,

@@ -170,9 +170,23 @@ impl AgentStream {
 
 /// GET over plain HTTP/1.1; returns (status, body).
 pub async fn get(http: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = get_with(http, path, &[]).await;
+    (status, body)
+}
+
+/// GET with extra request headers; returns (status, response head, body).
+pub async fn get_with(
+    http: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
     )
     .await
     .unwrap();
@@ -189,7 +203,7 @@ pub async fn get(http: std::net::SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -1,0 +1,135 @@
+//! The HTTP side with tokens configured: every page and API answers 401 without credentials,
+//! `/metrics` takes its own token, `/healthz` stays open, only a reveal token sees full customer
+//! IDs, every answer carries the security headers, and a non-loopback bind needs tokens.
+
+mod common;
+
+use common::*;
+use oqs_collector::config::HttpAuth;
+use oqs_collector::http_auth::token_hash;
+use oqs_collector::server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_protect_pages_api_and_metrics_and_gate_customer_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http_auth = HttpAuth {
+        token_sha256: vec![token_hash("noc-token")],
+        metrics_token_sha256: vec![token_hash("prom-token")],
+        reveal_token_sha256: vec![token_hash("lead-token")],
+    };
+    let c = server::start(cfg).await.unwrap();
+    // One site with a customer ID (common::hello sends CAF0123456789).
+    let (mut s, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-auth", "pc-1")).await;
+    s.send(report(1)).await;
+    s.ack().await;
+    let http = c.http_addr;
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    for path in [
+        "/",
+        "/sites/clinic-auth",
+        "/api/sites",
+        "/api/sites/clinic-auth",
+        "/api/events",
+        "/metrics",
+    ] {
+        let (status, head, body) = get_with(http, path, &[]).await;
+        assert_eq!(status, 401, "{path} without credentials: {body}");
+        assert!(
+            head.to_ascii_lowercase().contains("x-frame-options: deny"),
+            "{path}: {head}"
+        );
+        let (status, _, _) = get_with(http, path, &[("Authorization", "Bearer wrong")]).await;
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    let (_, head, _) = get_with(http, "/", &[]).await;
+    assert!(
+        head.contains("WWW-Authenticate: Basic") || head.contains("www-authenticate: Basic"),
+        "{head}"
+    );
+    let (status, _, _) = get_with(http, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+
+    let (status, head, _) = get_with(
+        http,
+        "/api/sites",
+        &[("Authorization", &bearer("noc-token"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-security-policy: default-src 'self'"));
+    // A browser's basic auth, the token as password ("noc:noc-token").
+    let (status, _, _) = get_with(
+        http,
+        "/",
+        &[("Authorization", "Basic bm9jOm5vYy10b2tlbg==")],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, _, _) =
+        get_with(http, "/metrics", &[("Authorization", &bearer("noc-token"))]).await;
+    assert_eq!(status, 401, "/metrics has its own token");
+    let (status, _, body) = get_with(
+        http,
+        "/metrics",
+        &[("Authorization", &bearer("prom-token"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("oqs_reports_ingested_total"));
+
+    let (_, _, body) = get_with(
+        http,
+        "/api/sites/clinic-auth",
+        &[("Authorization", &bearer("noc-token"))],
+    )
+    .await;
+    assert!(body.contains("CAF*******789"), "masked for the NOC: {body}");
+    assert!(!body.contains("CAF0123456789"));
+    let (_, _, body) = get_with(
+        http,
+        "/api/sites/clinic-auth",
+        &[("Authorization", &bearer("lead-token"))],
+    )
+    .await;
+    assert!(
+        body.contains("CAF0123456789"),
+        "full for an authorised viewer: {body}"
+    );
+    drop(s);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_tokens_ids_are_masked_and_a_public_bind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let (mut s, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-open", "pc-1")).await;
+    s.send(report(1)).await;
+    s.ack().await;
+    let (status, _, body) = get_with(c.http_addr, "/api/sites/clinic-open", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("CAF*******789") && !body.contains("CAF0123456789"),
+        "{body}"
+    );
+    drop(s);
+    c.stop().await.unwrap();
+
+    let mut cfg = config(dir.path());
+    cfg.http_listen = "0.0.0.0:0".parse().unwrap();
+    let e = server::start(cfg.clone()).await.err().unwrap().to_string();
+    assert!(
+        e.contains("http_listen") && e.contains("token_sha256"),
+        "{e}"
+    );
+    cfg.http_auth.token_sha256 = vec!["NOT-A-HASH".into()];
+    let e = server::start(cfg).await.err().unwrap().to_string();
+    assert!(e.contains("sha256sum"), "{e}");
+}
