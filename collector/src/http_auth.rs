@@ -83,8 +83,8 @@ pub async fn guard(State(auth): State<Arc<HttpAuth>>, mut req: Request, next: Ne
         } else {
             presented(req.headers()).and_then(|t| {
                 let h = token_hash(&t);
-                let reveal = auth.reveal_token_sha256.iter().any(|r| *r == h);
-                (hashes.iter().any(|x| *x == h) || reveal).then_some(Viewer { reveal })
+                let reveal = auth.reveal_token_sha256.contains(&h);
+                (hashes.contains(&h) || reveal).then_some(Viewer { reveal })
             })
         }
     };
