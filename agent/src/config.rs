@@ -63,6 +63,7 @@ struct RawCollector {
     ca: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
+    enrollment_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +135,23 @@ pub struct Probes {
     pub ntp_servers: Vec<String>,
 }
 
+/// A credential from the config: its Debug output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The credential itself, to send to the collector (and nowhere else).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// The agent's validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -157,6 +175,9 @@ pub struct AgentConfig {
     /// This terminal's certificate and key (PEM), when the collector requires client certificates.
     pub collector_client_cert: Option<PathBuf>,
     pub collector_client_key: Option<PathBuf>,
+    /// The site's enrollment token, exchanged at first contact for this terminal's own secret
+    /// (kept in the spool directory). Never logged.
+    pub collector_enrollment_token: Option<Secret>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub probes: Probes,
@@ -389,6 +410,12 @@ impl AgentConfig {
             collector_ca: r.collector.ca,
             collector_client_cert: r.collector.client_cert,
             collector_client_key: r.collector.client_key,
+            collector_enrollment_token: r
+                .collector
+                .enrollment_token
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .map(Secret),
             spool_dir: r
                 .spool
                 .dir

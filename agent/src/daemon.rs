@@ -144,13 +144,30 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         highest_held_seq: 0,
         prefecture: cfg.prefecture.clone(),
         site_name: cfg.site_name.clone(),
+        credential: None,
     };
+    let secret_path = cfg.spool_dir.join(SECRET_FILE);
     let mut backoff = BACKOFF_MIN;
     while !shutdown.is_cancelled() {
         let channel = endpoint.connect_lazy();
+        // The terminal's own secret once enrolled; until then the site's enrollment token.
+        let secret = std::fs::read_to_string(&secret_path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let mut hello = hello.clone();
+        hello.credential = secret.clone().or_else(|| {
+            cfg.collector_enrollment_token
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+        });
         let connected = session(
             channel,
-            hello.clone(),
+            hello,
+            Credential {
+                secret_path: &secret_path,
+                using_secret: secret.is_some(),
+            },
             &spool,
             &new_report,
             &run_now,
@@ -234,10 +251,55 @@ async fn rounds(
     }
 }
 
+/// Where the terminal keeps the secret the collector issued at enrollment (in the spool directory,
+/// which only the agent's service account can read).
+pub const SECRET_FILE: &str = "terminal.secret";
+
+/// How this stream proves the terminal's identity.
+struct Credential<'a> {
+    secret_path: &'a std::path::Path,
+    using_secret: bool,
+}
+
+impl Credential<'_> {
+    /// The collector refused the credential: a refused secret is forgotten, so the next attempt
+    /// presents the enrollment token (if the config has one).
+    fn refused(&self, status: &tonic::Status) {
+        if status.code() == tonic::Code::Unauthenticated && self.using_secret {
+            let _ = std::fs::remove_file(self.secret_path);
+        }
+    }
+
+    /// Keeps a newly issued secret, durably, before the stream goes on.
+    fn keep(&self, secret: &str) -> Result<(), String> {
+        let tmp = self.secret_path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(secret.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.secret_path)
+        };
+        write().map_err(|e| {
+            format!(
+                "cannot keep the terminal secret in {}: {e}",
+                self.secret_path.display()
+            )
+        })
+    }
+}
+
 /// One stream: Hello, replay, then live reports; returns when the stream ends.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     channel: tonic::transport::Channel,
     mut hello: Hello,
+    credential: Credential<'_>,
     spool: &Shared,
     new_report: &Notify,
     run_now: &Notify,
@@ -257,15 +319,27 @@ async fn session(
     let mut inbound = FleetIngestClient::new(channel)
         .connect(ReceiverStream::new(rx))
         .await
-        .map_err(|s| format!("connect: {}", s.message()))?
+        .map_err(|s| {
+            credential.refused(&s);
+            format!("connect: {}", s.message())
+        })?
         .into_inner();
     let stored = match inbound.message().await {
         Ok(Some(m)) => match m.body {
-            Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
+            Some(CollectorBody::Welcome(w)) => {
+                if !w.terminal_secret.is_empty() {
+                    credential.keep(&w.terminal_secret)?;
+                    tracing::info!("enrolled: the collector issued this terminal's secret");
+                }
+                w.last_stored_seq
+            }
             other => return Err(format!("expected Welcome, got {other:?}")),
         },
         Ok(None) => return Err("stream closed before Welcome".into()),
-        Err(s) => return Err(s.message().to_string()),
+        Err(s) => {
+            credential.refused(&s);
+            return Err(s.message().to_string());
+        }
     };
     spool_op(spool, move |s| {
         s.remove_through(stored)?;

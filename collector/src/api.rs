@@ -32,6 +32,7 @@ pub struct ApiState {
     pub view: FleetView,
     pub history: HistorySettings,
     pub auth: crate::config::HttpAuth,
+    pub enrollment: crate::enrollment::Enrollment,
 }
 
 /// The whole HTTP surface.
@@ -46,6 +47,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(events))
         .route("/api/sites/{site_id}/run-now", post(run_now))
         .route("/api/sites/{site_id}/config", post(config_update))
+        .route("/api/admin/enrollments", get(enrollments))
+        .route(
+            "/api/admin/enrollments/{site_id}",
+            post(enroll).delete(revoke),
+        )
         .with_state(state)
         .merge(oqs_dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
@@ -692,4 +698,48 @@ async fn config_update(
     }
     tracing::info!(site = %site_id, terminals = sent.len(), "config update sent");
     Ok(Json(json!({ "sent_to": sent })))
+}
+
+/// `GET /api/admin/enrollments`: sites with an enrollment token or enrolled terminals.
+async fn enrollments(State(s): State<ApiState>) -> Json<Value> {
+    Json(json!({
+        "required": s.enrollment.required(),
+        "sites": s.enrollment.list().into_iter().map(|(site, token, terminals)| json!({
+            "site_id": site, "token_active": token, "terminals_enrolled": terminals,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// `POST /api/admin/enrollments/{site}`: a new enrollment token for the site (replacing any
+/// earlier one). The answer is the only place the token ever appears in clear.
+async fn enroll(
+    State(s): State<ApiState>,
+    Path(site_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
+    let token = s
+        .enrollment
+        .create_token(site_id.as_str())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(
+        json!({ "site_id": site_id.to_string(), "token": token }),
+    ))
+}
+
+/// `DELETE /api/admin/enrollments/{site}`: revokes the site's token and every terminal secret;
+/// its agents are refused from their next message.
+async fn revoke(
+    State(s): State<ApiState>,
+    Path(site_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let site_id = site_id_param(&site_id)?;
+    let n = s
+        .enrollment
+        .revoke(site_id.as_str())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(
+        json!({ "site_id": site_id.to_string(), "revoked_terminals": n }),
+    ))
 }

@@ -47,6 +47,27 @@ pub struct CollectorConfig {
     /// (`--insecure`).
     pub insecure: bool,
     pub http_auth: HttpAuth,
+    pub enrollment: EnrollmentSettings,
+}
+
+/// Whether agents must prove they belong to their site (`enrollment.rs`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollmentSettings {
+    /// Refuse agents without a valid enrollment token or terminal secret. Required on a
+    /// non-loopback `grpc_listen` unless `insecure`.
+    pub required: bool,
+    /// Failed attempts per peer address per minute before it is refused outright.
+    pub max_failures_per_minute: u32,
+}
+
+impl Default for EnrollmentSettings {
+    fn default() -> Self {
+        Self {
+            required: false,
+            max_failures_per_minute: 20,
+        }
+    }
 }
 
 /// Tokens for the HTTP side, stored as SHA-256 hex (`printf %s TOKEN | sha256sum`). Empty lists:
@@ -60,6 +81,9 @@ pub struct HttpAuth {
     pub metrics_token_sha256: Vec<String>,
     /// Tokens that also see full customer IDs (everyone else sees them masked).
     pub reveal_token_sha256: Vec<String>,
+    /// Tokens for `/api/admin` (enrollment tokens); empty: admin is open only while the whole HTTP
+    /// side is (no `token_sha256`, loopback).
+    pub admin_token_sha256: Vec<String>,
 }
 
 /// The collector's certificate for agents, and optionally the CA of agents' client certificates.
@@ -88,6 +112,7 @@ impl Default for CollectorConfig {
             tls: None,
             insecure: false,
             http_auth: HttpAuth::default(),
+            enrollment: EnrollmentSettings::default(),
         }
     }
 }
@@ -115,6 +140,10 @@ pub struct Limits {
     pub max_url_chars: usize,
     /// How long a new stream may take to send its Hello, in milliseconds.
     pub hello_timeout_ms: u64,
+    /// Agent streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
+    /// Reports one stream may send in a minute; more end the stream with RESOURCE_EXHAUSTED.
+    pub max_reports_per_minute: u32,
     /// How far an agent's clock may be ahead of the collector's, in seconds, before a report's
     /// times are refused as impossible.
     pub max_clock_ahead_secs: u64,
@@ -132,6 +161,8 @@ impl Default for Limits {
             max_text_chars: 512,
             max_url_chars: 2048,
             hello_timeout_ms: 10_000,
+            max_streams: 50_000,
+            max_reports_per_minute: 600,
             max_clock_ahead_secs: 24 * 3600,
         }
     }
@@ -389,6 +420,21 @@ impl CollectorConfig {
                 rule: "must be at least 1 MiB (1048576)",
             });
         }
+        if !self.grpc_listen.ip().is_loopback() && !self.enrollment.required && !self.insecure {
+            return Err(ConfigError::Invalid {
+                key: "enrollment.required",
+                value: "false".into(),
+                rule: "must be true on a non-loopback grpc_listen, or any agent could report for \
+                       any site; or pass --insecure (insecure = true) to accept that",
+            });
+        }
+        if self.limits.max_streams == 0 || self.limits.max_reports_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_streams",
+                value: "0".into(),
+                rule: "limits.max_streams and limits.max_reports_per_minute must be at least 1",
+            });
+        }
         if !self.http_listen.ip().is_loopback()
             && self.http_auth.token_sha256.is_empty()
             && !self.insecure
@@ -407,6 +453,7 @@ impl CollectorConfig {
             .iter()
             .chain(&a.metrics_token_sha256)
             .chain(&a.reveal_token_sha256)
+            .chain(&a.admin_token_sha256)
             .find(|h| {
                 h.len() != 64
                     || !h
@@ -516,11 +563,15 @@ mod tests {
         );
         c.insecure = true;
         c.validate().unwrap();
-        let c = CollectorConfig::from_toml(
-            "grpc_listen = \"0.0.0.0:50051\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        let mut c = CollectorConfig::from_toml(
+            "grpc_listen = \"0.0.0.0:50051\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [enrollment]\nrequired = true\n",
         )
         .unwrap();
         c.validate().unwrap();
+        c.enrollment.required = false;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("enrollment.required"), "{e}");
         let e = CollectorConfig::from_toml("[tls]\ncert = \"c.pem\"\n").unwrap_err();
         assert!(e.contains("key"), "{e}");
     }

@@ -64,6 +64,30 @@ pub async fn guard(State(auth): State<Arc<HttpAuth>>, mut req: Request, next: Ne
     let path = req.uri().path();
     let is_metrics = path == "/metrics";
     let open = path == "/healthz";
+    if path.starts_with("/api/admin") {
+        let ok = if !auth.admin_token_sha256.is_empty() {
+            presented(req.headers())
+                .is_some_and(|t| auth.admin_token_sha256.contains(&token_hash(&t)))
+        } else {
+            auth.token_sha256.is_empty() && auth.reveal_token_sha256.is_empty()
+        };
+        if !ok {
+            tracing::info!(path = %req.uri().path(), "admin request refused");
+            return with_security_headers(if auth.admin_token_sha256.is_empty() {
+                (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(serde_json::json!({
+                        "error": "admin needs http_auth.admin_token_sha256 once the HTTP side has tokens"
+                    })),
+                )
+                    .into_response()
+            } else {
+                unauthorized(false)
+            });
+        }
+        req.extensions_mut().insert(Viewer::default());
+        return with_security_headers(next.run(req).await);
+    }
     let viewer = if open {
         Some(Viewer::default())
     } else {

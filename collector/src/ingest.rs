@@ -30,6 +30,10 @@ pub struct IngestState {
     pub presence: Presence,
     pub limits: Limits,
     pub tuning: IngestTuning,
+    /// Who may report for which site (checked only when enrollment is required).
+    pub enrollment: crate::enrollment::Enrollment,
+    /// Open streams now, for `limits.max_streams`.
+    pub streams: std::sync::atomic::AtomicUsize,
     /// Cancelled on shutdown: streams stop reading, finish their acks, and end.
     pub shutdown: CancellationToken,
 }
@@ -54,9 +58,30 @@ impl FleetIngest for IngestService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let open = self
+            .state
+            .streams
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if open >= self.state.limits.max_streams {
+            self.state.metrics.reject("too_many_streams");
+            return Err(Status::resource_exhausted(format!(
+                "the collector holds limits.max_streams = {} streams; retry later",
+                self.state.limits.max_streams
+            )));
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 4);
-        tokio::spawn(session(self.state.clone(), inbound, tx));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            state
+                .streams
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            session(state.clone(), inbound, tx, peer).await;
+            state
+                .streams
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -93,7 +118,12 @@ fn rejection_status(r: &Rejection) -> Status {
     }
 }
 
-async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, tx: Outbound) {
+async fn session(
+    state: Arc<IngestState>,
+    mut inbound: Streaming<AgentMessage>,
+    tx: Outbound,
+    peer: Option<std::net::IpAddr>,
+) {
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => return,
         r = tokio::time::timeout(state.limits.hello_timeout(), inbound.message()) => r,
@@ -136,6 +166,23 @@ async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, 
             return;
         }
     };
+    let key = TerminalKey::new(ident.site.as_str(), ident.terminal.as_str());
+    let mut admitted = None;
+    if state.enrollment.required() {
+        match state
+            .enrollment
+            .admit(&key, hello.credential.as_deref(), peer)
+            .await
+        {
+            Ok(a) => admitted = Some(a),
+            Err(f) => {
+                state.metrics.auth_failure(f.label());
+                tracing::info!(site = %ident.site, reason = f.label(), "agent not admitted");
+                let _ = tx.send(Err(Status::unauthenticated(f.message()))).await;
+                return;
+            }
+        }
+    }
     let last_stored_seq = match state.committer.hello(&ident).await {
         Ok(s) => s,
         Err(e) => {
@@ -143,11 +190,14 @@ async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, 
             return;
         }
     };
-    let key = TerminalKey::new(ident.site.as_str(), ident.terminal.as_str());
     tracing::debug!(site = %ident.site, terminal = %ident.terminal, last_stored_seq, "agent connected");
     let welcome = Welcome {
         last_stored_seq,
         max_message_bytes: u32::try_from(state.limits.max_message_bytes).unwrap_or(u32::MAX),
+        terminal_secret: admitted
+            .as_mut()
+            .and_then(|a| a.new_secret.take())
+            .unwrap_or_default(),
     };
     if tx
         .send(Ok(msg(CollectorBody::Welcome(welcome))))
@@ -157,7 +207,8 @@ async fn session(state: Arc<IngestState>, mut inbound: Streaming<AgentMessage>, 
         return;
     }
     let _present = state.presence.enter(key.clone(), tx.clone());
-    if let Err(st) = reports(&state, &key, &mut inbound, &tx).await {
+    let secret_hash = admitted.map(|a| a.secret_hash);
+    if let Err(st) = reports(&state, &key, secret_hash.as_deref(), &mut inbound, &tx).await {
         let _ = tx.send(Err(st)).await;
     }
 }
@@ -177,11 +228,14 @@ async fn refuse(tx: &Outbound, seq: u64, status: Status) -> Status {
 async fn reports(
     state: &IngestState,
     key: &TerminalKey,
+    secret_hash: Option<&str>,
     inbound: &mut Streaming<AgentMessage>,
     tx: &Outbound,
 ) -> Result<(), Status> {
     let mut in_flight = FuturesOrdered::new();
     let mut last_seq_on_stream = 0u64;
+    // Per-stream rate: at most limits.max_reports_per_minute in any minute-long window.
+    let mut window = (std::time::Instant::now(), 0u32);
     let mut reading = true;
     let max_in_flight = state.tuning.per_stream_in_flight;
     loop {
@@ -237,6 +291,24 @@ async fn reports(
                     }
                 };
                 let seq = report.seq;
+                if let Some(h) = secret_hash {
+                    if !state.enrollment.still_valid(key, h) {
+                        let f = crate::enrollment::AuthFailure::Revoked;
+                        state.metrics.auth_failure(f.label());
+                        return Err(Status::unauthenticated(f.message()));
+                    }
+                }
+                if window.0.elapsed() >= std::time::Duration::from_secs(60) {
+                    window = (std::time::Instant::now(), 0);
+                }
+                window.1 += 1;
+                if window.1 > state.limits.max_reports_per_minute {
+                    state.metrics.reject("rate_limited");
+                    return Err(refuse(tx, seq, Status::resource_exhausted(format!(
+                        "more than limits.max_reports_per_minute = {} reports in a minute on one stream",
+                        state.limits.max_reports_per_minute
+                    ))).await);
+                }
                 if seq <= last_seq_on_stream {
                     state.metrics.reject("out_of_order");
                     return Err(refuse(tx, seq, Status::failed_precondition(format!(

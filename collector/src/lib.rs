@@ -10,6 +10,7 @@ pub mod clock;
 pub mod committer;
 pub mod config;
 pub mod derived;
+pub mod enrollment;
 pub mod flags;
 pub mod fleet_metrics;
 pub mod history;

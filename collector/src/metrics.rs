@@ -23,6 +23,8 @@ pub const REJECT_REASONS: &[&str] = &[
     "out_of_order",
     "too_large",
     "malformed",
+    "too_many_streams",
+    "rate_limited",
 ];
 
 pub struct Metrics {
@@ -34,6 +36,7 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub commit_seconds: Histogram,
     pub events: IntCounterVec,
+    pub auth_failures: IntCounterVec,
     /// The per-site/terminal/check families, written at scrape time.
     pub fleet: FleetMetrics,
 }
@@ -55,7 +58,7 @@ impl Metrics {
             Opts::new(
                 "oqs_reports_rejected_total",
                 "Agent messages refused, by reason (no_hello, bad_hello, protocol_version, \
-                 invalid_report, out_of_order, too_large, malformed).",
+                 invalid_report, out_of_order, too_large, malformed, too_many_streams, rate_limited).",
             ),
             &["reason"],
         )
@@ -96,6 +99,21 @@ impl Metrics {
         registry
             .register(Box::new(events.clone()))
             .expect("metric names are unique");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "oqs_auth_failures_total",
+                "Agents refused for their credential, by reason (missing, not_enrolled, \
+                 wrong_credential, revoked, rate_limited).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(auth_failures.clone()))
+            .expect("metric names are unique");
+        for r in crate::enrollment::AuthFailure::ALL {
+            auth_failures.with_label_values(&[r.label()]);
+        }
         for c in [
             Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reports_duplicate.clone()),
@@ -119,6 +137,7 @@ impl Metrics {
             commit_batch_size,
             commit_seconds,
             events,
+            auth_failures,
             fleet: FleetMetrics::default(),
         }
     }
@@ -127,6 +146,11 @@ impl Metrics {
     pub fn reject(&self, reason: &'static str) {
         debug_assert!(REJECT_REASONS.contains(&reason), "unknown reason {reason}");
         self.reports_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an agent refused for its credential; `reason` is an `AuthFailure` label.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// The Prometheus text exposition of every metric: the registry's, then the fleet's.

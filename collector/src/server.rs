@@ -7,6 +7,7 @@
 use crate::api::{self, ApiState};
 use crate::committer;
 use crate::config::{CollectorConfig, TlsSettings};
+use crate::enrollment::Enrollment;
 use crate::ingest::{IngestService, IngestState};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -127,7 +128,16 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
+    let enrollment = {
+        let store = store.clone();
+        let settings = config.enrollment.clone();
+        tokio::task::spawn_blocking(move || Enrollment::load(store, settings))
+            .await
+            .context("loading enrollments panicked")??
+    };
     let ingest_state = Arc::new(IngestState {
+        enrollment: enrollment.clone(),
+        streams: std::sync::atomic::AtomicUsize::new(0),
         committer,
         metrics: metrics.clone(),
         presence: presence.clone(),
@@ -174,6 +184,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         view,
         history: config.history.clone(),
         auth: config.http_auth.clone(),
+        enrollment,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

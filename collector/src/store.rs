@@ -8,7 +8,9 @@
 //! - `S` site → the flag engine's [`SiteState`] (JSON);
 //! - `H` site NUL check NUL terminal NUL at_ms seq → a [`HistoryPoint`] (JSON);
 //! - `E` event id → an [`Event`] (JSON), and `F` site NUL event id → the same, per site;
-//! - `M` name → counters (the next event id).
+//! - `M` name → counters (the next event id);
+//! - `N` site → the site's enrollment token hash, `K` site NUL terminal → a terminal secret's hash
+//!   (`enrollment.rs`).
 //!
 //! Everything lives in one tree so that one `apply_batch` writes a report, its terminal record,
 //! the site's state and its events atomically: a crash never leaves one without the others.
@@ -349,6 +351,33 @@ impl Store {
     /// Writes a batch atomically and flushes it to disk. Blocking: call from a blocking thread.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
         self.tree.apply_batch(batch.batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every (key, value) under a key prefix (for the small credential tables). Blocking.
+    pub fn raw_scan(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            out.push(kv?);
+        }
+        Ok(out)
+    }
+
+    /// Writes one key and flushes (credentials: durable before anyone is told). Blocking.
+    pub fn raw_put_flush(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes keys and flushes. Blocking.
+    pub fn raw_remove_flush(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k.as_slice());
+        }
+        self.tree.apply_batch(b)?;
         self.db.flush()?;
         Ok(())
     }

@@ -93,6 +93,9 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
             Some(s) => text(field, s, max).map(|_| Some(s.to_owned())).map_err(bad),
         }
     };
+    if h.credential.as_deref().is_some_and(|c| c.len() > 256) {
+        return Err(bad("credential is longer than 256 characters".into()));
+    }
     let prefecture = line("prefecture", &h.prefecture, 16)?;
     let site_name = line("site_name", &h.site_name, 128)?;
     Ok(AgentIdentity {
@@ -275,6 +278,7 @@ mod tests {
             highest_held_seq: 0,
             prefecture: Some("東京都".into()),
             site_name: Some("山田クリニック".into()),
+            credential: None,
         }
     }
 

@@ -17,6 +17,7 @@ async fn tokens_protect_pages_api_and_metrics_and_gate_customer_ids() {
         token_sha256: vec![token_hash("noc-token")],
         metrics_token_sha256: vec![token_hash("prom-token")],
         reveal_token_sha256: vec![token_hash("lead-token")],
+        admin_token_sha256: vec![],
     };
     let c = server::start(cfg).await.unwrap();
     // One site with a customer ID (common::hello sends CAF0123456789).

@@ -1,5 +1,6 @@
 //! `oqs-collector`: parses flags, loads the optional config, starts the collector (and with
 //! `--demo`, a simulated fleet against it), and shuts down cleanly on SIGTERM or Ctrl-C.
+//! `oqs-collector admin …` manages enrollment tokens through a running collector's admin API.
 
 use anyhow::Context;
 use clap::Parser;
@@ -32,6 +33,8 @@ struct Args {
     /// addresses then cross the network in clear text).
     #[arg(long)]
     insecure: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Also run a simulated `mixed` fleet against this collector, so there is something to see.
     #[arg(long)]
     demo: bool,
@@ -43,6 +46,75 @@ struct Args {
     demo_interval_secs: u64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Enrollment tokens, through a running collector's admin API (`/api/admin`).
+    Admin {
+        /// The collector's HTTP address (plain HTTP: run this on the collector's host).
+        #[arg(long, default_value = "[::1]:8080")]
+        http: SocketAddr,
+        /// A file holding the admin token (http_auth.admin_token_sha256), if one is configured.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum AdminAction {
+    /// Make (or replace) a site's enrollment token and print it (the only time it is shown).
+    Enroll { site: String },
+    /// Revoke a site's token and every terminal secret of the site (effective immediately).
+    Revoke { site: String },
+    /// List sites with enrollments.
+    List,
+}
+
+/// One admin request over HTTP/1.1; prints the JSON answer, fails on a non-2xx status.
+async fn admin(
+    http: SocketAddr,
+    token_file: Option<PathBuf>,
+    action: AdminAction,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (method, path) = match &action {
+        AdminAction::Enroll { site } => ("POST", format!("/api/admin/enrollments/{site}")),
+        AdminAction::Revoke { site } => ("DELETE", format!("/api/admin/enrollments/{site}")),
+        AdminAction::List => ("GET", "/api/admin/enrollments".to_string()),
+    };
+    let auth = match token_file {
+        Some(f) => format!(
+            "Authorization: Bearer {}\r\n",
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .trim()
+        ),
+        None => String::new(),
+    };
+    let mut s = tokio::net::TcpStream::connect(http)
+        .await
+        .with_context(|| format!("cannot reach the collector's HTTP side at {http}"))?;
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    println!("{body}");
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "the collector answered {status}"
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -52,6 +124,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Cmd::Admin {
+        http,
+        token_file,
+        action,
+    }) = args.command
+    {
+        return admin(http, token_file, action).await;
+    }
     // One agent is one connection: lift the soft file-descriptor limit to the hard one, so a
     // fleet of thousands is not capped by a 1024 default.
     match rlimit::increase_nofile_limit(u64::MAX) {

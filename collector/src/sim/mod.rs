@@ -263,6 +263,7 @@ async fn terminal(
         highest_held_seq: 0,
         prefecture: Some(site.prefecture.to_owned()),
         site_name: Some(site.name.clone()),
+        credential: None,
     };
     if tx
         .send(AgentMessage {

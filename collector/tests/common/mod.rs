@@ -50,6 +50,7 @@ pub fn hello(site: &str, terminal: &str) -> Hello {
         highest_held_seq: 0,
         prefecture: Some("東京都".into()),
         site_name: None,
+        credential: None,
     }
 }
 

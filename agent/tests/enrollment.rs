@@ -1,0 +1,139 @@
+//! `oqs-agent run` against a collector that requires enrollment: the site's token is exchanged for
+//! a terminal secret kept in the spool directory (mode 0600); a restarted agent without the token
+//! goes on with its secret; after the NOC revokes the site nothing more is stored and the agent
+//! forgets the refused secret.
+
+use oqs_collector::config::CollectorConfig;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent(Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(config: &Path) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_oqs-agent"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn write_config(path: &Path, grpc: std::net::SocketAddr, spool: &Path, token: Option<&str>) {
+    let token = token
+        .map(|t| format!("enrollment_token = \"{t}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        path,
+        format!(
+            "site_id = \"clinic-enr\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 1\nprobe_timeout_ms = 200\n\
+             [collector]\nurl = \"http://{grpc}\"\n{token}[spool]\ndir = \"{}\"\n\
+             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
+             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
+             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
+            spool.display()
+        ),
+    )
+    .unwrap();
+}
+
+async fn last_seq(http: std::net::SocketAddr) -> u64 {
+    let Ok(r) = reqwest::get(format!("http://{http}/api/sites/clinic-enr")).await else {
+        return 0;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default();
+    v["terminals"][0]["last_seq"].as_u64().unwrap_or(0)
+}
+
+async fn wait_seq(http: std::net::SocketAddr, min: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = last_seq(http).await;
+        if s >= min || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = CollectorConfig {
+        data_dir: tmp.path().join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    };
+    cfg.enrollment.required = true;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let http = c.http_addr;
+    let client = reqwest::Client::new();
+    let body = client
+        .post(format!("http://{http}/api/admin/enrollments/clinic-enr"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+
+    let spool = tmp.path().join("spool");
+    let config = tmp.path().join("agent.toml");
+    write_config(&config, c.grpc_addr, &spool, Some(&token));
+    let agent = start_agent(&config);
+    assert!(wait_seq(http, 2).await >= 2, "the enrolled agent reports");
+    let secret = spool.join("terminal.secret");
+    let text = std::fs::read_to_string(&secret).unwrap();
+    assert!(text.starts_with("oqs-term-"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    drop(agent);
+
+    // The token leaves the config: the secret is enough.
+    write_config(&config, c.grpc_addr, &spool, None);
+    let before = last_seq(http).await;
+    let agent = start_agent(&config);
+    assert!(
+        wait_seq(http, before + 2).await >= before + 2,
+        "reports with the secret alone"
+    );
+
+    // Revoked: nothing more is stored, and the refused secret is forgotten.
+    client
+        .delete(format!("http://{http}/api/admin/enrollments/clinic-enr"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frozen = last_seq(http).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        last_seq(http).await,
+        frozen,
+        "nothing stored after revocation"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while secret.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!secret.exists(), "the agent forgot the refused secret");
+    drop(agent);
+    c.stop().await.unwrap();
+}

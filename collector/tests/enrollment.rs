@@ -1,0 +1,203 @@
+//! Enrollment with the real protocol: a wrong, missing or revoked credential is refused with
+//! UNAUTHENTICATED and stores nothing; a site's token is exchanged once for a terminal secret; a
+//! site's credential cannot report for another site; revocation takes effect on the next message;
+//! failures are counted and limited per address; the admin API needs its own token once the HTTP
+//! side has tokens.
+
+mod common;
+
+use common::*;
+use oqs_collector::http_auth::token_hash;
+use oqs_collector::server::{self, Running};
+use oqs_proto::v1::collector_message::Body as CollectorBody;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn request(
+    http: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+async fn enrolled_collector(dir: &std::path::Path) -> Running {
+    let mut cfg = config(dir);
+    cfg.enrollment.required = true;
+    cfg.enrollment.max_failures_per_minute = 5;
+    server::start(cfg).await.unwrap()
+}
+
+fn with_cred(site: &str, terminal: &str, cred: Option<&str>) -> oqs_proto::v1::Hello {
+    let mut h = hello(site, terminal);
+    h.credential = cred.map(str::to_owned);
+    h
+}
+
+/// Opens a stream with `h`; returns the Welcome's secret, or the refusal status.
+async fn open(
+    c: &Running,
+    h: oqs_proto::v1::Hello,
+) -> Result<(AgentStream, String), tonic::Status> {
+    let mut s = AgentStream::open(channel(c.grpc_addr).await, msg_hello(h)).await?;
+    match s.next().await? {
+        Some(CollectorBody::Welcome(w)) => Ok((s, w.terminal_secret)),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_enrolled_terminals_report_for_their_own_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = enrolled_collector(dir.path()).await;
+    let http = c.http_addr;
+    let (status, body) = request(http, "POST", "/api/admin/enrollments/clinic-a", None).await;
+    assert_eq!(status, 200, "{body}");
+    let token_a = body["token"].as_str().unwrap().to_owned();
+    assert!(token_a.starts_with("oqs-enroll-"));
+    let (_, body) = request(http, "POST", "/api/admin/enrollments/clinic-b", None).await;
+    let token_b = body["token"].as_str().unwrap().to_owned();
+
+    // Missing, wrong, and another site's token: UNAUTHENTICATED, nothing stored.
+    for cred in [None, Some("oqs-enroll-nope"), Some(token_b.as_str())] {
+        let err = open(&c, with_cred("clinic-a", "pc-1", cred))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err.code(),
+            tonic::Code::Unauthenticated,
+            "{cred:?}: {err:?}"
+        );
+    }
+    let (_, sites) = request(http, "GET", "/api/sites", None).await;
+    assert_eq!(sites["total"], 0, "nothing stored: {sites}");
+
+    // The right token: enrolled, a secret issued once, reports stored.
+    let (mut s, secret) = open(&c, with_cred("clinic-a", "pc-1", Some(&token_a)))
+        .await
+        .unwrap();
+    assert!(secret.starts_with("oqs-term-"), "{secret}");
+    s.send(report(1)).await;
+    assert_eq!(s.ack().await.seq, 1);
+    drop(s);
+    // The secret works on its own; the token still enrolls other terminals of the same site only.
+    let (mut s, again) = open(&c, with_cred("clinic-a", "pc-1", Some(&secret)))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a secret is issued once");
+    s.send(report(2)).await;
+    assert_eq!(s.ack().await.seq, 2);
+    let err = open(&c, with_cred("clinic-b", "pc-1", Some(&secret)))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.code(),
+        tonic::Code::Unauthenticated,
+        "site A's secret cannot report as site B"
+    );
+
+    // Revocation: the open stream is refused at its next message, and nothing more is stored.
+    let (status, body) = request(http, "DELETE", "/api/admin/enrollments/clinic-a", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked_terminals"], 1);
+    s.send(report(3)).await;
+    let (st, _) = s.error().await;
+    assert_eq!(st.code(), tonic::Code::Unauthenticated);
+    let err = open(&c, with_cred("clinic-a", "pc-1", Some(&secret)))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let site = get_json(http, "/api/sites/clinic-a").await;
+    assert_eq!(
+        site["terminals"][0]["last_seq"], 2,
+        "report 3 was not stored"
+    );
+
+    let (_, m) = get(http, "/metrics").await;
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"missing\"}") >= 1.0);
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"wrong_credential\"}") >= 2.0);
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"revoked\"}") >= 1.0);
+    assert!(!m.contains(&token_a) && !m.contains(&secret));
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = enrolled_collector(dir.path()).await;
+    let (_, body) = request(c.http_addr, "POST", "/api/admin/enrollments/clinic-r", None).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        let err = open(&c, with_cred("clinic-r", "pc-1", Some("guess")))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+    // Even the right token is refused for the rest of the minute from this address.
+    let err = open(&c, with_cred("clinic-r", "pc-1", Some(&token)))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.message().contains("too many failed attempts"),
+        "{err:?}"
+    );
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"rate_limited\"}") >= 1.0);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_the_admin_token_once_http_has_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http_auth.token_sha256 = vec![token_hash("viewer")];
+    let c = server::start(cfg.clone()).await.unwrap();
+    let (status, _) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/x",
+        Some("viewer"),
+    )
+    .await;
+    assert_eq!(status, 403, "no admin token configured: admin is off");
+    c.stop().await.unwrap();
+    cfg.http_auth.admin_token_sha256 = vec![token_hash("admin")];
+    let c = server::start(cfg).await.unwrap();
+    let (status, _) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/x",
+        Some("viewer"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/x",
+        Some("admin"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(c.http_addr, "GET", "/api/admin/enrollments", Some("admin")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sites"][0]["site_id"], "x");
+    c.stop().await.unwrap();
+}
