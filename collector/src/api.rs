@@ -141,6 +141,8 @@ struct SitesResponse {
     sites: Vec<SiteSummary>,
     /// How many sites have each flag raised (all sites, before filters).
     flag_counts: BTreeMap<&'static str, usize>,
+    /// All sites by state, before filters: `flagged` (any flag raised) and `healthy`.
+    state_counts: BTreeMap<&'static str, usize>,
 }
 
 /// `GET /api/sites` filters.
@@ -200,12 +202,18 @@ async fn sites(
     }
     let mut flag_counts: BTreeMap<&'static str, usize> =
         Flag::ALL.iter().map(|f| (f.as_str(), 0)).collect();
+    let mut state_counts: BTreeMap<&'static str, usize> =
+        [("flagged", 0), ("healthy", 0)].into_iter().collect();
     let mut rows: Vec<(usize, SiteSummary)> = Vec::new();
     for (site_id, terms) in by_site {
         let st = s.view.get(&site_id);
         for f in st.iter().flat_map(|st| st.flags.keys()) {
             *flag_counts.entry(f.as_str()).or_default() += 1;
         }
+        let flagged = st.as_ref().is_some_and(|st| !st.flags.is_empty());
+        *state_counts
+            .entry(if flagged { "flagged" } else { "healthy" })
+            .or_default() += 1;
         let site_area = terms.first().and_then(|(_, r)| area_name(r.area));
         let pick = |f: fn(&TerminalRecord) -> &String| {
             terms
@@ -280,6 +288,7 @@ async fn sites(
         offset,
         sites,
         flag_counts,
+        state_counts,
     }))
 }
 

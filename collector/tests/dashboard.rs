@@ -119,6 +119,9 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
     let healthy = order.iter().position(|s| *s == "mx-00000").unwrap();
     assert!(p11019 < healthy, "{order:?}");
     assert_eq!(order[0], "mx-00005", "the most severe first: {order:?}");
+    // Counts by state: 50 sites, the mixed blend's problems flagged.
+    assert!(dom.contains("id=\"n-total\">50<"), "total count");
+    assert!(dom.contains("id=\"n-flagged\">"), "flagged count");
 
     let b = base.clone();
     let s = shots.join("site-p11019.png");

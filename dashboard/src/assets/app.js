@@ -221,14 +221,19 @@ function overviewPage() {
     if (state.flagged) p.set('state', 'flagged');
     let data;
     try { data = await api('/api/sites?' + p); } catch (e) { info.textContent = e.message; return; }
-    const flaggedTotal = Object.values(data.flag_counts).length ? null : 0;
+    const sc = data.state_counts || {};
+    const all = (sc.flagged || 0) + (sc.healthy || 0);
+    const flaggedBoxEl = document.getElementById('f-flagged');
     tiles.replaceChildren(
-      el('div', { class: 'tile', onclick: () => { state.flag = ''; flagSel.value = ''; load(); } }, el('div', { class: 'n', id: 'n-total' }, data.total), T.total),
+      el('div', { class: `tile ${!state.flag && !state.flagged ? 'active' : ''}`, onclick: () => { state.flag = ''; flagSel.value = ''; state.flagged = false; flaggedBoxEl.checked = false; state.offset = 0; load(); } },
+        el('div', { class: 'n', id: 'n-total' }, all), T.total),
+      el('div', { class: `tile bad ${state.flagged ? 'active' : ''}`, onclick: () => { state.flagged = true; flaggedBoxEl.checked = true; state.offset = 0; load(); } },
+        el('div', { class: 'n', id: 'n-flagged' }, sc.flagged || 0), T.flagged_n),
+      el('div', { class: 'tile ok' }, el('div', { class: 'n', id: 'n-healthy' }, sc.healthy || 0), T.healthy),
       ...FLAGS.filter(f => data.flag_counts[f]).map(f => el('div', {
         class: `tile ${SEVERE.has(f) ? 'bad' : 'warn'} ${state.flag === f ? 'active' : ''}`,
         onclick: () => { state.flag = state.flag === f ? '' : f; flagSel.value = state.flag; state.offset = 0; load(); },
       }, el('div', { class: 'n' }, data.flag_counts[f]), T.flag_names[f])));
-    void flaggedTotal;
     rows.replaceChildren(...data.sites.map(s => {
       const sev = s.flags.some(f => SEVERE.has(f)) ? 'bad' : s.flags.length ? 'warn' : 'ok';
       return el('tr', { class: `sev-${sev}`, 'data-site': s.site_id },
