@@ -5,28 +5,11 @@
 use oqs_collector::config::CollectorConfig;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{start_agent, write_config};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(config: &Path) -> Agent {
-    Agent(
-        Command::new(env!("CARGO_BIN_EXE_oqs-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn spooled(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -53,18 +36,14 @@ async fn spooled_reports_survive_sigkill_and_are_replayed_once() {
         .unwrap()
         .port();
     let config = tmp.path().join("agent.toml");
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            "site_id = \"clinic-d\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 1\nprobe_timeout_ms = 200\n\
-             [collector]\nurl = \"http://127.0.0.1:{port}\"\n[spool]\ndir = \"{}\"\n\
-             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
-             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
-             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
-            spool.display()
-        ),
-    )
-    .unwrap();
+        "clinic-d",
+        &format!("http://127.0.0.1:{port}"),
+        "",
+        &spool,
+        1,
+    );
 
     // Collector down: the agent spools.
     let mut agent = start_agent(&config);
@@ -157,19 +136,14 @@ async fn run_now_and_config_update_from_the_collector_take_effect() {
     .unwrap();
     let config = tmp.path().join("agent.toml");
     // An hour between rounds: any second report within the test is the collector's doing.
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            "site_id = \"clinic-cmd\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 3600\nprobe_timeout_ms = 200\n\
-             [collector]\nurl = \"http://{}\"\n[spool]\ndir = \"{}\"\n\
-             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
-             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
-             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
-            collector.grpc_addr,
-            tmp.path().join("spool").display()
-        ),
-    )
-    .unwrap();
+        "clinic-cmd",
+        &format!("http://{}", collector.grpc_addr),
+        "",
+        &tmp.path().join("spool"),
+        3600,
+    );
     let http = collector.http_addr;
     let client = reqwest::Client::new();
     let last_seq = || async {

@@ -4,47 +4,24 @@
 //! forgets the refused secret.
 
 use oqs_collector::config::CollectorConfig;
+mod common;
+
+use common::start_agent;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(config: &Path) -> Agent {
-    Agent(
-        Command::new(env!("CARGO_BIN_EXE_oqs-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn write_config(path: &Path, grpc: std::net::SocketAddr, spool: &Path, token: Option<&str>) {
     let token = token
-        .map(|t| format!("enrollment_token = \"{t}\"\n"))
+        .map(|t| format!("enrollment_token = \"{t}\""))
         .unwrap_or_default();
-    std::fs::write(
+    common::write_config(
         path,
-        format!(
-            "site_id = \"clinic-enr\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 1\nprobe_timeout_ms = 200\n\
-             [collector]\nurl = \"http://{grpc}\"\n{token}[spool]\ndir = \"{}\"\n\
-             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
-             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
-             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
-            spool.display()
-        ),
-    )
-    .unwrap();
+        "clinic-enr",
+        &format!("http://{grpc}"),
+        &token,
+        spool,
+        1,
+    );
 }
 
 async fn last_seq(http: std::net::SocketAddr) -> u64 {

@@ -2,20 +2,15 @@
 //! code: `oqs-agent run` with an https:// collector URL and a client certificate reaches a collector
 //! that requires client certificates; without one, or in clear text, nothing is stored.
 
+mod common;
+
+use common::start_agent;
 use oqs_collector::config::{CollectorConfig, TlsSettings};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Pki {
     ca: PathBuf,
@@ -60,32 +55,15 @@ fn pki(dir: &Path) -> Pki {
 
 fn agent_config(dir: &Path, site: &str, collector: &str, tls_lines: &str) -> PathBuf {
     let p = dir.join(format!("{site}.toml"));
-    std::fs::write(
+    common::write_config(
         &p,
-        format!(
-            "site_id = \"{site}\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = 1\nprobe_timeout_ms = 200\n\
-             [collector]\nurl = \"{collector}\"\n{tls_lines}\n[spool]\ndir = \"{}\"\n\
-             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
-             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
-             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
-            dir.join(format!("spool-{site}")).display()
-        ),
-    )
-    .unwrap();
+        site,
+        collector,
+        tls_lines,
+        &dir.join(format!("spool-{site}")),
+        1,
+    );
     p
-}
-
-fn start_agent(config: &Path) -> Agent {
-    Agent(
-        Command::new(env!("CARGO_BIN_EXE_oqs-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
 }
 
 async fn last_seq(http: std::net::SocketAddr, site: &str) -> u64 {

@@ -1,0 +1,54 @@
+//! Shared plumbing of the daemon tests: the real `oqs-agent run` as a child process that is killed
+//! when the test ends (however it ends), and a config whose probes all point at loopback ports
+//! where nothing listens, so no traffic leaves the machine.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running `oqs-agent run`, killed on drop.
+pub struct Agent(pub Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_agent(config: &Path) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_oqs-agent"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Writes a daemon config for `site` (terminal `pc-1`, East) reporting every `interval_secs` to
+/// `url`; `collector_lines` go into `[collector]` after the URL (TLS files, enrollment token).
+pub fn write_config(
+    path: &Path,
+    site: &str,
+    url: &str,
+    collector_lines: &str,
+    spool: &Path,
+    interval_secs: u64,
+) {
+    std::fs::write(
+        path,
+        format!(
+            "site_id = \"{site}\"\nterminal_id = \"pc-1\"\narea = \"east\"\ninterval_secs = {interval_secs}\nprobe_timeout_ms = 200\n\
+             [collector]\nurl = \"{url}\"\n{collector_lines}\n[spool]\ndir = \"{}\"\n\
+             [dns]\nnames = []\n[lineauth]\nurl = \"https://127.0.0.1:1/\"\n\
+             [http]\nproduction_url = \"https://127.0.0.1:1/\"\nverification_url = \"https://127.0.0.1:1/\"\ncrl_url = \"http://127.0.0.1:1/\"\n\
+             [ntp]\nservers = [\"127.0.0.1:1\"]\n",
+            spool.display()
+        ),
+    )
+    .unwrap();
+}
