@@ -15,7 +15,7 @@ use oqs_proto::v1::collector_message::Body as CollectorBody;
 use oqs_proto::v1::fleet_ingest_client::FleetIngestClient;
 use oqs_proto::v1::{AgentMessage, Hello};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,12 @@ fn client_tls(cfg: &AgentConfig) -> Result<Option<tonic::transport::ClientTlsCon
     Ok(Some(tls))
 }
 
+/// How long a sent report may wait for its ack before the connection is given up: three rounds,
+/// at least 10 s (a busy collector acks within milliseconds; this is for dead paths).
+fn ack_timeout(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(10))
+}
+
 /// Backoff between reconnects.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -102,7 +108,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // HTTP/2 pings find a dead connection even when no report is waiting for an ack.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
     if let Some(tls) = client_tls(&cfg)? {
         endpoint = endpoint
             .tls_config(tls)
@@ -349,12 +359,19 @@ async fn session(
     .map_err(|e| e.to_string())?;
     tracing::info!(last_stored_seq = stored, "connected to the collector");
     let mut sent_upto = stored;
+    let mut acked_upto = stored;
+    // When the oldest report still waiting for its ack was sent (or the last ack came).
+    let mut waiting_since = Instant::now();
+    let ack_timeout = ack_timeout(config.borrow().interval);
     loop {
         // Send everything the spool holds beyond what this stream has sent, in order.
         let pending = spool_op(spool, move |s| s.after(sent_upto))
             .await
             .map_err(|e| e.to_string())?;
         for r in pending {
+            if sent_upto == acked_upto {
+                waiting_since = Instant::now();
+            }
             sent_upto = r.seq;
             tx.send(AgentMessage {
                 body: Some(AgentBody::Report(r)),
@@ -362,13 +379,26 @@ async fn session(
             .await
             .map_err(|_| "stream closed".to_string())?;
         }
+        // A stream whose acks stopped (a path that silently died, e.g. the terminal's IPv6 address
+        // went away and came back while TCP sat in retransmission back-off) is abandoned for a
+        // fresh connection instead of waiting for the kernel to give up minutes later.
+        let outstanding = sent_upto > acked_upto;
+        let ack_deadline = tokio::time::Instant::from_std(waiting_since + ack_timeout);
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = new_report.notified() => {}
+            _ = tokio::time::sleep_until(ack_deadline), if outstanding => {
+                return Err(format!(
+                    "no ack for {} s: abandoning this connection",
+                    ack_timeout.as_secs()
+                ));
+            }
             m = inbound.message() => match m {
                 Ok(Some(m)) => match m.body {
                     Some(CollectorBody::Ack(a)) => {
                         let seq = a.seq;
+                        acked_upto = acked_upto.max(seq);
+                        waiting_since = Instant::now();
                         spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
                     }
                     Some(CollectorBody::Rejected(r)) => {

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The clinic network lab's stand-ins for the OQS side, run inside the lab's "NW-base" namespace:
+
+- the line-authentication portal (HTTPS, test CA) on www.lineauth.mnw's address, serving the guide's
+  page the lab chose (the file named in STATE, one of tests/fixtures/lineauth/*.html);
+- OQS web production and verification login pages (HTTPS) and the CRL distribution point (HTTP);
+- an SNTP server for ntp.base.oqs-pdl.org.
+
+Usage: standin.py STATE_FILE FIXTURES_DIR CERT KEY PORTAL_ADDR WEB_ADDRS(,) CRL_ADDR NTP_ADDR
+Only ever binds the addresses it is given (inside the lab's namespace). Stdlib only.
+"""
+import http.server
+import os
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import threading
+import time
+
+STATE, FIXTURES, CERT, KEY, PORTAL, WEBS, CRL, NTP = sys.argv[1:9]
+
+
+class V6Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def handler(body_of):
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, ctype, body = body_of()
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    return H
+
+
+def portal_page():
+    try:
+        name = open(STATE, encoding="utf-8").read().strip()
+        page = open(os.path.join(FIXTURES, os.path.basename(name)), encoding="utf-8").read()
+        return 200, "text/html; charset=utf-8", page
+    except OSError as e:
+        return 500, "text/plain", str(e)
+
+
+def serve(addr, port, body_of, tls):
+    srv = V6Server((addr, port), handler(body_of))
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(CERT, KEY)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+
+def sntp(addr):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind((addr, 123))
+    while True:
+        data, peer = s.recvfrom(512)
+        if len(data) < 48:
+            continue
+        now = time.time() + 2208988800
+        secs, frac = int(now), int((now % 1) * 2**32)
+        # LI 0, VN 4, mode 4 (server); stratum 2; the client's transmit time as originate.
+        reply = struct.pack("!BBbb", 0x24, 2, 6, -20) + b"\0" * 8 + b"LAB\0"
+        reply += struct.pack("!II", secs, frac) + data[40:48]
+        reply += struct.pack("!IIII", secs, frac, secs, frac)
+        s.sendto(reply, peer)
+
+
+serve(PORTAL, 443, portal_page, True)
+for a in WEBS.split(","):
+    serve(a, 443, lambda: (200, "text/html; charset=utf-8", "<html><body>オンライン資格確認 ログイン</body></html>"), True)
+serve(CRL, 80, lambda: (200, "application/pkix-crl", "crl"), False)
+threading.Thread(target=sntp, args=(NTP,), daemon=True).start()
+print("standin ready", flush=True)
+while True:
+    time.sleep(3600)
