@@ -1,0 +1,61 @@
+//! Stream limits answer with clear statuses: more than `limits.max_streams` open streams, and more
+//! than `limits.max_reports_per_minute` reports on one stream, are RESOURCE_EXHAUSTED; the refused
+//! report is named in `Rejected` and not stored.
+
+mod common;
+
+use common::*;
+use oqs_collector::server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_streams_and_too_fast_a_stream_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_streams = 1;
+    cfg.limits.max_reports_per_minute = 3;
+    let c = server::start(cfg).await.unwrap();
+
+    let (mut first, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-l", "pc-1")).await;
+    let err = AgentStream::open(
+        channel(c.grpc_addr).await,
+        msg_hello(hello("clinic-l", "pc-2")),
+    )
+    .await
+    .err()
+    .expect("a second stream is refused");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(err.message().contains("limits.max_streams"), "{err:?}");
+
+    for seq in 1..=3 {
+        first.send(report(seq)).await;
+        assert_eq!(first.ack().await.seq, seq);
+    }
+    first.send(report(4)).await;
+    let (st, rejected) = first.error().await;
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        st.message().contains("limits.max_reports_per_minute"),
+        "{st:?}"
+    );
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].seq, 4);
+    let site = get_json(c.http_addr, "/api/sites/clinic-l").await;
+    assert_eq!(
+        site["terminals"][0]["last_seq"], 3,
+        "the refused report is not stored"
+    );
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "oqs_reports_rejected_total{reason=\"too_many_streams\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "oqs_reports_rejected_total{reason=\"rate_limited\"}"),
+        1.0
+    );
+    c.stop().await.unwrap();
+}
