@@ -260,10 +260,11 @@ function sitePage() {
   const id = decodeURIComponent(location.pathname.split('/').pop());
   const ranges = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
   let range = '24h';
+  let rangeChosen = false;
   let lastSeqs = null;
   const toast = el('span', { id: 'toast' });
   const runBtn = el('button', { id: 'run-now', onclick: runNow }, T.run_now);
-  const rangeSel = el('select', { id: 'range', onchange: e => { range = e.target.value; load(); } },
+  const rangeSel = el('select', { id: 'range', onchange: e => { range = e.target.value; rangeChosen = true; load(); } },
     Object.keys(ranges).map(r => el('option', { value: r, selected: r === range ? 'selected' : null }, r)));
   const body = el('div', { id: 'site' }, T.loading);
   document.body.append(
@@ -300,6 +301,12 @@ function sitePage() {
       ]);
     } catch (e) { body.textContent = e.message; return; }
     lastSeqs = site.terminals.map(t => t.last_seq);
+    // A site seen for less than an hour: show the last hour, not a sliver at the end of a day.
+    if (!rangeChosen) {
+      rangeChosen = true;
+      const first = Math.min(...site.terminals.map(t => Date.parse(t.first_seen_at || 0) || Date.now()));
+      if (Date.now() - first < 3600e3 && range !== '1h') { range = '1h'; rangeSel.value = '1h'; return load(); }
+    }
     document.getElementById('title').textContent = `${T.site} ${site.site_id}${site.site_name ? ' — ' + site.site_name : ''}`;
     const [h6, hla, hdns, hweb, hcrl, hntp] = hist.map(h => h.points);
     body.replaceChildren(
@@ -350,7 +357,7 @@ function sitePage() {
   function flagsPanel(site) {
     return el('div', { class: 'panel', id: 'flags' }, el('h2', {}, T.active_flags),
       site.active_flags.length ? el('table', {}, el('tbody', {}, site.active_flags.map(f => el('tr', {},
-        el('td', {}, flagBadge(f.flag, f.detail)), el('td', {}, f.detail || ''), el('td', {}, when(f.raised_at)))))) : el('span', { class: 'badge ok' }, T.none));
+        el('td', {}, flagBadge(f.flag)), el('td', {}, f.detail || ''), el('td', {}, when(f.raised_at)))))) : el('span', { class: 'badge ok' }, T.none));
   }
 
   function terminalsTable(site) {
