@@ -394,6 +394,34 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
         .map(|s| s["site_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["mx-00001", "mx-00013"]);
+    // Search by part of the name, by the full customer ID, and filter by prefecture.
+    let five = oqs_collector::sim::scenario::SiteProfile::new(5, "mx-", Scenario::Mixed, 1);
+    let by_name = get_json(
+        c.http_addr,
+        &format!("/api/sites?q={}", urlencode(&five.name)),
+    )
+    .await;
+    assert_eq!(by_name["sites"][0]["site_id"], "mx-00005", "{by_name}");
+    assert_eq!(by_name["total"], 1);
+    let by_id = get_json(c.http_addr, &format!("/api/sites?q={}", five.customer_id)).await;
+    assert_eq!(by_id["sites"][0]["site_id"], "mx-00005", "{by_id}");
+    let pref = get_json(
+        c.http_addr,
+        &format!("/api/sites?prefecture={}", urlencode(five.prefecture)),
+    )
+    .await;
+    let listed = pref["sites"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.iter().all(|s| s["prefecture"] == five.prefecture));
+    assert_eq!(
+        pref["total"].as_u64().unwrap() as usize,
+        (0..50)
+            .filter(|i| {
+                oqs_collector::sim::scenario::SiteProfile::new(*i, "mx-", Scenario::Mixed, 1)
+                    .prefecture
+                    == five.prefecture
+            })
+            .count()
+    );
     let page = get_json(c.http_addr, "/api/sites?limit=10&offset=45").await;
     assert_eq!(page["total"], 50);
     assert_eq!(page["sites"].as_array().unwrap().len(), 5);
@@ -522,4 +550,14 @@ async fn sites_on_one_line_see_each_other_and_the_diagnosis_speaks_both_language
         .contains("FAQ Q9"));
     assert_eq!(d["contact"]["last_lineauth_code"]["code"], "P11019");
     c.stop().await.unwrap();
+}
+
+/// Percent-encodes a query value (UTF-8 site names and prefectures).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
