@@ -84,6 +84,32 @@ fn ack_timeout(interval: Duration) -> Duration {
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// The wait before the next connection attempt: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]
+/// while attempts fail, and starts over once a stream was welcomed (a collector that answered is
+/// not one to wait a minute for after the next blip).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+
+    /// The wait before the next attempt (with jitter); the one after it is longer.
+    fn next_wait(&mut self) -> Duration {
+        let wait = jitter(self.next);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    /// The collector welcomed a stream.
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
 type Shared = Arc<Mutex<Spool>>;
 
 /// Runs a spool operation on a blocking thread (it writes and syncs files).
@@ -128,7 +154,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
                 source: std::io::Error::other(e.to_string()),
             })??,
     ));
-    let runner = Arc::new(RoundRunner::new(cfg.clone())?);
+    let runner = Arc::new(build_runner(cfg.clone()).await?);
     let new_report = Arc::new(Notify::new());
     let run_now = Arc::new(Notify::new());
     let (config_tx, config_rx) = watch::channel(cfg.clone());
@@ -157,23 +183,30 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         credential: None,
     };
     let secret_path = cfg.spool_dir.join(SECRET_FILE);
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
         let channel = endpoint.connect_lazy();
         // The terminal's own secret once enrolled; until then the site's enrollment token.
-        let secret = std::fs::read_to_string(&secret_path)
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+        let secret = {
+            let p = secret_path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(p))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
         let mut hello = hello.clone();
         hello.credential = secret.clone().or_else(|| {
             cfg.collector_enrollment_token
                 .as_ref()
                 .map(|t| t.expose().to_owned())
         });
+        let mut welcomed = false;
         let connected = session(
             channel,
             hello,
+            &mut welcomed,
             Credential {
                 secret_path: &secret_path,
                 using_secret: secret.is_some(),
@@ -188,17 +221,18 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         if shutdown.is_cancelled() {
             break;
         }
-        match connected {
-            Ok(()) => backoff = BACKOFF_MIN,
-            Err(e) => tracing::warn!(error = %e, "collector stream ended"),
+        if welcomed {
+            backoff.reset();
         }
-        let wait = jitter(backoff);
+        if let Err(e) = connected {
+            tracing::warn!(error = %e, "collector stream ended");
+        }
+        let wait = backoff.next_wait();
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     let _ = rounds.await;
     Ok(())
@@ -252,13 +286,26 @@ async fn rounds(
             _ = config.changed() => {
                 // New probe settings from the collector: rebuild what the rounds use.
                 let cfg = config.borrow_and_update().clone();
-                match RoundRunner::new(cfg) {
+                match build_runner(cfg).await {
                     Ok(r) => runner = Arc::new(r),
                     Err(e) => tracing::warn!(error = %e, "keeping the previous probe settings"),
                 }
             }
         }
     }
+}
+
+/// Builds the rounds' runner on a blocking thread (it reads the CA bundle).
+async fn build_runner(cfg: AgentConfig) -> Result<RoundRunner, DaemonError> {
+    tokio::task::spawn_blocking(move || RoundRunner::new(cfg))
+        .await
+        .map_err(|e| {
+            DaemonError::Round(crate::round::RoundError::Ca {
+                path: "(runner task)".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?
+        .map_err(DaemonError::Round)
 }
 
 /// Where the terminal keeps the secret the collector issued at enrollment (in the spool directory,
@@ -272,17 +319,27 @@ struct Credential<'a> {
 }
 
 impl Credential<'_> {
-    /// The collector refused the credential: a refused secret is forgotten, so the next attempt
-    /// presents the enrollment token (if the config has one).
-    fn refused(&self, status: &tonic::Status) {
+    /// The collector refused the credential (UNAUTHENTICATED: wrong or revoked; being
+    /// rate-limited is RESOURCE_EXHAUSTED and keeps it): a refused secret is forgotten, so the
+    /// next attempt presents the enrollment token (if the config has one).
+    async fn refused(&self, status: &tonic::Status) {
         if status.code() == tonic::Code::Unauthenticated && self.using_secret {
-            let _ = std::fs::remove_file(self.secret_path);
+            let p = self.secret_path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
         }
     }
 
     /// Keeps a newly issued secret, durably, before the stream goes on.
-    fn keep(&self, secret: &str) -> Result<(), String> {
-        let tmp = self.secret_path.with_extension("tmp");
+    async fn keep(&self, secret: &str) -> Result<(), String> {
+        let path = self.secret_path.to_owned();
+        let secret = secret.to_owned();
+        tokio::task::spawn_blocking(move || Self::write_secret(&path, &secret))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    fn write_secret(secret_path: &std::path::Path, secret: &str) -> Result<(), String> {
+        let tmp = secret_path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
@@ -293,12 +350,12 @@ impl Credential<'_> {
             }
             f.write_all(secret.as_bytes())?;
             f.sync_all()?;
-            std::fs::rename(&tmp, self.secret_path)
+            std::fs::rename(&tmp, secret_path)
         };
         write().map_err(|e| {
             format!(
                 "cannot keep the terminal secret in {}: {e}",
-                self.secret_path.display()
+                secret_path.display()
             )
         })
     }
@@ -309,6 +366,7 @@ impl Credential<'_> {
 async fn session(
     channel: tonic::transport::Channel,
     mut hello: Hello,
+    welcomed: &mut bool,
     credential: Credential<'_>,
     spool: &Shared,
     new_report: &Notify,
@@ -316,38 +374,40 @@ async fn session(
     config: &watch::Sender<AgentConfig>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    hello.highest_held_seq = spool
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .highest_held();
+    hello.highest_held_seq = spool_op(spool, |s| Ok(s.highest_held()))
+        .await
+        .map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     tx.send(AgentMessage {
         body: Some(AgentBody::Hello(hello)),
     })
     .await
     .map_err(|e| e.to_string())?;
-    let mut inbound = FleetIngestClient::new(channel)
+    let inbound = FleetIngestClient::new(channel)
         .connect(ReceiverStream::new(rx))
-        .await
-        .map_err(|s| {
-            credential.refused(&s);
-            format!("connect: {}", s.message())
-        })?
-        .into_inner();
-    let stored = match inbound.message().await {
+        .await;
+    let mut inbound = match inbound {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            credential.refused(&s).await;
+            return Err(format!("connect: {}", s.message()));
+        }
+    };
+    let (stored, max_message_bytes) = match inbound.message().await {
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => {
+                *welcomed = true;
                 if !w.terminal_secret.is_empty() {
-                    credential.keep(&w.terminal_secret)?;
+                    credential.keep(&w.terminal_secret).await?;
                     tracing::info!("enrolled: the collector issued this terminal's secret");
                 }
-                w.last_stored_seq
+                (w.last_stored_seq, w.max_message_bytes as usize)
             }
             other => return Err(format!("expected Welcome, got {other:?}")),
         },
         Ok(None) => return Err("stream closed before Welcome".into()),
         Err(s) => {
-            credential.refused(&s);
+            credential.refused(&s).await;
             return Err(s.message().to_string());
         }
     };
@@ -369,6 +429,22 @@ async fn session(
             .await
             .map_err(|e| e.to_string())?;
         for r in pending {
+            // A report the collector would refuse for its size would block every later one:
+            // it is dropped and counted instead (0: an old collector that does not say).
+            let size = prost::Message::encoded_len(&r);
+            if max_message_bytes > 0 && size > max_message_bytes {
+                let seq = r.seq;
+                tracing::warn!(
+                    seq,
+                    size,
+                    max_message_bytes,
+                    "report larger than the collector accepts; dropping it"
+                );
+                spool_op(spool, move |s| s.discard(seq))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
             if sent_upto == acked_upto {
                 waiting_since = Instant::now();
             }
@@ -426,5 +502,27 @@ async fn session(
                 Err(s) => return Err(format!("{:?}: {}", s.code(), s.message())),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute_with_jitter_and_starts_over_once_welcomed() {
+        let mut b = Backoff::new();
+        let waits: Vec<Duration> = (0..9).map(|_| b.next_wait()).collect();
+        let nominal = [1u64, 2, 4, 8, 16, 32, 60, 60, 60];
+        for (w, n) in waits.iter().zip(nominal) {
+            let n = Duration::from_secs(n);
+            assert!(
+                *w >= n.mul_f64(0.8) && *w <= n.mul_f64(1.2),
+                "{w:?} vs {n:?}"
+            );
+        }
+        b.reset();
+        let w = b.next_wait();
+        assert!(w <= Duration::from_millis(1200), "{w:?}");
     }
 }

@@ -13,5 +13,6 @@ pub mod guide;
 pub mod render;
 pub mod round;
 pub mod spool;
+pub mod tidy;
 #[cfg(windows)]
 pub mod winservice;

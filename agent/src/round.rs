@@ -8,7 +8,7 @@ use crate::checks::{dns, http, ipv6, lineauth, ntp};
 use crate::config::AgentConfig;
 use hickory_resolver::TokioResolver;
 use oqs_proto::v1::{HttpTarget, Ipv6State, Outcome, Report};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Why a round cannot be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,6 @@ pub struct RoundRunner {
     classifier: lineauth::classify::Classifier,
     lineauth: lineauth::fetch::LineAuthClient,
     web: reqwest::Client,
-    system: Option<TokioResolver>,
 }
 
 fn now_ms() -> i64 {
@@ -58,14 +57,11 @@ impl RoundRunner {
         let lineauth =
             lineauth::fetch::LineAuthClient::new(&cfg.probes.lineauth_url, ca_ref, timeout, None)?;
         let web = lineauth::fetch::https_client(ca_ref, timeout, None, true)?;
-        // Without a system DNS configuration the system probes report the failure themselves.
-        let system = dns::system(timeout).ok();
         Ok(Self {
             cfg,
             classifier,
             lineauth,
             web,
-            system,
         })
     }
 
@@ -78,9 +74,12 @@ impl RoundRunner {
         let started_at_ms = now_ms();
         let t = self.cfg.probe_timeout;
         let p = &self.cfg.probes;
+        // The system's DNS configuration is read afresh every round: in the guide's normal setup
+        // the DNS server is the router's global address (手順5), which moves with the prefix.
+        let system = system_resolver(t).await;
         let (ipv6, dns, lineauth, http, ntp) = tokio::join!(
-            observe_ipv6(&p.nw_base_servers),
-            dns::run(p, self.system.as_ref(), 53, t),
+            observe_ipv6(&p.nw_base_servers, t),
+            dns::run(p, system.as_ref(), 53, t),
             self.lineauth.probe(&self.classifier),
             futures::future::join_all([
                 http::probe(
@@ -99,7 +98,7 @@ impl RoundRunner {
             ]),
             futures::future::join_all(p.ntp_servers.iter().map(|s| ntp::probe(s, t))),
         );
-        Report {
+        let mut report = Report {
             seq,
             started_at_ms,
             finished_at_ms: now_ms().max(started_at_ms),
@@ -109,35 +108,58 @@ impl RoundRunner {
             http,
             ntp,
             spool_dropped_total,
-        }
+        };
+        crate::tidy::report(&mut report);
+        report
     }
 }
 
-/// Reads and judges the terminal's IPv6 state.
-pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr]) -> Ipv6State {
+/// The resolver the OS is configured with now, read on a blocking thread.
+async fn system_resolver(timeout: Duration) -> Result<TokioResolver, dns::ResolverError> {
+    tokio::task::spawn_blocking(move || dns::system(timeout))
+        .await
+        .unwrap_or_else(|e| {
+            Err(dns::ResolverError::new(format!(
+                "reading the system DNS configuration failed: {e}"
+            )))
+        })
+}
+
+/// Reads and judges the terminal's IPv6 state, within `timeout` (a reader that hangs — a stuck
+/// PowerShell on Windows — must not stall the rounds).
+pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr], timeout: Duration) -> Ipv6State {
     let started = Instant::now();
     #[cfg(target_os = "linux")]
-    let observed = tokio::task::spawn_blocking(ipv6::linux::observe).await;
+    let observe = tokio::task::spawn_blocking(ipv6::linux::observe);
     #[cfg(windows)]
-    let observed = tokio::task::spawn_blocking(ipv6::windows::observe).await;
+    let observe = tokio::task::spawn_blocking(move || ipv6::windows::observe(timeout));
     #[cfg(not(any(target_os = "linux", windows)))]
-    let observed: Result<std::io::Result<ipv6::Observed>, String> = Ok(Err(std::io::Error::other(
-        "reading IPv6 state is not implemented on this platform yet",
-    )));
+    let observe = async {
+        Ok::<std::io::Result<ipv6::Observed>, String>(Err(std::io::Error::other(
+            "reading IPv6 state is not implemented on this platform yet",
+        )))
+    };
+    let observed = tokio::time::timeout(timeout, observe).await;
     let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    let failed = |outcome: Outcome, error: String| Ipv6State {
+        outcome: outcome as i32,
+        error,
+        latency_ms: ms,
+        ..Default::default()
+    };
     match observed {
-        Ok(Ok(o)) => ipv6::judge(&o, nw_base, ms),
-        Ok(Err(e)) => Ipv6State {
-            outcome: Outcome::Failed as i32,
-            error: format!("cannot read the IPv6 state: {e}"),
-            latency_ms: ms,
-            ..Default::default()
-        },
-        Err(e) => Ipv6State {
-            outcome: Outcome::Failed as i32,
-            error: format!("reading the IPv6 state failed: {e}"),
-            latency_ms: ms,
-            ..Default::default()
-        },
+        Ok(Ok(Ok(o))) => ipv6::judge(&o, nw_base, ms),
+        Ok(Ok(Err(e))) => failed(Outcome::Failed, format!("cannot read the IPv6 state: {e}")),
+        Ok(Err(e)) => failed(
+            Outcome::Failed,
+            format!("reading the IPv6 state failed: {e}"),
+        ),
+        Err(_) => failed(
+            Outcome::TimedOut,
+            format!(
+                "reading the IPv6 state took longer than {} ms",
+                timeout.as_millis()
+            ),
+        ),
     }
 }

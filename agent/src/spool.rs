@@ -119,7 +119,8 @@ impl Spool {
         self.next_seq
     }
 
-    /// Reports dropped because the spool was full, over the agent's lifetime.
+    /// Reports dropped without reaching the collector (the spool was full, or a report was larger
+    /// than the collector accepts), over the agent's lifetime.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
     }
@@ -194,6 +195,17 @@ impl Spool {
                 Err(e) => return Err(io(&p)(e)),
             }
             self.bytes -= size;
+        }
+        Ok(())
+    }
+
+    /// Drops one report that can never be delivered (larger than the collector accepts), counted
+    /// with the reports dropped for space.
+    pub fn discard(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if self.held.contains_key(&seq) {
+            self.remove(seq)?;
+            self.dropped_total += 1;
+            self.save_state()?;
         }
         Ok(())
     }

@@ -231,3 +231,82 @@ async fn post(
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap())
 }
+
+/// A long outage leaves more in the spool than the collector takes on one stream in a minute
+/// (`limits.max_reports_per_minute`): the agent replays it over several streams and loses nothing
+/// (a rate-limited report is not `Rejected`, so it stays in the spool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    {
+        let mut s = oqs_agent::spool::Spool::open(&spool, 64 * 1024 * 1024).unwrap();
+        let now = oqs_collector::clock::now_ms();
+        for i in 0..14i64 {
+            s.push(oqs_proto::v1::Report {
+                started_at_ms: now - (20 - i) * 60_000,
+                finished_at_ms: now - (20 - i) * 60_000 + 500,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+    }
+    let mut cfg = CollectorConfig {
+        data_dir: tmp.path().join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    };
+    cfg.limits.max_reports_per_minute = 4;
+    let collector = oqs_collector::server::start(cfg).await.unwrap();
+    let config = tmp.path().join("agent.toml");
+    write_config(
+        &config,
+        "clinic-rl",
+        &format!("http://{}", collector.grpc_addr),
+        "",
+        &spool,
+        30,
+    );
+    let agent = start_agent(&config);
+    let http = collector.http_addr;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let body = reqwest::get(format!("http://{http}/api/sites/clinic-rl"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        last = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        if last["terminals"][0]["last_seq"].as_u64().unwrap_or(0) >= 15 {
+            break;
+        }
+    }
+    drop(agent);
+    let t = &last["terminals"][0];
+    assert!(
+        t["last_seq"].as_u64().unwrap_or(0) >= 15,
+        "the 14 spooled reports and the first live round arrived: {last}"
+    );
+    assert_eq!(
+        t["reports_total"], t["last_seq"],
+        "every seq from 1 stored exactly once: {last}"
+    );
+    let m = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("oqs_reports_rejected_total{reason=\"rate_limited\"}")
+                && !l.ends_with(" 0")
+        ),
+        "the rate limit was hit on the way"
+    );
+    collector.stop().await.unwrap();
+}

@@ -114,3 +114,99 @@ async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
     drop(agent);
     c.stop().await.unwrap();
 }
+
+/// Opens a stream for clinic-enr/pc-1 with a wrong credential; the collector refuses it.
+async fn wrong_attempt(grpc: std::net::SocketAddr) -> tonic::Code {
+    use oqs_proto::v1::{agent_message::Body, fleet_ingest_client::FleetIngestClient};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let hello = oqs_proto::v1::Hello {
+        protocol_version: oqs_proto::PROTOCOL_VERSION,
+        site_id: "clinic-enr".into(),
+        terminal_id: "pc-1".into(),
+        area: oqs_proto::v1::Area::East as i32,
+        credential: Some("a-guess".into()),
+        ..Default::default()
+    };
+    let first = oqs_proto::v1::AgentMessage {
+        body: Some(Body::Hello(hello)),
+    };
+    let mut client = FleetIngestClient::new(channel);
+    match client.connect(tokio_stream::iter(vec![first])).await {
+        Err(st) => st.code(),
+        Ok(resp) => match resp.into_inner().message().await {
+            Err(st) => st.code(),
+            Ok(_) => tonic::Code::Ok,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_agent_keeps_its_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = CollectorConfig {
+        data_dir: tmp.path().join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    };
+    cfg.enrollment.required = true;
+    cfg.enrollment.max_failures_per_minute = 3;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let http = c.http_addr;
+    let body = reqwest::Client::new()
+        .post(format!("http://{http}/api/admin/enrollments/clinic-enr"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    let spool = tmp.path().join("spool");
+    let config = tmp.path().join("agent.toml");
+    write_config(&config, c.grpc_addr, &spool, Some(&token));
+    let agent = start_agent(&config);
+    assert!(wait_seq(http, 1).await >= 1, "the enrolled agent reports");
+    drop(agent);
+    let secret = spool.join("terminal.secret");
+    assert!(secret.exists());
+
+    // Someone at the agent's address guesses until the address is limited...
+    for _ in 0..3 {
+        assert_eq!(
+            wrong_attempt(c.grpc_addr).await,
+            tonic::Code::Unauthenticated
+        );
+    }
+    assert_eq!(
+        wrong_attempt(c.grpc_addr).await,
+        tonic::Code::ResourceExhausted
+    );
+    // ...then the real agent (its token gone from the config) is refused for the minute: it must
+    // keep its secret, which is still valid, and report once the minute is over.
+    write_config(&config, c.grpc_addr, &spool, None);
+    let frozen = last_seq(http).await;
+    let agent = start_agent(&config);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(last_seq(http).await, frozen, "refused while limited");
+    let m = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limited: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("oqs_auth_failures_total{reason=\"rate_limited\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(limited >= 2.0, "the agent itself was refused: {limited}");
+    assert!(secret.exists(), "a rate-limited agent keeps its secret");
+    drop(agent);
+    c.stop().await.unwrap();
+}

@@ -376,7 +376,15 @@ impl CollectorConfig {
             });
         }
         let l = &self.limits;
-        let positive: [(&'static str, usize); 9] = [
+        let positive: [(&'static str, usize); 11] = [
+            (
+                "limits.max_reports_per_minute",
+                l.max_reports_per_minute as usize,
+            ),
+            (
+                "enrollment.max_failures_per_minute",
+                self.enrollment.max_failures_per_minute as usize,
+            ),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_dns_probes", l.max_dns_probes),
             ("limits.max_http_probes", l.max_http_probes),
@@ -398,6 +406,13 @@ impl CollectorConfig {
                     rule: "must be at least 1",
                 });
             }
+        }
+        if l.max_text_chars < oqs_proto::AGENT_TEXT_CHARS {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_text_chars",
+                value: l.max_text_chars.to_string(),
+                rule: "must be at least 256, the length agents cut their texts to",
+            });
         }
         if l.max_message_bytes > 64 * 1024 * 1024 {
             return Err(ConfigError::Invalid {

@@ -100,6 +100,20 @@ fn secret_key(key: &TerminalKey) -> Vec<u8> {
     k
 }
 
+/// Where failures are counted: an IPv4 address, or an IPv6 address's /64 — one host can take any
+/// address of its /64 (SLAAC, privacy addresses), so counting per address would not limit it.
+fn failure_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
 /// 32 random bytes, base64url, with a prefix saying what it is.
 fn random(prefix: &str) -> String {
     let mut b = [0u8; 32];
@@ -152,7 +166,9 @@ impl Enrollment {
     }
 
     fn limited(&self, peer: Option<IpAddr>, now_ms: i64) -> bool {
-        let Some(ip) = peer else { return false };
+        let Some(ip) = peer.map(failure_bucket) else {
+            return false;
+        };
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         f.get(&ip).is_some_and(|(since, n)| {
             now_ms - since < 60_000 && *n >= self.settings.max_failures_per_minute
@@ -160,7 +176,9 @@ impl Enrollment {
     }
 
     fn failed(&self, peer: Option<IpAddr>, now_ms: i64) {
-        let Some(ip) = peer else { return };
+        let Some(ip) = peer.map(failure_bucket) else {
+            return;
+        };
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded: forget old windows when the table grows.
         if f.len() > 100_000 {
@@ -305,5 +323,28 @@ impl Enrollment {
             sites.entry(k.site.clone()).or_default().1 += 1;
         }
         sites.into_iter().map(|(s, (t, n))| (s, t, n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_bucket;
+    use std::net::IpAddr;
+
+    fn b(s: &str) -> IpAddr {
+        failure_bucket(s.parse().unwrap())
+    }
+
+    #[test]
+    fn failures_count_per_ipv6_slash_64_and_per_ipv4_address() {
+        assert_eq!(b("2408:210:1:2::10"), b("2408:210:1:2:abcd:ef01:2345:6789"));
+        assert_ne!(b("2408:210:1:2::10"), b("2408:210:1:3::10"));
+        assert_eq!(
+            b("2408:210:1:2::10"),
+            "2408:210:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(b("192.0.2.7"), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(b("192.0.2.7"), b("192.0.2.8"));
+        assert_eq!(b("::ffff:192.0.2.7"), b("192.0.2.7"));
     }
 }

@@ -2,8 +2,10 @@
 //! group committer, and answers `Ack(seq)` in order once each is durable.
 //!
 //! Must never ack before the committer says the report is flushed, never panic on input, and never
-//! hold a stream open after it refused something: a refusal is a `Rejected` message (so the agent
-//! can drop that report) followed by a gRPC status that says what was wrong.
+//! hold a stream open after it refused something. A report that will never be accepted (it fails
+//! validation) is refused with a `Rejected` message, so the agent can drop it, then a status; a
+//! report refused only for now (the stream's rate limit) gets no `Rejected`, only the status, so
+//! the agent keeps it and sends it again on its next stream.
 
 use crate::committer::{CommitOutcome, CommitterHandle, ReportCommit};
 use crate::config::{IngestTuning, Limits};
@@ -178,7 +180,7 @@ async fn session(
             Err(f) => {
                 state.metrics.auth_failure(f.label());
                 tracing::info!(site = %ident.site, reason = f.label(), "agent not admitted");
-                let _ = tx.send(Err(Status::unauthenticated(f.message()))).await;
+                let _ = tx.send(Err(auth_status(f))).await;
                 return;
             }
         }
@@ -213,6 +215,15 @@ async fn session(
     }
 }
 
+/// The status of a refused credential. Being rate-limited says nothing about the credential, so it
+/// is RESOURCE_EXHAUSTED (try later) and not UNAUTHENTICATED, on which an agent forgets its secret.
+fn auth_status(f: crate::enrollment::AuthFailure) -> Status {
+    match f {
+        crate::enrollment::AuthFailure::RateLimited => Status::resource_exhausted(f.message()),
+        _ => Status::unauthenticated(f.message()),
+    }
+}
+
 /// Refuses one report: tells the agent which seq (so it can drop it) and ends the stream.
 async fn refuse(tx: &Outbound, seq: u64, status: Status) -> Status {
     let _ = tx
@@ -234,13 +245,16 @@ async fn reports(
 ) -> Result<(), Status> {
     let mut in_flight = FuturesOrdered::new();
     let mut last_seq_on_stream = 0u64;
-    // Per-stream rate: at most limits.max_reports_per_minute in any minute-long window.
-    let mut window = (std::time::Instant::now(), 0u32);
+    // Per-stream rate: at most limits.max_reports_per_minute in a minute-long window that opens
+    // with the window's first report.
+    let mut window: Option<(std::time::Instant, u32)> = None;
     let mut reading = true;
+    // Set when the stream is to end once the reports already queued are acked (rate limit).
+    let mut ending: Option<Status> = None;
     let max_in_flight = state.tuning.per_stream_in_flight;
     loop {
         if !reading && in_flight.is_empty() {
-            return Ok(());
+            return ending.map_or(Ok(()), Err);
         }
         tokio::select! {
             biased;
@@ -298,16 +312,22 @@ async fn reports(
                         return Err(Status::unauthenticated(f.message()));
                     }
                 }
-                if window.0.elapsed() >= std::time::Duration::from_secs(60) {
-                    window = (std::time::Instant::now(), 0);
-                }
-                window.1 += 1;
-                if window.1 > state.limits.max_reports_per_minute {
+                let w = match window {
+                    Some(w) if w.0.elapsed() < std::time::Duration::from_secs(60) => window.insert(w),
+                    _ => window.insert((std::time::Instant::now(), 0)),
+                };
+                w.1 += 1;
+                if w.1 > state.limits.max_reports_per_minute {
+                    // Not a bad report: no Rejected, so the agent keeps it and sends it again on
+                    // its next stream. Those already queued are still acked.
                     state.metrics.reject("rate_limited");
-                    return Err(refuse(tx, seq, Status::resource_exhausted(format!(
-                        "more than limits.max_reports_per_minute = {} reports in a minute on one stream",
+                    ending = Some(Status::resource_exhausted(format!(
+                        "more than limits.max_reports_per_minute = {} reports in a minute on one \
+                         stream; report seq {seq} and later were not read: send them again on a new stream",
                         state.limits.max_reports_per_minute
-                    ))).await);
+                    )));
+                    reading = false;
+                    continue;
                 }
                 if seq <= last_seq_on_stream {
                     state.metrics.reject("out_of_order");

@@ -149,11 +149,14 @@ async fn failures_are_rate_limited_per_address() {
             .unwrap();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
-    // Even the right token is refused for the rest of the minute from this address.
+    // Even the right token is refused for the rest of the minute from this address, as
+    // RESOURCE_EXHAUSTED: it says "later", not "your credential is bad" (on which an agent
+    // forgets its secret).
     let err = open(&c, with_cred("clinic-r", "pc-1", Some(&token)))
         .await
         .err()
         .unwrap();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
     assert!(
         err.message().contains("too many failed attempts"),
         "{err:?}"

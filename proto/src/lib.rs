@@ -16,6 +16,11 @@ pub mod v1 {
 /// The protocol generation this crate speaks (`Hello.protocol_version`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The most characters an agent puts in one free-text field of a report (errors, excerpts), with
+/// control characters other than newline and tab replaced: a collector's `limits.max_text_chars`
+/// is never below it, so an agent's own texts never get its reports refused.
+pub const AGENT_TEXT_CHARS: usize = 256;
+
 /// The encoded `FileDescriptorSet` of `fleet.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));

@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 #[error("DNS resolver: {0}")]
 pub struct ResolverError(String);
 
+impl ResolverError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 fn opts(timeout: Duration) -> ResolverOpts {
     let mut o = ResolverOpts::default();
     o.timeout = timeout;
@@ -183,10 +189,11 @@ pub async fn probe(
 }
 
 /// Every DNS probe of a round, run concurrently: per name, AAAA and A through the system resolver
-/// and directly of each server of its kind.
+/// and directly of each server of its kind. When the system configuration could not be read, each
+/// system probe fails with that reason (a terminal without DNS servers is 手順6-⑬'s failure).
 pub async fn run(
     probes: &Probes,
-    system: Option<&TokioResolver>,
+    system: Result<&TokioResolver, &ResolverError>,
     port: u16,
     timeout: Duration,
 ) -> Vec<DnsProbe> {
@@ -203,15 +210,27 @@ pub async fn run(
     let mut futs = Vec::new();
     for name in &probes.dns_names {
         for rtype in [RecordType::Aaaa, RecordType::A] {
-            if let Some(sys) = system {
-                futs.push(boxed(probe(
+            match system {
+                Ok(sys) => futs.push(boxed(probe(
                     sys,
                     ResolverRole::System,
                     "system".into(),
                     name,
                     rtype,
                     timeout,
-                )));
+                ))),
+                Err(e) => {
+                    let p = DnsProbe {
+                        outcome: Outcome::Failed as i32,
+                        error: e.to_string(),
+                        name: name.name.clone(),
+                        record_type: rtype as i32,
+                        role: ResolverRole::System as i32,
+                        server: "system".into(),
+                        ..Default::default()
+                    };
+                    futs.push(Box::pin(async move { p }));
+                }
             }
             for (kind, addr, r) in &directs {
                 if *kind != name.resolver {
@@ -258,4 +277,27 @@ fn boxed<'a>(f: impl std::future::Future<Output = DnsProbe> + Send + 'a) -> Prob
 
 async fn join_all(futs: Vec<ProbeFuture<'_>>) -> Vec<DnsProbe> {
     futures::future::join_all(futs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+    use oqs_proto::ident::Area;
+
+    #[tokio::test]
+    async fn without_a_system_configuration_every_system_probe_fails_and_says_why() {
+        let mut probes = AgentConfig::for_check(Area::East, None).probes;
+        // No direct servers: only the system probes remain.
+        probes.nw_base_servers.clear();
+        probes.ngn_servers.clear();
+        let err = ResolverError::new("cannot read the system DNS configuration: no nameservers");
+        let results = run(&probes, Err(&err), 53, Duration::from_millis(100)).await;
+        assert_eq!(results.len(), probes.dns_names.len() * 2);
+        for p in &results {
+            assert_eq!(p.role, ResolverRole::System as i32);
+            assert_eq!(p.outcome, Outcome::Failed as i32);
+            assert!(p.error.contains("no nameservers"), "{p:?}");
+        }
+    }
 }

@@ -99,13 +99,16 @@ pub fn parse(json: &str) -> Result<Observed, ParseError> {
     Ok(o)
 }
 
-/// Runs [`SCRIPT`] and parses its output. Blocking (call from a blocking thread). UNTESTED.
+/// Runs [`SCRIPT`] and parses its output; a PowerShell that has not finished within `timeout` is
+/// killed. Blocking (call from a blocking thread). UNTESTED.
 #[cfg(windows)]
-pub fn observe() -> std::io::Result<Observed> {
+pub fn observe(timeout: std::time::Duration) -> std::io::Result<Observed> {
+    use std::io::Read;
     use std::os::windows::process::CommandExt;
+    use std::process::Stdio;
     // No console window flashes up on the clinic's screen.
     const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-    let out = std::process::Command::new("powershell.exe")
+    let mut child = std::process::Command::new("powershell.exe")
         .args([
             "-NoProfile",
             "-NonInteractive",
@@ -114,16 +117,66 @@ pub fn observe() -> std::io::Result<Observed> {
             "-Command",
             SCRIPT,
         ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .creation_flags(CREATE_NO_WINDOW)
-        .output()?;
-    if !out.status.success() {
+        .spawn()?;
+    // Read both pipes while waiting, so a full pipe cannot stall the child.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "PowerShell gave no answer within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        // The first line says what failed; the rest is PowerShell's position report.
+        let err = String::from_utf8_lossy(&err);
+        let first = err
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
         return Err(std::io::Error::other(format!(
-            "powershell exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            "powershell exited with {status}: {first}"
         )));
     }
-    parse(&String::from_utf8_lossy(&out.stdout)).map_err(std::io::Error::other)
+    parse(&String::from_utf8_lossy(&out)).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
