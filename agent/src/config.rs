@@ -64,6 +64,7 @@ struct RawCollector {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     enrollment_token: Option<String>,
+    insecure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +200,47 @@ fn url(key: &'static str, v: Option<String>, default: &str) -> Result<String, Co
     Ok(v)
 }
 
+/// A TOML error as "line N: what": never the offending line itself, which may hold the
+/// enrollment token or the customer ID (the error goes to the service's log).
+fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let n = text.get(..span.start).unwrap_or("").matches('\n').count();
+            // The key of that line is safe to name; its value is not.
+            let key = text
+                .lines()
+                .nth(n)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                });
+            match key {
+                Some(k) => format!("line {} ({k}): ", n + 1),
+                None => format!("line {}: ", n + 1),
+            }
+        }
+        None => String::new(),
+    };
+    ConfigError::Parse(format!("{at}{}", e.message().trim()))
+}
+
+/// Whether a collector URL's host is this machine (clear text is then acceptable).
+fn loopback_host(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn prefix(s: &str) -> Option<(Ipv6Addr, u8)> {
     let (a, l) = s.split_once('/')?;
     let len: u8 = l.parse().ok().filter(|l| *l <= 128)?;
@@ -217,7 +259,7 @@ impl AgentConfig {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         Self::from_raw(raw)
     }
 
@@ -326,6 +368,18 @@ impl AgentConfig {
                 "collector.url",
                 "collector.ca / client_cert are set but the URL is not https://",
             ));
+        }
+        if let Some(u) = collector_url.as_deref() {
+            if !https && !loopback_host(u) && r.collector.insecure != Some(true) {
+                return Err(invalid(
+                    "collector.url",
+                    format!(
+                        "{u:?} would carry this site's reports and credentials across the network in \
+                         clear text: use https:// with collector.ca, or set collector.insecure = true \
+                         to accept that"
+                    ),
+                ));
+            }
         }
         if https && r.collector.ca.is_none() {
             return Err(invalid(
@@ -459,6 +513,38 @@ mod tests {
     const MIN: &str = "site_id = \"clinic-1\"\nterminal_id = \"pc-1\"\n";
 
     #[test]
+    fn clear_text_to_another_machine_needs_collector_insecure() {
+        let with = |collector: &str| {
+            AgentConfig::from_toml(&format!("{MIN}area = \"east\"\n[collector]\n{collector}\n"))
+        };
+        let e = with("url = \"http://noc.example.jp:50051\"").unwrap_err();
+        assert!(e.to_string().contains("collector.insecure = true"), "{e}");
+        let e = with("url = \"http://[2001:db8::1]:50051\"").unwrap_err();
+        assert!(e.to_string().contains("clear text"), "{e}");
+        assert!(with("url = \"http://noc.example.jp:50051\"\ninsecure = true").is_ok());
+        for local in [
+            "http://127.0.0.1:50051",
+            "http://[::1]:50051",
+            "http://localhost:50051/",
+        ] {
+            assert!(with(&format!("url = \"{local}\"")).is_ok(), "{local}");
+        }
+    }
+
+    #[test]
+    fn a_toml_error_names_the_line_but_never_quotes_it() {
+        let e = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[collector]\nenrollment_token = \"oqs-enroll-SECRET\"\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 5"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = AgentConfig::from_toml(&format!("{MIN}bogus_key = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_the_guides_for_the_area() {
         let c = AgentConfig::from_toml(&format!("{MIN}area = \"west\"\n")).unwrap();
         assert_eq!(c.area, Area::West);
@@ -572,6 +658,31 @@ mod example {
         let c = super::AgentConfig::from_file(std::path::Path::new(path)).unwrap();
         assert_eq!(c.area, oqs_proto::ident::Area::East);
         assert_eq!(c.spool_max_bytes, 64 * 1024 * 1024);
+    }
+
+    /// Every commented-out setting of the example, uncommented (with its section), is valid as
+    /// written: an engineer who removes a `# ` gets a working line.
+    #[test]
+    fn every_commented_setting_of_the_example_is_valid_when_uncommented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/agent.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        fn setting(l: &str) -> Option<&str> {
+            l.strip_prefix("# ").filter(|rest| {
+                rest.starts_with('[')
+                    || rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+        }
+        let all: String = text
+            .lines()
+            .map(|l| setting(l).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(all.contains("\nenrollment_token = "), "{all}");
+        let c = super::AgentConfig::from_toml(&all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert!(c.collector_enrollment_token.is_some());
+        assert_eq!(c.probes.ntp_servers, ["ntp.base.oqs-pdl.org"]);
     }
 }
 

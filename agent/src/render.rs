@@ -19,6 +19,36 @@ fn outcome(o: i32) -> String {
     wire_name!(Outcome, o)
 }
 
+/// Every probe of the round that did not pass, named for people ("ntp ntp.base.oqs-pdl.org"):
+/// the troubleshooting tree stops at the portal, so a failing CRL, NTP or direct DNS probe is
+/// listed here even when the tree finds nothing. `check` exits 0 only when this is empty and the
+/// tree passes.
+pub fn failing(r: &Report) -> Vec<String> {
+    let bad = |o: i32| o != Outcome::Ok as i32;
+    let mut out = Vec::new();
+    if r.ipv6.as_ref().is_none_or(|s| bad(s.outcome)) {
+        out.push("ipv6".to_string());
+    }
+    for p in r.dns.iter().filter(|p| bad(p.outcome)) {
+        out.push(format!(
+            "dns {} {} ({})",
+            p.name,
+            wire_name!(RecordType, p.record_type).to_ascii_uppercase(),
+            p.server
+        ));
+    }
+    if r.lineauth.as_ref().is_none_or(|l| bad(l.outcome)) {
+        out.push("lineauth".to_string());
+    }
+    for h in r.http.iter().filter(|h| bad(h.outcome)) {
+        out.push(format!("http {}", wire_name!(HttpTarget, h.target)));
+    }
+    for n in r.ntp.iter().filter(|n| bad(n.outcome)) {
+        out.push(format!("ntp {}", n.server));
+    }
+    out
+}
+
 /// One JSON document with every probe result, the line-auth state and code, the prefix and the
 /// diagnosis.
 pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
@@ -97,6 +127,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "stratum": n.stratum,
             "error": n.error,
         })).collect::<Vec<_>>(),
+        "failing": failing(r),
         "diagnosis": {
             "step": d.step,
             "finding": d.finding,
@@ -154,10 +185,12 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
             ipv6.dns_servers.join(", ")
         }
     ));
+    // Every AAAA probe; an A probe only when it fails (the guide lists A answers for some names
+    // only, and "no A record" is fine).
     for p in r
         .dns
         .iter()
-        .filter(|p| p.record_type == v1::RecordType::Aaaa as i32)
+        .filter(|p| p.record_type == v1::RecordType::Aaaa as i32 || !ok(p.outcome))
     {
         let who = if p.server == "system" {
             if ja {
@@ -173,8 +206,13 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         } else {
             format!("{} {}", p.rcode, p.error)
         };
+        let a = if p.record_type == v1::RecordType::A as i32 {
+            " A"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "[{}] nslookup {} ({who}): {}\n",
+            "[{}] nslookup{a} {} ({who}): {}\n",
             mark(ok(p.outcome)),
             p.name,
             detail.trim()
@@ -225,12 +263,28 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         ));
     }
     s.push('\n');
+    let failing = failing(r);
     match d.step {
-        None => s.push_str(if ja {
+        None if failing.is_empty() => s.push_str(if ja {
             "結果: 問題は見つかりませんでした。\n"
         } else {
             "Result: no problem found.\n"
         }),
+        None => {
+            if ja {
+                s.push_str(&format!(
+                    "結果: 切り分け手順（P30）はすべて OK ですが、次の確認が NG です: {}\n\
+                     回線認証サイトとオンライン資格確認の接続には影響しない場合もあります。続く場合はネットワークサポートデスク 0120-220-571 へ。\n",
+                    failing.join(", ")
+                ));
+            } else {
+                s.push_str(&format!(
+                    "Result: every troubleshooting step (P30) passes, but these checks fail: {}\n\
+                     They may not stop line authentication or OQS; if they persist, call the Network Support Desk 0120-220-571.\n",
+                    failing.join(", ")
+                ));
+            }
+        }
         Some(step) => {
             let remedy = if ja { d.remedy_ja } else { d.remedy_en };
             if ja {
@@ -249,4 +303,106 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oqs_proto::v1::{
+        AddressKind, DnsProbe, HttpProbe, HttpTarget, Ipv6Address, Ipv6State, LineAuthProbe,
+        LineAuthState, NtpProbe, RecordType, ResolverRole,
+    };
+
+    const OK: i32 = Outcome::Ok as i32;
+
+    /// A round where the guide's tree passes: IPv6, every name through the system resolver, the
+    /// portal already authenticated, OQS web answering.
+    fn tree_passes() -> Report {
+        let dns = |name: &str| DnsProbe {
+            outcome: OK,
+            name: name.into(),
+            record_type: RecordType::Aaaa as i32,
+            role: ResolverRole::System as i32,
+            server: "system".into(),
+            rcode: "NOERROR".into(),
+            answers: vec!["2404:1a8:f583:af0::1".into()],
+            ..Default::default()
+        };
+        Report {
+            seq: 1,
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            ipv6: Some(Ipv6State {
+                outcome: OK,
+                prefix: "2408:210:1:2::/64".into(),
+                addresses: vec![Ipv6Address {
+                    address: "2408:210:1:2::10".into(),
+                    kind: AddressKind::Global as i32,
+                    prefix_len: 64,
+                    ..Default::default()
+                }],
+                has_default_route: true,
+                ..Default::default()
+            }),
+            dns: vec![dns("www.lineauth.mnw"), dns("hweb.oqs-st.onshikaku.org")],
+            lineauth: Some(LineAuthProbe {
+                outcome: OK,
+                state: LineAuthState::AlreadyAuthenticated as i32,
+                tls_trusted: true,
+                url: "https://www.lineauth.mnw/".into(),
+                ..Default::default()
+            }),
+            http: vec![
+                HttpProbe {
+                    outcome: OK,
+                    target: HttpTarget::OqsWebProduction as i32,
+                    status: 200,
+                    ..Default::default()
+                },
+                HttpProbe {
+                    outcome: Outcome::Failed as i32,
+                    target: HttpTarget::Crl as i32,
+                    error: "connection refused".into(),
+                    ..Default::default()
+                },
+            ],
+            ntp: vec![NtpProbe {
+                outcome: Outcome::TimedOut as i32,
+                server: "ntp.base.oqs-pdl.org".into(),
+                error: "no answer within 2000 ms".into(),
+                ..Default::default()
+            }],
+            spool_dropped_total: 0,
+        }
+    }
+
+    #[test]
+    fn probes_outside_the_tree_still_fail_the_check_and_are_named() {
+        let r = tree_passes();
+        let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
+        assert_eq!(d.step, None, "the tree passes: {d:?}");
+        assert_eq!(failing(&r), ["http crl", "ntp ntp.base.oqs-pdl.org"]);
+        let ja = text(&r, "東日本", &d, Lang::Ja);
+        assert!(
+            ja.contains("次の確認が NG です: http crl, ntp ntp.base.oqs-pdl.org"),
+            "{ja}"
+        );
+        assert!(!ja.contains("問題は見つかりませんでした"), "{ja}");
+        let en = text(&r, "NTT East", &d, Lang::En);
+        assert!(en.contains("these checks fail: http crl"), "{en}");
+        assert_eq!(
+            json(&r, "east", &d)["failing"],
+            serde_json::json!(["http crl", "ntp ntp.base.oqs-pdl.org"])
+        );
+    }
+
+    #[test]
+    fn a_round_where_everything_passes_says_so() {
+        let mut r = tree_passes();
+        r.http.retain(|h| h.outcome == OK);
+        r.ntp[0].outcome = OK;
+        let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
+        assert!(failing(&r).is_empty());
+        assert!(text(&r, "東日本", &d, Lang::Ja).contains("問題は見つかりませんでした"));
+    }
 }

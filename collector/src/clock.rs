@@ -101,7 +101,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     let offset_min = match s.get(i..) {
         Some("Z") | Some("z") => 0,
         Some(o)
-            if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" =>
+            if o.len() == 6
+                && (o.starts_with('+') || o.starts_with('-'))
+                && o.as_bytes()[3] == b':' =>
         {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
@@ -143,6 +145,24 @@ mod tests {
         for ms in [0, 951_782_400_000, 1_795_589_271_123] {
             assert_eq!(parse_time(&rfc3339_ms(ms)), Ok(ms));
         }
+    }
+
+    /// Query parameters are untrusted text: any character anywhere is an error, never a panic
+    /// (multi-byte characters used to split a byte slice of the offset).
+    #[test]
+    fn parse_time_never_panics_on_multibyte_text() {
+        let good = "2026-11-25T15:47:51.123+09:00";
+        for insert in ['é', '時', '\u{1F600}', '\0'] {
+            for at in 0..=good.len() {
+                let mut s = good.to_string();
+                s.insert(at, insert);
+                assert!(parse_time(&s).is_err(), "{s}");
+                let mut s = good.to_string();
+                s.replace_range(at..(at + 1).min(good.len()), &insert.to_string());
+                assert!(parse_time(&s).is_err(), "{s}");
+            }
+        }
+        assert!(parse_time("2026-11-25T06:47:51+0é00").is_err());
     }
 
     #[test]
