@@ -33,13 +33,15 @@ pub struct ApiState {
     pub history: HistorySettings,
     pub auth: crate::config::HttpAuth,
     pub enrollment: crate::enrollment::Enrollment,
+    /// Whether ingest can still store reports (`/healthz`).
+    pub committer: crate::committer::CommitterWatch,
 }
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
     let auth = std::sync::Arc::new(state.auth.clone());
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/sites", get(sites))
         .route("/api/sites/{site_id}", get(site))
@@ -66,6 +68,19 @@ pub struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// 200 while reports can be stored; 503 once the store's writer stopped (the process then exits
+/// non-zero so its supervisor restarts it).
+async fn healthz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
+    if s.committer.is_running() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest stopped: the store's writer is not running\n",
+        )
     }
 }
 

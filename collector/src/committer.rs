@@ -72,7 +72,27 @@ pub struct CommitterHandle {
     tx: mpsc::Sender<Request>,
 }
 
+/// Tells whether the committer still runs, without keeping it alive (for `/healthz`).
+#[derive(Clone)]
+pub struct CommitterWatch {
+    tx: mpsc::WeakSender<Request>,
+}
+
+impl CommitterWatch {
+    /// False once the committer stopped (its writer failed, or the collector is shutting down).
+    pub fn is_running(&self) -> bool {
+        self.tx.upgrade().is_some_and(|tx| !tx.is_closed())
+    }
+}
+
 impl CommitterHandle {
+    /// A watch on this committer that does not count as a handle.
+    pub fn watch(&self) -> CommitterWatch {
+        CommitterWatch {
+            tx: self.tx.downgrade(),
+        }
+    }
+
     /// Records a Hello; answers the highest seq stored for the terminal.
     pub async fn hello(&self, ident: &AgentIdentity) -> Result<u64, CommitError> {
         let (reply, rx) = oneshot::channel();

@@ -135,6 +135,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             .await
             .context("loading enrollments panicked")??
     };
+    let committer_watch = committer.watch();
     let ingest_state = Arc::new(IngestState {
         enrollment: enrollment.clone(),
         streams: std::sync::atomic::AtomicUsize::new(0),
@@ -185,6 +186,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         history: config.history.clone(),
         auth: config.http_auth.clone(),
         enrollment,
+        committer: committer_watch,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -194,8 +196,24 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     });
 
     let token = shutdown.clone();
+    let mut committer_task = committer_task;
     let task = tokio::spawn(async move {
-        token.cancelled().await;
+        // The committer ends early only when its writer failed: nothing more can be stored, so the
+        // collector stops (non-zero) for its supervisor to restart it rather than answer every
+        // report with an error while looking alive.
+        let committer_failed = tokio::select! {
+            _ = token.cancelled() => false,
+            _ = &mut committer_task => true,
+        };
+        if committer_failed {
+            tracing::error!(
+                "the store's writer stopped; shutting down so a supervisor restarts the collector"
+            );
+            health
+                .set_not_serving::<FleetIngestServer<IngestService>>()
+                .await;
+            token.cancel();
+        }
         tracing::info!("shutting down: finishing acks, then the last flush");
         // Streams stop reading on cancel and finish their acks; the servers then close.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -203,6 +221,11 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             let _ = http.await;
         })
         .await;
+        if committer_failed {
+            anyhow::bail!(
+                "the store's writer stopped (see the log above); nothing more could be stored"
+            );
+        }
         // With every stream gone the committer's senders are dropped: it drains and stops.
         match tokio::time::timeout(SHUTDOWN_GRACE, committer_task).await {
             Ok(_) => {}
