@@ -542,8 +542,9 @@ async fn history(
             if only.as_deref().is_some_and(|t| t != k.terminal) {
                 continue;
             }
-            let (points, more) =
-                store.history(&k, check, from, to, limit - out.len().min(limit))?;
+            // Each terminal's newest `limit`; of them all, the newest `limit` are kept, so a
+            // window too long for one answer shows its recent end for every terminal.
+            let (points, more) = store.history(&k, check, from, to, limit)?;
             truncated |= more;
             out.extend(points.into_iter().map(|(seq, p)| HistoryEntry {
                 terminal_id: k.terminal.clone(),
@@ -553,6 +554,10 @@ async fn history(
             }));
         }
         out.sort_by_key(|e| e.point.at_ms);
+        if out.len() > limit {
+            out.drain(..out.len() - limit);
+            truncated = true;
+        }
         Ok((out, truncated, known))
     })
     .await?;
@@ -568,6 +573,8 @@ async fn history(
         "from": when(from),
         "to": when(to),
         "truncated": truncated,
+        // When truncated, the points start here: anything older in the window was left out.
+        "complete_from": if truncated { entries.first().and_then(|e| e.at.clone()) } else { when(from) },
         "points": entries,
     })))
 }

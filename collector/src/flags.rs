@@ -692,19 +692,22 @@ impl Engine {
                         && flag != Flag::ReauthRequired
                         && flag != Flag::Flapping =>
                 {
-                    let ev = self.event(
-                        &site,
-                        at,
-                        now_ms,
-                        flag,
-                        Action::Updated,
-                        Some(&tid),
-                        detail.clone(),
-                    );
                     if let Some(f) = st.flags.get_mut(&flag) {
-                        f.detail = detail;
+                        f.detail = detail.clone();
                     }
-                    events.push(ev);
+                    // A measured detail (the NTP offset) moves every round: the flag shows the
+                    // latest, but only a change of kind (another code, another cause) is an event.
+                    if flag != Flag::NtpSkew {
+                        events.push(self.event(
+                            &site,
+                            at,
+                            now_ms,
+                            flag,
+                            Action::Updated,
+                            Some(&tid),
+                            detail,
+                        ));
+                    }
                 }
                 _ => {}
             }

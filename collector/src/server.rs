@@ -202,8 +202,10 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         // collector stops (non-zero) for its supervisor to restart it rather than answer every
         // report with an error while looking alive.
         let committer_failed = tokio::select! {
+            biased;
             _ = token.cancelled() => false,
-            _ = &mut committer_task => true,
+            // After a shutdown began the committer ends by design (its handles are dropped).
+            _ = &mut committer_task => !token.is_cancelled(),
         };
         if committer_failed {
             tracing::error!(

@@ -482,8 +482,9 @@ impl Store {
             .unwrap_or(1))
     }
 
-    /// History points of one terminal's check in `[from_ms, to_ms]`, oldest first, at most
-    /// `limit`. Returns the points and whether more matched.
+    /// History points of one terminal's check in `[from_ms, to_ms]`, oldest first: the newest
+    /// `limit` of them (a long window shows its recent end whole). Returns the points and whether
+    /// older ones matched too.
     pub fn history(
         &self,
         key: &TerminalKey,
@@ -495,10 +496,12 @@ impl Store {
         let start = key.history_key(check, from_ms, 0);
         let end = key.history_key(check, to_ms, u64::MAX);
         let mut out = Vec::new();
-        for kv in self.tree.range(start..=end) {
+        let mut more = false;
+        for kv in self.tree.range(start..=end).rev() {
             let (k, v) = kv?;
             if out.len() == limit {
-                return Ok((out, true));
+                more = true;
+                break;
             }
             let seq = k
                 .len()
@@ -508,7 +511,8 @@ impl Store {
                 .unwrap_or(0);
             out.push((seq, from_json(&k, &v)?));
         }
-        Ok((out, false))
+        out.reverse();
+        Ok((out, more))
     }
 
     /// Keys of one terminal's history series older than `before_ms`, at most `limit`.

@@ -189,6 +189,95 @@ const EXPECTED: &[Expect] = &[
             ("oqs_site_flag", &[("flag", "ipv6_missing")], 0.0),
         ],
     },
+    Expect {
+        scenario: Scenario::CertUntrusted,
+        flags: &["cert_untrusted", "oqs_web_unreachable"],
+        events: &[
+            ("cert_untrusted", "raised"),
+            ("oqs_web_unreachable", "raised"),
+        ],
+        step: Some(6),
+        finding: Some("certificate_missing"),
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "cert_untrusted")], 1.0),
+            ("oqs_site_flag", &[("flag", "lineauth_error")], 0.0),
+            ("oqs_site_diagnosis_step", &[], 6.0),
+            (
+                "oqs_check_success",
+                &[("terminal", "pc-1"), ("check", "lineauth")],
+                0.0,
+            ),
+        ],
+    },
+    Expect {
+        scenario: Scenario::DnsUpstream,
+        flags: &["dns_failing"],
+        events: &[("dns_failing", "raised")],
+        step: Some(4),
+        finding: Some("nw_base_unreachable"),
+        metrics: &[
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "dns_failing"), ("detail", "upstream")],
+                1.0,
+            ),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "dns_failing"), ("detail", "router_table")],
+                0.0,
+            ),
+            ("oqs_site_flag", &[("flag", "ipv6_missing")], 0.0),
+            ("oqs_site_diagnosis_step", &[], 4.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::NtpSkew,
+        flags: &["ntp_skew"],
+        events: &[("ntp_skew", "raised")],
+        step: None,
+        finding: None,
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "ntp_skew")], 1.0),
+            ("oqs_site_diagnosis_step", &[], 0.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::WebDown,
+        flags: &["oqs_web_unreachable"],
+        events: &[("oqs_web_unreachable", "raised")],
+        step: Some(6),
+        finding: Some("oqs_side"),
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "oqs_web_unreachable")], 1.0),
+            (
+                "oqs_check_success",
+                &[("terminal", "pc-1"), ("check", "oqs_web")],
+                0.0,
+            ),
+            (
+                "oqs_check_success",
+                &[("terminal", "pc-1"), ("check", "crl")],
+                1.0,
+            ),
+            ("oqs_site_diagnosis_step", &[], 6.0),
+        ],
+    },
+    Expect {
+        scenario: Scenario::UnknownCode,
+        flags: &["lineauth_error"],
+        events: &[("lineauth_error", "raised")],
+        step: Some(6),
+        finding: Some("portal_unreachable"),
+        metrics: &[
+            ("oqs_lineauth_code_total", &[("code", "other")], 4.0),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "lineauth_error"), ("detail", "other")],
+                1.0,
+            ),
+            ("oqs_site_diagnosis_step", &[], 6.0),
+        ],
+    },
 ];
 
 async fn check_site(c: &Running, site: &str, e: &Expect) {
@@ -384,7 +473,8 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
     assert!(list[first_healthy..]
         .iter()
         .all(|s| s["flags"] == json!([])));
-    assert_eq!(sites["flag_counts"]["dns_failing"], 2);
+    // Two router-table sites and one upstream site.
+    assert_eq!(sites["flag_counts"]["dns_failing"], 3);
 
     let dns = get_json(c.http_addr, "/api/sites?flag=dns_failing").await;
     let ids: Vec<&str> = dns["sites"]
@@ -393,7 +483,7 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
         .iter()
         .map(|s| s["site_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["mx-00001", "mx-00013"]);
+    assert_eq!(ids, vec!["mx-00001", "mx-00013", "mx-00047"]);
     // Search by part of the name, by the full customer ID, and filter by prefecture.
     let five = oqs_collector::sim::scenario::SiteProfile::new(5, "mx-", Scenario::Mixed, 1);
     let by_name = get_json(
@@ -560,4 +650,91 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Each condition flag, once raised by its scenario, clears when the terminal reports healthy
+/// rounds again (two, the hysteresis), with a "cleared" event per flag; `flapping` clears once its
+/// window has no address changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flag_clears_when_its_condition_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = flag_config(dir.path());
+    cfg.flags.flapping_window_secs = 1;
+    let c = server::start(cfg).await.unwrap();
+    let cases: &[(Scenario, &[&str])] = &[
+        (Scenario::Ipv6Missing, &["ipv6_missing"]),
+        (
+            Scenario::CertUntrusted,
+            &["cert_untrusted", "oqs_web_unreachable"],
+        ),
+        (Scenario::NtpSkew, &["ntp_skew"]),
+        (Scenario::WebDown, &["oqs_web_unreachable"]),
+        (Scenario::UnknownCode, &["lineauth_error"]),
+        (Scenario::P32031, &["lineauth_error"]),
+        (Scenario::Consent, &["reauth_required"]),
+        (Scenario::DnsUpstream, &["dns_failing"]),
+        (Scenario::Flapping, &["flapping"]),
+    ];
+    for (i, (scenario, raised)) in cases.iter().enumerate() {
+        let prefix = format!("clr{i}-");
+        let site = format!("{prefix}00000");
+        run_sim(&c, *scenario, 4, &prefix).await;
+        let s = get_json(c.http_addr, &format!("/api/sites/{site}")).await;
+        assert_eq!(s["flags"], json!(raised), "{scenario} raises");
+        if *scenario == Scenario::Flapping {
+            // Let the 1 s window empty of address changes.
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+        }
+        run_sim(&c, Scenario::Healthy, 2, &prefix).await;
+        let s = get_json(c.http_addr, &format!("/api/sites/{site}")).await;
+        assert_eq!(s["flags"], json!([]), "{scenario} clears: {s}");
+        assert_eq!(s["diagnosis"]["step"], Value::Null, "{scenario}");
+        let events = get_json(c.http_addr, &format!("/api/events?site={site}")).await;
+        for flag in *raised {
+            assert!(
+                events["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["flag"] == *flag && e["action"] == "cleared"),
+                "{scenario}: {flag} cleared event: {events}"
+            );
+        }
+        let (_, m) = get(c.http_addr, "/metrics").await;
+        for flag in *raised {
+            assert_eq!(
+                series(&m, "oqs_site_flag", &[("site", &site), ("flag", flag)]),
+                Some(0.0),
+                "{scenario}: {flag}"
+            );
+        }
+    }
+    c.stop().await.unwrap();
+}
+
+/// A window with more points than `history.max_points_per_query` answers its newest points (the
+/// recent end is what an engineer on the phone needs), says it is truncated and from when it is
+/// complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_history_keeps_the_newest_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = flag_config(dir.path());
+    cfg.history.max_points_per_query = 3;
+    let c = server::start(cfg).await.unwrap();
+    // Flapping: the global address comes and goes every round, so every round is a point.
+    run_sim(&c, Scenario::Flapping, 8, "tr-").await;
+    let h = get_json(c.http_addr, "/api/sites/tr-00000/history?check=ipv6&from=0").await;
+    assert_eq!(h["truncated"], true, "{h}");
+    let points = h["points"].as_array().unwrap();
+    let seqs: Vec<u64> = points.iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![6, 7, 8], "the newest, oldest first: {h}");
+    assert_eq!(h["complete_from"], points[0]["at"]);
+    let all = get_json(
+        c.http_addr,
+        "/api/sites/tr-00000/history?check=ipv6&from=0&terminal=pc-2",
+    )
+    .await;
+    assert_eq!(all["points"], json!([]), "another terminal's filter: none");
+    assert_eq!(all["truncated"], false);
+    c.stop().await.unwrap();
 }

@@ -32,6 +32,18 @@ pub enum Scenario {
     Silent,
     /// The global address disappears every other round (FAQ Q1, RA behind a Hikari Denwa router).
     Flapping,
+    /// The OQS certificate is not installed (FAQ Q8): the portal and OQS web do not verify; the
+    /// portal's page, read without verification, says authenticated.
+    CertUntrusted,
+    /// IPv6 works but the NW-base DNS servers answer neither the router nor the terminal (an
+    /// upstream router's DNS, P5 注意 / P30 4-3).
+    DnsUpstream,
+    /// The terminal's clock is 5 s off the OQS NTP server.
+    NtpSkew,
+    /// Authenticated, but the OQS web login pages do not answer (the OQS side, FAQ Q17).
+    WebDown,
+    /// The portal shows a code the guide does not list (P99999): kept with its excerpt.
+    UnknownCode,
     /// A realistic blend of all the above, decided per site.
     Mixed,
 }
@@ -40,7 +52,7 @@ pub enum Scenario {
 pub const CHANGE_ROUND: u64 = 2;
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Healthy,
         Scenario::PrefixChange,
         Scenario::P11019,
@@ -50,6 +62,11 @@ impl Scenario {
         Scenario::Ipv6Missing,
         Scenario::Silent,
         Scenario::Flapping,
+        Scenario::CertUntrusted,
+        Scenario::DnsUpstream,
+        Scenario::NtpSkew,
+        Scenario::WebDown,
+        Scenario::UnknownCode,
         Scenario::Mixed,
     ];
 
@@ -64,12 +81,17 @@ impl Scenario {
             Scenario::Ipv6Missing => "ipv6-missing",
             Scenario::Silent => "silent",
             Scenario::Flapping => "flapping",
+            Scenario::CertUntrusted => "cert-untrusted",
+            Scenario::DnsUpstream => "dns-upstream",
+            Scenario::NtpSkew => "ntp-skew",
+            Scenario::WebDown => "web-down",
+            Scenario::UnknownCode => "unknown-code",
             Scenario::Mixed => "mixed",
         }
     }
 
     /// The concrete scenario of site `index`: itself, or for `Mixed` a blend in which about one
-    /// site in six has a problem (DNS table errors most often, as FAQ Q3 says).
+    /// site in four has a problem (DNS table errors most often, as FAQ Q3 says).
     pub fn for_site(self, index: usize) -> Scenario {
         if self != Scenario::Mixed {
             return self;
@@ -83,6 +105,11 @@ impl Scenario {
             29 => Scenario::Ipv6Missing,
             33 => Scenario::Silent,
             41 => Scenario::Flapping,
+            25 => Scenario::NtpSkew,
+            37 => Scenario::CertUntrusted,
+            45 => Scenario::UnknownCode,
+            47 => Scenario::DnsUpstream,
+            49 => Scenario::WebDown,
             _ => Scenario::Healthy,
         }
     }
@@ -339,6 +366,13 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
                     "no answer within 2000 ms (no IPv6 route)".to_string(),
                     vec![],
                 )
+            } else if sc == Scenario::DnsUpstream && role == ResolverRole::NwBase {
+                (
+                    Outcome::TimedOut,
+                    "",
+                    "no answer within 2000 ms".to_string(),
+                    vec![],
+                )
             } else if sc == Scenario::DnsTable && !direct && role == ResolverRole::NwBase {
                 (
                     Outcome::Failed,
@@ -377,7 +411,8 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
     }
 
     // Line authentication (3-1): the page the portal shows.
-    let unreachable = no_global || sc == Scenario::DnsTable;
+    let unreachable = no_global || sc == Scenario::DnsTable || sc == Scenario::DnsUpstream;
+    let cert_missing = sc == Scenario::CertUntrusted;
     let (state, code, excerpt) = if unreachable {
         (LineAuthState::Unreachable, "", "")
     } else {
@@ -392,6 +427,12 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
                 "P32031",
                 "サービス提供者からの応答がありません エラーコード： P32031",
             ),
+            Scenario::UnknownCode => (
+                LineAuthState::UnknownPage,
+                "P99999",
+                "処理を継続できません エラーコード：P99999",
+            ),
+            Scenario::CertUntrusted => (LineAuthState::CertUntrusted, "", "回線認証済みです。"),
             Scenario::Consent if round >= 1 => (LineAuthState::Consent, "", "希望する 希望しない"),
             Scenario::PrefixChange if changed => {
                 (LineAuthState::Consent, "", "希望する 希望しない")
@@ -415,6 +456,9 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
             LineAuthState::Consent => {
                 "the consent page is shown: line authentication needed".into()
             }
+            LineAuthState::CertUntrusted => {
+                "the certificate is not trusted by the OQS CA bundle; the page was read without verification".into()
+            }
             _ if !la_ok => format!("the portal shows error {code}"),
             _ => String::new(),
         },
@@ -422,15 +466,20 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         state: state as i32,
         error_code: code.into(),
         http_status: if unreachable { 0 } else { 200 },
-        tls_trusted: !unreachable,
+        tls_trusted: !unreachable && !cert_missing,
         excerpt: excerpt.into(),
         latency_ms: jitter(30, 40, 200),
-        fetched_without_verification: false,
-        unverified_page_state: 0,
+        fetched_without_verification: cert_missing,
+        unverified_page_state: if cert_missing {
+            LineAuthState::AlreadyAuthenticated as i32
+        } else {
+            0
+        },
     };
 
     // OQS web and CRL (3-2).
     let web_down = unreachable || sc == Scenario::P11019;
+    let web_only_down = sc == Scenario::WebDown;
     let http = [
         (
             HttpTarget::OqsWebProduction,
@@ -444,26 +493,35 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, (target, url))| HttpProbe {
-        outcome: if web_down {
-            Outcome::TimedOut
-        } else {
-            Outcome::Ok
-        } as i32,
-        error: if web_down {
-            "no answer within 5000 ms".into()
-        } else {
-            String::new()
-        },
-        target: target as i32,
-        url: url.into(),
-        status: if web_down { 0 } else { 200 },
-        tls_trusted: !web_down && target != HttpTarget::Crl,
-        latency_ms: if web_down {
-            5000
-        } else {
-            jitter(40 + i as u64, 30, 150)
-        },
+    .map(|(i, (target, url))| {
+        let web = target != HttpTarget::Crl;
+        let timed_out = web_down || (web_only_down && web);
+        let untrusted = cert_missing && web;
+        HttpProbe {
+            outcome: if timed_out {
+                Outcome::TimedOut
+            } else if untrusted {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            } as i32,
+            error: if timed_out {
+                "no answer within 5000 ms".into()
+            } else if untrusted {
+                "the certificate is not trusted by the OQS CA bundle".into()
+            } else {
+                String::new()
+            },
+            target: target as i32,
+            url: url.into(),
+            status: if timed_out || untrusted { 0 } else { 200 },
+            tls_trusted: !timed_out && !untrusted && web,
+            latency_ms: if timed_out {
+                5000
+            } else {
+                jitter(40 + i as u64, 30, 150)
+            },
+        }
     })
     .collect();
 
@@ -481,6 +539,8 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         server: "ntp.base.oqs-pdl.org".into(),
         offset_us: if unreachable {
             0
+        } else if sc == Scenario::NtpSkew {
+            5_000_000 + i64::from(jitter(50, 0, 40_000))
         } else {
             i64::from(jitter(50, 0, 40_000)) - 20_000
         },

@@ -25,6 +25,7 @@ const T = {
     fresh: '新しい結果を受信', no_agent: '接続中のエージェントがありません', range: '期間',
     prefix_hist: 'IPv6プレフィックス履歴', lineauth_hist: '回線認証の状態', dns_lat: 'DNS応答時間（サーバー別）',
     web_hist: 'オンライン資格確認Web・CRL・NTP', hostname: 'ホスト名', version: 'バージョン',
+    truncated: t => `点が多いため、${t} 以降のみ表示しています（期間を短くすると全体が見られます）。`,
     shares_line: '同じ回線の拠点', raised: '発生', cleared: '解消', updated_a: '更新', loading: '読み込み中…',
     step_n: n => `手順${n}`, no_data: 'データなし',
     flag_names: { lineauth_error: '回線認証エラー', reauth_required: '再認証が必要', prefix_changed: 'プレフィックス変更',
@@ -46,6 +47,7 @@ const T = {
     fresh: 'Fresh result received', no_agent: 'No agent is connected', range: 'Range',
     prefix_hist: 'IPv6 prefix history', lineauth_hist: 'Line authentication state', dns_lat: 'DNS latency per server',
     web_hist: 'OQS web, CRL, NTP', hostname: 'Host', version: 'Version',
+    truncated: t => `Too many points: showing from ${t} on (choose a shorter range to see it all).`,
     shares_line: 'Same line as', raised: 'raised', cleared: 'cleared', updated_a: 'updated', loading: 'Loading…',
     step_n: n => `step ${n}`, no_data: 'no data',
     flag_names: { lineauth_error: 'Line-auth error', reauth_required: 'Re-auth required', prefix_changed: 'Prefix changed',
@@ -309,7 +311,10 @@ function sitePage() {
     }
     document.getElementById('title').textContent = `${T.site} ${site.site_id}${site.site_name ? ' — ' + site.site_name : ''}`;
     const [h6, hla, hdns, hweb, hcrl, hntp] = hist.map(h => h.points);
-    body.replaceChildren(
+    // The API keeps the newest points of an over-long window: say from when the charts are whole.
+    const cut = hist.filter(h => h.truncated).map(h => Date.parse(h.complete_from)).filter(t => !isNaN(t));
+    const note = cut.length ? el('p', { class: 'muted', id: 'truncated' }, T.truncated(new Date(Math.max(...cut)).toLocaleString())) : null;
+    body.replaceChildren(...(note ? [note] : []),
       el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
       el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
       el('div', { class: 'grid' },
