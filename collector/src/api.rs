@@ -39,7 +39,7 @@ pub struct ApiState {
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
-    let auth = std::sync::Arc::new(state.auth.clone());
+    let guard = crate::http_auth::Guard::new(state.auth.clone(), state.metrics.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -57,7 +57,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         .merge(oqs_dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
-            auth,
+            guard,
             crate::http_auth::guard,
         ))
 }

@@ -72,9 +72,16 @@ impl Default for EnrollmentSettings {
 
 /// Tokens for the HTTP side, stored as SHA-256 hex (`printf %s TOKEN | sha256sum`). Empty lists:
 /// open (only acceptable on loopback).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpAuth {
+    /// Host names (as in the `Host` header, without the port) the open HTTP side answers besides
+    /// IP literals and `localhost`: a page on another site cannot then reach it through DNS
+    /// rebinding. Ignored once `token_sha256` is set (the browser then needs the token).
+    pub allowed_hosts: Vec<String>,
+    /// Failed credentials per source (an IPv4 address or an IPv6 /64) per minute before it gets
+    /// 429 for the rest of the minute.
+    pub max_failures_per_minute: u32,
     /// Tokens for the dashboard and `/api` (bearer, or basic auth with the token as password).
     pub token_sha256: Vec<String>,
     /// Tokens for `/metrics` only (Prometheus' bearer token); empty: `token_sha256` applies.
@@ -84,6 +91,19 @@ pub struct HttpAuth {
     /// Tokens for `/api/admin` (enrollment tokens); empty: admin is open only while the whole HTTP
     /// side is (no `token_sha256`, loopback).
     pub admin_token_sha256: Vec<String>,
+}
+
+impl Default for HttpAuth {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            max_failures_per_minute: 20,
+            token_sha256: Vec::new(),
+            metrics_token_sha256: Vec::new(),
+            reveal_token_sha256: Vec::new(),
+            admin_token_sha256: Vec::new(),
+        }
+    }
 }
 
 /// The collector's certificate for agents, and optionally the CA of agents' client certificates.
@@ -376,7 +396,7 @@ impl CollectorConfig {
             });
         }
         let l = &self.limits;
-        let positive: [(&'static str, usize); 11] = [
+        let positive: [(&'static str, usize); 12] = [
             (
                 "limits.max_reports_per_minute",
                 l.max_reports_per_minute as usize,
@@ -384,6 +404,10 @@ impl CollectorConfig {
             (
                 "enrollment.max_failures_per_minute",
                 self.enrollment.max_failures_per_minute as usize,
+            ),
+            (
+                "http_auth.max_failures_per_minute",
+                self.http_auth.max_failures_per_minute as usize,
             ),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_dns_probes", l.max_dns_probes),

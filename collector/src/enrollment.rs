@@ -10,12 +10,13 @@
 //! other than the one it was issued for.
 
 use crate::config::EnrollmentSettings;
-use crate::http_auth::token_hash;
+use crate::failure_limit::FailureLimit;
+use crate::http_auth::{hash_listed, token_hash};
 use crate::store::{Store, StoreError, TerminalKey};
 use base64::Engine;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Why a terminal was not admitted. `label` is the metric's bounded `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub struct Enrollment {
     store: Store,
     settings: EnrollmentSettings,
     creds: Arc<RwLock<Credentials>>,
-    failures: Arc<Mutex<HashMap<IpAddr, (i64, u32)>>>,
+    failures: FailureLimit,
 }
 
 fn site_key(site: &str) -> Vec<u8> {
@@ -98,20 +99,6 @@ fn secret_key(key: &TerminalKey) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.terminal.as_bytes());
     k
-}
-
-/// Where failures are counted: an IPv4 address, or an IPv6 address's /64 — one host can take any
-/// address of its /64 (SLAAC, privacy addresses), so counting per address would not limit it.
-fn failure_bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !((1u128 << 64) - 1),
-            )),
-        },
-        v4 => v4,
-    }
 }
 
 /// 32 random bytes, base64url, with a prefix saying what it is.
@@ -147,9 +134,9 @@ impl Enrollment {
         }
         Ok(Self {
             store,
-            settings,
             creds: Arc::new(RwLock::new(c)),
-            failures: Arc::default(),
+            failures: FailureLimit::new(settings.max_failures_per_minute),
+            settings,
         })
     }
 
@@ -165,32 +152,6 @@ impl Enrollment {
         self.creds.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn limited(&self, peer: Option<IpAddr>, now_ms: i64) -> bool {
-        let Some(ip) = peer.map(failure_bucket) else {
-            return false;
-        };
-        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.get(&ip).is_some_and(|(since, n)| {
-            now_ms - since < 60_000 && *n >= self.settings.max_failures_per_minute
-        })
-    }
-
-    fn failed(&self, peer: Option<IpAddr>, now_ms: i64) {
-        let Some(ip) = peer.map(failure_bucket) else {
-            return;
-        };
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: forget old windows when the table grows.
-        if f.len() > 100_000 {
-            f.retain(|_, (since, _)| now_ms - *since < 60_000);
-        }
-        let e = f.entry(ip).or_insert((now_ms, 0));
-        if now_ms - e.0 >= 60_000 {
-            *e = (now_ms, 0);
-        }
-        e.1 += 1;
-    }
-
     /// Checks a Hello's credential; enrolls the terminal when it presents the site's token.
     pub async fn admit(
         &self,
@@ -199,12 +160,12 @@ impl Enrollment {
         peer: Option<IpAddr>,
     ) -> Result<Admitted, AuthFailure> {
         let now = crate::clock::now_ms();
-        if self.limited(peer, now) {
+        if self.failures.is_limited(peer, now) {
             return Err(AuthFailure::RateLimited);
         }
         let result = self.check(key, credential).await;
         if result.is_err() {
-            self.failed(peer, now);
+            self.failures.record(peer, now);
         }
         result
     }
@@ -221,8 +182,12 @@ impl Enrollment {
         let (is_secret, is_token, enrolled) = {
             let c = self.read();
             (
-                c.secrets.get(key) == Some(&h),
-                c.tokens.get(&key.site) == Some(&h),
+                c.secrets
+                    .get(key)
+                    .is_some_and(|s| hash_listed(std::slice::from_ref(s), &h)),
+                c.tokens
+                    .get(&key.site)
+                    .is_some_and(|t| hash_listed(std::slice::from_ref(t), &h)),
                 c.tokens.contains_key(&key.site),
             )
         };
@@ -323,28 +288,5 @@ impl Enrollment {
             sites.entry(k.site.clone()).or_default().1 += 1;
         }
         sites.into_iter().map(|(s, (t, n))| (s, t, n)).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::failure_bucket;
-    use std::net::IpAddr;
-
-    fn b(s: &str) -> IpAddr {
-        failure_bucket(s.parse().unwrap())
-    }
-
-    #[test]
-    fn failures_count_per_ipv6_slash_64_and_per_ipv4_address() {
-        assert_eq!(b("2408:210:1:2::10"), b("2408:210:1:2:abcd:ef01:2345:6789"));
-        assert_ne!(b("2408:210:1:2::10"), b("2408:210:1:3::10"));
-        assert_eq!(
-            b("2408:210:1:2::10"),
-            "2408:210:1:2::".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(b("192.0.2.7"), "192.0.2.7".parse::<IpAddr>().unwrap());
-        assert_ne!(b("192.0.2.7"), b("192.0.2.8"));
-        assert_eq!(b("::ffff:192.0.2.7"), b("192.0.2.7"));
     }
 }

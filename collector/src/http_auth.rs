@@ -4,15 +4,20 @@
 //!
 //! Open when no token is configured (the default, on loopback). `/healthz` is always open.
 //! `/metrics` takes its own tokens when `metrics_token_sha256` is set (Prometheus sends a bearer
-//! token). A token listed in `reveal_token_sha256` also sees full customer IDs. Must never log a
-//! token or keep one in memory longer than the request.
+//! token). A token listed in `reveal_token_sha256` also sees full customer IDs. While open, only
+//! requests addressed by IP, `localhost` or `allowed_hosts` are answered (DNS rebinding); a change
+//! (POST, DELETE) from another site's page is refused (cross-site requests). Failed credentials
+//! are counted and limited per source. Must never log a token or keep one in memory longer than
+//! the request.
 
 use crate::config::HttpAuth;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use crate::failure_limit::FailureLimit;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What the viewer may see, attached to each authorised request.
@@ -59,31 +64,141 @@ fn unauthorized(basic: bool) -> Response {
     r
 }
 
-/// The middleware: authorises, counts failures, and adds the security headers.
-pub async fn guard(State(auth): State<Arc<HttpAuth>>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
+/// Whether `hash` is one of `list`, comparing every entry in constant time.
+pub fn hash_listed(list: &[String], hash: &str) -> bool {
+    list.iter().fold(false, |found, h| {
+        found
+            | aws_lc_rs::constant_time::verify_slices_are_equal(h.as_bytes(), hash.as_bytes())
+                .is_ok()
+    })
+}
+
+/// What the guard needs: the tokens, where failures are counted, and the metrics they go to.
+#[derive(Clone)]
+pub struct Guard {
+    pub auth: Arc<HttpAuth>,
+    pub failures: FailureLimit,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Guard {
+    pub fn new(auth: HttpAuth, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            failures: FailureLimit::new(auth.max_failures_per_minute),
+            auth: Arc::new(auth),
+            metrics,
+        }
+    }
+}
+
+fn refuse(status: StatusCode, error: &str) -> Response {
+    with_security_headers(
+        (status, axum::Json(serde_json::json!({ "error": error }))).into_response(),
+    )
+}
+
+/// The `Host` header's host, without the port.
+fn host_of(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
+/// While the HTTP side is open, only requests addressed to this machine by address (or
+/// `localhost`, or a configured name) are answered: a page on another site that rebinds its own
+/// name to the collector's address sends its own name as `Host`.
+fn host_allowed(auth: &HttpAuth, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true; // HTTP/1.0 or HTTP/2 without :authority: no name to check.
+    };
+    let host = host_of(host.trim());
+    host.parse::<std::net::IpAddr>().is_ok()
+        || host.eq_ignore_ascii_case("localhost")
+        || auth
+            .allowed_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host))
+}
+
+/// A request that changes something (POST, DELETE) must come from the dashboard itself or from a
+/// client that is not a browser: a browser sends `Origin` (and `Sec-Fetch-Site`) with it, and a
+/// form or script on another site would send its own.
+fn same_origin_or_no_browser(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_authority = origin
+        .split_once("://")
+        .map(|(_, a)| a.trim_end_matches('/'));
+    matches!((origin_authority, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h.trim()))
+}
+
+/// The middleware: refuses foreign hosts and cross-site changes, authorises, counts and limits
+/// failed credentials, and adds the security headers.
+pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let auth = &g.auth;
+    let path = req.uri().path().to_owned();
     let is_metrics = path == "/metrics";
     let open = path == "/healthz";
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if auth.token_sha256.is_empty() && !open && !host_allowed(auth, req.headers()) {
+        tracing::info!(path, "HTTP request refused: foreign Host while open");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this collector answers its open HTTP side only by address or localhost: add the name to http_auth.allowed_hosts, or configure http_auth tokens",
+        );
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !same_origin_or_no_browser(req.headers())
+    {
+        tracing::info!(path, "HTTP request refused: a change from another site");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a change must come from this dashboard (Origin / Sec-Fetch-Site name another site)",
+        );
+    }
+    let now = crate::clock::now_ms();
+    let presents = presented(req.headers()).is_some();
+    if presents && g.failures.is_limited(peer, now) {
+        g.metrics.auth_failure(HTTP_RATE_LIMITED);
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed credentials from this address: wait a minute",
+        );
+    }
+    let failed = |g: &Guard| {
+        g.metrics.auth_failure(HTTP_CREDENTIALS);
+        g.failures.record(peer, now);
+    };
     if path.starts_with("/api/admin") {
         let ok = if !auth.admin_token_sha256.is_empty() {
             presented(req.headers())
-                .is_some_and(|t| auth.admin_token_sha256.contains(&token_hash(&t)))
+                .is_some_and(|t| hash_listed(&auth.admin_token_sha256, &token_hash(&t)))
         } else {
             auth.token_sha256.is_empty() && auth.reveal_token_sha256.is_empty()
         };
         if !ok {
-            tracing::info!(path = %req.uri().path(), "admin request refused");
-            return with_security_headers(if auth.admin_token_sha256.is_empty() {
-                (
+            tracing::info!(path, "admin request refused");
+            if auth.admin_token_sha256.is_empty() {
+                return refuse(
                     StatusCode::FORBIDDEN,
-                    axum::Json(serde_json::json!({
-                        "error": "admin needs http_auth.admin_token_sha256 once the HTTP side has tokens"
-                    })),
-                )
-                    .into_response()
-            } else {
-                unauthorized(false)
-            });
+                    "admin needs http_auth.admin_token_sha256 once the HTTP side has tokens",
+                );
+            }
+            if presents {
+                failed(&g);
+            }
+            return with_security_headers(unauthorized(false));
         }
         req.extensions_mut().insert(Viewer::default());
         return with_security_headers(next.run(req).await);
@@ -101,25 +216,33 @@ pub async fn guard(State(auth): State<Arc<HttpAuth>>, mut req: Request, next: Ne
             Some(Viewer::default())
         } else if hashes.is_empty()
             && !presented(req.headers())
-                .is_some_and(|t| auth.reveal_token_sha256.contains(&token_hash(&t)))
+                .is_some_and(|t| hash_listed(&auth.reveal_token_sha256, &token_hash(&t)))
         {
             Some(Viewer::default())
         } else {
             presented(req.headers()).and_then(|t| {
                 let h = token_hash(&t);
-                let reveal = auth.reveal_token_sha256.contains(&h);
-                (hashes.contains(&h) || reveal).then_some(Viewer { reveal })
+                let reveal = hash_listed(&auth.reveal_token_sha256, &h);
+                (hash_listed(hashes, &h) || reveal).then_some(Viewer { reveal })
             })
         }
     };
     let Some(viewer) = viewer else {
-        tracing::info!(path = %req.uri().path(), "HTTP request refused: no valid credentials");
+        tracing::info!(path, "HTTP request refused: no valid credentials");
+        // Only a presented, wrong credential counts (a browser's first request carries none).
+        if presents {
+            failed(&g);
+        }
         // Pages get the browser's login prompt; API clients get a plain 401.
         return with_security_headers(unauthorized(!is_metrics && !path.starts_with("/api/")));
     };
     req.extensions_mut().insert(viewer);
     with_security_headers(next.run(req).await)
 }
+
+/// `oqs_auth_failures_total` reasons of the HTTP side.
+pub const HTTP_CREDENTIALS: &str = "http_credentials";
+pub const HTTP_RATE_LIMITED: &str = "http_rate_limited";
 
 fn with_security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();

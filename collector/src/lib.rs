@@ -11,6 +11,7 @@ pub mod committer;
 pub mod config;
 pub mod derived;
 pub mod enrollment;
+pub mod failure_limit;
 pub mod flags;
 pub mod fleet_metrics;
 pub mod history;

@@ -102,8 +102,9 @@ impl Metrics {
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "oqs_auth_failures_total",
-                "Agents refused for their credential, by reason (missing, not_enrolled, \
-                 wrong_credential, revoked, rate_limited).",
+                "Refused credentials, by reason: agents (missing, not_enrolled, \
+                 wrong_credential, revoked, rate_limited) and the HTTP side (http_credentials, \
+                 http_rate_limited).",
             ),
             &["reason"],
         )
@@ -113,6 +114,12 @@ impl Metrics {
             .expect("metric names are unique");
         for r in crate::enrollment::AuthFailure::ALL {
             auth_failures.with_label_values(&[r.label()]);
+        }
+        for r in [
+            crate::http_auth::HTTP_CREDENTIALS,
+            crate::http_auth::HTTP_RATE_LIMITED,
+        ] {
+            auth_failures.with_label_values(&[r]);
         }
         for c in [
             Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,

@@ -190,9 +190,12 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_shutdown.cancelled_owned())
+        .await
     });
 
     let token = shutdown.clone();

@@ -22,7 +22,7 @@ async fn request(
     let auth = auth
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = Vec::new();

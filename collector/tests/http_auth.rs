@@ -1,6 +1,9 @@
 //! The HTTP side with tokens configured: every page and API answers 401 without credentials,
 //! `/metrics` takes its own token, `/healthz` stays open, only a reveal token sees full customer
-//! IDs, every answer carries the security headers, and a non-loopback bind needs tokens.
+//! IDs, every answer carries the security headers, and a non-loopback bind needs tokens. Wrong
+//! credentials are counted and a source that keeps guessing gets 429. Open, the collector answers
+//! only requests addressed by IP or localhost (DNS rebinding), and refuses changes that a page of
+//! another site sends (cross-site requests).
 
 mod common;
 
@@ -18,6 +21,7 @@ async fn tokens_protect_pages_api_and_metrics_and_gate_customer_ids() {
         metrics_token_sha256: vec![token_hash("prom-token")],
         reveal_token_sha256: vec![token_hash("lead-token")],
         admin_token_sha256: vec![],
+        ..HttpAuth::default()
     };
     let c = server::start(cfg).await.unwrap();
     // One site with a customer ID (common::hello sends CAF0123456789).
@@ -133,4 +137,103 @@ async fn without_tokens_ids_are_masked_and_a_public_bind_is_refused() {
     cfg.http_auth.token_sha256 = vec!["NOT-A-HASH".into()];
     let e = server::start(cfg).await.err().unwrap().to_string();
     assert!(e.contains("sha256sum"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_tokens_is_counted_and_limited_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http_auth.token_sha256 = vec![token_hash("noc-token")];
+    cfg.http_auth.max_failures_per_minute = 3;
+    let c = server::start(cfg).await.unwrap();
+    let http = c.http_addr;
+    // A browser's first request carries no credentials: not a failure.
+    let (status, _, _) = get_with(http, "/api/sites", &[]).await;
+    assert_eq!(status, 401);
+    for _ in 0..3 {
+        let (status, _, _) =
+            get_with(http, "/api/sites", &[("Authorization", "Bearer guess")]).await;
+        assert_eq!(status, 401);
+    }
+    // Limited now: even the right token waits for the minute to pass.
+    let (status, _, body) =
+        get_with(http, "/api/sites", &[("Authorization", "Bearer noc-token")]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("wait a minute"), "{body}");
+    // /healthz has no credentials to guess and stays open.
+    assert_eq!(get_with(http, "/healthz", &[]).await.0, 200);
+    c.stop().await.unwrap();
+
+    // Each wrong credential is counted (read with the separate /metrics token).
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http_auth.token_sha256 = vec![token_hash("noc-token")];
+    cfg.http_auth.metrics_token_sha256 = vec![token_hash("prom")];
+    let c = server::start(cfg).await.unwrap();
+    for _ in 0..2 {
+        get_with(
+            c.http_addr,
+            "/api/sites",
+            &[("Authorization", "Bearer guess")],
+        )
+        .await;
+    }
+    let (_, _, m) = get_with(c.http_addr, "/metrics", &[("Authorization", "Bearer prom")]).await;
+    assert_eq!(
+        metric(&m, "oqs_auth_failures_total{reason=\"http_credentials\"}"),
+        2.0
+    );
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_it_answers_only_its_own_addresses_and_refuses_changes_from_other_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http_auth.allowed_hosts = vec!["noc-box".into()];
+    let c = server::start(cfg).await.unwrap();
+    let (mut s, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-x", "pc-1")).await;
+    s.send(report(1)).await;
+    s.ack().await;
+    let http = c.http_addr;
+    let port = http.port().to_string();
+    // DNS rebinding: a page of evil.example whose name now points here sends its own Host.
+    for host in ["evil.example", "evil.example:8080"] {
+        let (status, _, body) = get_with(http, "/api/sites", &[("Host", host)]).await;
+        assert_eq!(status, 403, "{host}: {body}");
+        assert!(body.contains("allowed_hosts"), "{body}");
+    }
+    for host in [
+        http.to_string(),
+        format!("localhost:{port}"),
+        format!("noc-box:{port}"),
+        "[::1]:8080".to_string(),
+    ] {
+        let (status, _, body) = get_with(http, "/api/sites", &[("Host", &host)]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    // A change from another site's page (a form or script) is refused before it reaches an agent.
+    let own = format!("http://{http}");
+    for headers in [
+        vec![("Origin", "http://evil.example")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "same-site")],
+    ] {
+        let (status, _, body) =
+            request_raw(http, "POST", "/api/sites/clinic-x/run-now", &headers).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+    }
+    // The dashboard itself (same origin) and scripts (no Origin) reach the handler (200 when the
+    // site's agent takes commands, 409 when none is connected).
+    for headers in [
+        vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        vec![],
+    ] {
+        let (status, _, body) =
+            request_raw(http, "POST", "/api/sites/clinic-x/run-now", &headers).await;
+        assert!(matches!(status, 200 | 409), "{headers:?}: {status} {body}");
+    }
+    drop(s);
+    c.stop().await.unwrap();
 }

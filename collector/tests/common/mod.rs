@@ -181,13 +181,33 @@ pub async fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    request_raw(http, "GET", path, headers).await
+}
+
+/// Any method with extra request headers (a `Host` among them replaces the default, the address);
+/// returns (status, response head, body).
+pub async fn request_raw(
+    http: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let host = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| http.to_string());
     let extra: String = headers
         .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
