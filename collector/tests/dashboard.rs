@@ -129,7 +129,10 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
         .await
         .unwrap();
     assert!(dom.contains("id=\"diag-step\">5<"), "diagnosis step 5");
-    assert!(dom.contains("P11019"), "the code is shown");
+    assert!(
+        dom.contains("<dd>P11019 ("),
+        "the code is in the contact bundle (last portal code)"
+    );
     assert!(
         dom.contains("id=\"desk-number\">0120-220-571<"),
         "the support desk"
@@ -145,5 +148,237 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
             .unwrap();
     assert!(dom.contains("Network support desk"), "English UI");
     assert!(dom.contains("eligible line"), "the English remedy");
+    c.stop().await.unwrap();
+}
+
+/// A minimal W3C WebDriver client over ChromeDriver (Debian's `chromium-driver`), for what
+/// `--dump-dom` cannot do: click, and wait for what the page's script does next.
+mod webdriver {
+    use serde_json::{json, Value};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Browser {
+        driver: Child,
+        base: String,
+        session: String,
+        http: reqwest::Client,
+        _profile: tempfile::TempDir,
+    }
+
+    /// The key W3C WebDriver uses for element references.
+    const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+    impl Browser {
+        pub async fn start() -> Browser {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let driver = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("chromedriver must be installed (apt-get install chromium-driver, as .ci/run does): {e}")
+                });
+            let base = format!("http://127.0.0.1:{port}");
+            let http = reqwest::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while http.get(format!("{base}/status")).send().await.is_err() {
+                assert!(Instant::now() < deadline, "chromedriver did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let profile = tempfile::tempdir().unwrap();
+            let caps = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--window-size=1400,1300",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                },
+            }}});
+            let mut b = Browser {
+                driver,
+                base,
+                session: String::new(),
+                http,
+                _profile: profile,
+            };
+            let v = b.call("POST", "/session", caps).await;
+            b.session = v["sessionId"].as_str().expect("a session").to_owned();
+            b
+        }
+
+        async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+            let url = if path == "/session" {
+                format!("{}{path}", self.base)
+            } else {
+                format!("{}/session/{}{path}", self.base, self.session)
+            };
+            let req = match method {
+                "GET" => self.http.get(url),
+                "DELETE" => self.http.delete(url),
+                _ => self
+                    .http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            };
+            let text = req.send().await.unwrap().text().await.unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert!(
+                v["value"].get("error").is_none(),
+                "webdriver {method} {path}: {text}"
+            );
+            v.get("value").cloned().unwrap_or(v)
+        }
+
+        pub async fn goto(&self, url: &str) {
+            self.call("POST", "/url", json!({ "url": url })).await;
+        }
+
+        /// Runs `script` (a function body) in the page and returns its value.
+        pub async fn eval(&self, script: &str) -> Value {
+            self.call(
+                "POST",
+                "/execute/sync",
+                json!({ "script": script, "args": [] }),
+            )
+            .await
+        }
+
+        /// Waits until `script` returns something truthy; returns it.
+        pub async fn wait_for(&self, what: &str, script: &str, secs: u64) -> Value {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            loop {
+                let v = self.eval(script).await;
+                if !(v.is_null() || v == json!(false) || v == json!("")) {
+                    return v;
+                }
+                assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+
+        pub async fn click(&self, css: &str) {
+            let e = self
+                .call(
+                    "POST",
+                    "/element",
+                    json!({ "using": "css selector", "value": css }),
+                )
+                .await;
+            let id = e[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("no element {css}: {e}"))
+                .to_owned();
+            self.call("POST", &format!("/element/{id}/click"), json!({}))
+                .await;
+        }
+
+        pub async fn screenshot(&self, path: &std::path::Path) {
+            use base64::Engine;
+            let v = self.call("GET", "/screenshot", Value::Null).await;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            std::fs::write(path, png).unwrap();
+        }
+    }
+
+    impl Drop for Browser {
+        fn drop(&mut self) {
+            let _ = self.driver.kill();
+            let _ = self.driver.wait();
+        }
+    }
+}
+
+/// In a real browser: the site page is Japanese by default, shows the customer ID masked, and its
+/// "今すぐ実行" button sends RunNow to the site's (simulated) agent, which runs a round at once; the
+/// page then says a fresh result arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_run_now_brings_a_fresh_result_on_a_japanese_page_with_a_masked_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    // One site whose agent stays connected and would report again only in ten minutes.
+    let cancel = CancellationToken::new();
+    let opts = SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites: 1,
+        reports: 0,
+        interval: Duration::from_secs(600),
+        scenario: Scenario::Healthy,
+        site_prefix: "rn-".into(),
+        terminals_per_site: 1,
+        ..SimOptions::default()
+    };
+    let sim = tokio::spawn(sim::run(opts, cancel.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(c.http_addr, "/api/sites/rn-00000").await;
+        if status == 200 && body.contains("\"last_seq\":1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulated agent reports"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = webdriver::Browser::start().await;
+    b.goto(&format!("http://{}/sites/rn-00000", c.http_addr))
+        .await;
+    b.wait_for(
+        "the site page",
+        "return document.getElementById('run-now') && document.getElementById('contact')",
+        20,
+    )
+    .await;
+    assert_eq!(b.eval("return document.documentElement.lang").await, "ja");
+    let run_label = b
+        .eval("return document.getElementById('run-now').textContent")
+        .await;
+    assert_eq!(run_label, "今すぐ実行", "Japanese by default");
+    let contact = b
+        .eval("return document.getElementById('contact').textContent")
+        .await;
+    let contact = contact.as_str().unwrap().to_owned();
+    let full_id =
+        oqs_collector::sim::scenario::SiteProfile::new(0, "rn-", Scenario::Healthy, 1).customer_id;
+    assert!(
+        contact.contains("ネットワークサポートデスク") && contact.contains("CAF*"),
+        "{contact}"
+    );
+    assert!(
+        !contact.contains(&full_id),
+        "the customer ID is masked: {contact}"
+    );
+
+    b.click("#run-now").await;
+    let toast = b
+        .wait_for(
+            "a fresh result",
+            "const t = document.getElementById('toast').textContent; return t.includes('新しい結果を受信') ? t : ''",
+            30,
+        )
+        .await;
+    assert!(toast.as_str().unwrap().contains("新しい結果を受信"));
+    b.screenshot(&screenshots().join("site-run-now.png")).await;
+    let site = get_json(c.http_addr, "/api/sites/rn-00000").await;
+    assert_eq!(
+        site["terminals"][0]["last_seq"], 2,
+        "the round ran because of the button, not the interval"
+    );
+    drop(b);
+    cancel.cancel();
+    let _ = sim.await;
     c.stop().await.unwrap();
 }

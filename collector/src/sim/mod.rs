@@ -362,7 +362,12 @@ async fn terminal(
                         c.rejected.fetch_add(1, Ordering::Relaxed);
                         c.error(format!("{}/{terminal_id}: seq {} rejected: {}", site.site_id, r.seq, r.reason));
                     }
-                    // Config and run-now are for real agents; the simulator keeps its script.
+                    // Run now: the next round goes out at once (as an agent would), so the
+                    // dashboard's button works on the demo fleet. Config updates are for real
+                    // agents; the simulator keeps its script.
+                    Some(CollectorBody::RunNow(_)) if more => {
+                        next_send = tokio::time::Instant::now();
+                    }
                     _ => {}
                 },
                 Ok(None) => {

@@ -88,11 +88,16 @@ async function api(path, opts) {
   return body;
 }
 
+// A time as the NOC reads it: Japan time, in the page's language.
+function jst(d, opts) {
+  return d.toLocaleString(LANG === 'ja' ? 'ja-JP' : 'en-GB', Object.assign({ timeZone: 'Asia/Tokyo', hour12: false }, opts || {}));
+}
+
 function when(iso) {
   if (!iso) return '-';
   const d = new Date(iso);
   const s = Math.round((Date.now() - d.getTime()) / 1000);
-  const local = d.toLocaleString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { timeZone: 'Asia/Tokyo', hour12: false });
+  const local = jst(d);
   if (s < 0 || s > 86400) return local;
   const ago = s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
   return `${local} (${LANG === 'ja' ? ago + '前' : ago + ' ago'})`;
@@ -125,7 +130,7 @@ function axis(from, to, y) {
     const t = from + (to - from) * i / 4;
     const x = xOf(t, from, to);
     const d = new Date(t);
-    const label = d.toLocaleString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { timeZone: 'Asia/Tokyo', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false });
+    const label = jst(d, { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' });
     g.appendChild(svg('line', { x1: x, x2: x, y1: 0, y2: y, stroke: '#e5e7eb' }));
     g.appendChild(svg('text', { x, y: y + 11, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, label));
   }
@@ -251,7 +256,7 @@ function overviewPage() {
     info.textContent = `${data.total ? state.offset + 1 : 0}–${end} ${T.of} ${data.total}`;
     document.getElementById('prev').disabled = state.offset === 0;
     document.getElementById('next').disabled = end >= data.total;
-    document.getElementById('updated').textContent = `${T.updated} ${new Date().toLocaleTimeString(LANG === 'ja' ? 'ja-JP' : 'en-GB', { hour12: false })}`;
+    document.getElementById('updated').textContent = `${T.updated} ${jst(new Date(), { hour: '2-digit', minute: '2-digit', second: '2-digit' })}`;
   }
   load();
   setInterval(load, 10000);
@@ -259,7 +264,9 @@ function overviewPage() {
 
 // ---------- the site page ----------
 function sitePage() {
-  const id = decodeURIComponent(location.pathname.split('/').pop());
+  const raw = location.pathname.split('/').pop();
+  let id;
+  try { id = decodeURIComponent(raw); } catch (_) { id = raw; } // a mangled link still gets the API's 404
   const ranges = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
   let range = '24h';
   let rangeChosen = false;
@@ -283,7 +290,7 @@ function sitePage() {
       for (let i = 0; i < 30; i++) {
         await new Promise(r => setTimeout(r, 1000));
         await load();
-        if (JSON.stringify(lastSeqs) !== before) { toast.textContent = `${T.fresh} ${new Date().toLocaleTimeString()}`; break; }
+        if (JSON.stringify(lastSeqs) !== before) { toast.textContent = `${T.fresh} ${jst(new Date(), { hour: '2-digit', minute: '2-digit', second: '2-digit' })}`; break; }
       }
     } catch (e) {
       toast.textContent = e.message.includes('connected') ? T.no_agent : e.message;
@@ -313,7 +320,7 @@ function sitePage() {
     const [h6, hla, hdns, hweb, hcrl, hntp] = hist.map(h => h.points);
     // The API keeps the newest points of an over-long window: say from when the charts are whole.
     const cut = hist.filter(h => h.truncated).map(h => Date.parse(h.complete_from)).filter(t => !isNaN(t));
-    const note = cut.length ? el('p', { class: 'muted', id: 'truncated' }, T.truncated(new Date(Math.max(...cut)).toLocaleString())) : null;
+    const note = cut.length ? el('p', { class: 'muted', id: 'truncated' }, T.truncated(jst(new Date(Math.max(...cut))))) : null;
     body.replaceChildren(...(note ? [note] : []),
       el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
       el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
