@@ -204,3 +204,72 @@ async fn the_admin_api_needs_the_admin_token_once_http_has_tokens() {
     assert_eq!(body["sites"][0]["site_id"], "x");
     c.stop().await.unwrap();
 }
+
+/// The NOC's commands, as documented: `oqs-collector admin enroll|list|revoke` against a running
+/// collector's admin API with `--token-file`; the printed token admits an agent; without the admin
+/// token the command fails and says the collector's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_commands_enroll_list_and_revoke_a_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.enrollment.required = true;
+    cfg.http_auth.token_sha256 = vec![token_hash("viewer")];
+    cfg.http_auth.admin_token_sha256 = vec![token_hash("admin-secret")];
+    let c = server::start(cfg).await.unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "admin-secret\n").unwrap();
+    let http = c.http_addr.to_string();
+    let admin = |args: &[&str], with_token: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oqs-collector"));
+        cmd.args(["admin", "--http", &http]);
+        if with_token {
+            cmd.arg("--token-file").arg(&token_file);
+        }
+        cmd.args(args).env("RUST_LOG", "warn");
+        cmd.output().unwrap()
+    };
+    let out = tokio::task::block_in_place(|| admin(&["enroll", "clinic-cli"], true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("oqs-enroll-"), "{v}");
+
+    // The printed token admits the site's agent (which gets its terminal secret).
+    let (stream, secret) = open(&c, with_cred("clinic-cli", "pc-1", Some(&token)))
+        .await
+        .expect("admitted with the printed token");
+    assert!(secret.starts_with("oqs-term-"));
+    drop(stream);
+
+    let out = tokio::task::block_in_place(|| admin(&["list"], true));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sites"][0]["site_id"], "clinic-cli", "{v}");
+
+    let out = tokio::task::block_in_place(|| admin(&["list"], false));
+    assert!(!out.status.success(), "no admin token: refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = tokio::task::block_in_place(|| admin(&["revoke", "clinic-cli"], true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for cred in [&token, &secret] {
+        let err = open(&c, with_cred("clinic-cli", "pc-1", Some(cred)))
+            .await
+            .err()
+            .expect("revoked");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+    c.stop().await.unwrap();
+}
