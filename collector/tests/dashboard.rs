@@ -155,6 +155,7 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
 /// `--dump-dom` cannot do: click, and wait for what the page's script does next.
 mod webdriver {
     use serde_json::{json, Value};
+    use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -176,8 +177,10 @@ mod webdriver {
                 .local_addr()
                 .unwrap()
                 .port();
+            // A process group of its own: Chromium's processes go with it when the test ends.
             let driver = Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -293,9 +296,23 @@ mod webdriver {
         }
     }
 
+    impl Browser {
+        /// Ends the session (ChromeDriver closes Chromium), then the driver.
+        pub async fn quit(self) {
+            let _ = self
+                .http
+                .delete(format!("{}/session/{}", self.base, self.session))
+                .send()
+                .await;
+        }
+    }
+
     impl Drop for Browser {
         fn drop(&mut self) {
-            let _ = self.driver.kill();
+            // Whatever is left of the group (Chromium if the session was not ended).
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+                .status();
             let _ = self.driver.wait();
         }
     }
@@ -377,7 +394,7 @@ async fn in_chromium_run_now_brings_a_fresh_result_on_a_japanese_page_with_a_mas
         site["terminals"][0]["last_seq"], 2,
         "the round ran because of the button, not the interval"
     );
-    drop(b);
+    b.quit().await;
     cancel.cancel();
     let _ = sim.await;
     c.stop().await.unwrap();

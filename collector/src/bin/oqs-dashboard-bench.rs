@@ -35,7 +35,7 @@ struct Args {
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await?;
     let mut buf = Vec::new();
