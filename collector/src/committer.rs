@@ -63,10 +63,13 @@ enum Request {
     Tick,
     /// Apply retention (from the committer's own timer).
     Sweep,
+    /// Stop taking requests: what is queued before it is still committed, then the committer
+    /// stops (shutdown, once the streams have finished their acks).
+    Close,
 }
 
-/// A cheap, cloneable handle streams use to reach the committer. When every handle is dropped the
-/// committer finishes what is queued and stops.
+/// A cheap, cloneable handle streams use to reach the committer. When every handle is dropped, or
+/// after [`CommitterHandle::close`], the committer finishes what is queued and stops.
 #[derive(Clone)]
 pub struct CommitterHandle {
     tx: mpsc::Sender<Request>,
@@ -86,6 +89,12 @@ impl CommitterWatch {
 }
 
 impl CommitterHandle {
+    /// Asks the committer to commit what is queued and stop, whoever still holds a handle (an
+    /// HTTP/2 connection to a vanished agent can keep one alive for minutes).
+    pub async fn close(&self) {
+        let _ = self.tx.send(Request::Close).await;
+    }
+
     /// A watch on this committer that does not count as a handle.
     pub fn watch(&self) -> CommitterWatch {
         CommitterWatch {
@@ -196,6 +205,10 @@ pub async fn spawn(
                     Err(_) => break,
                 }
             }
+            if batch.iter().any(|r| matches!(r, Request::Close)) {
+                // No new requests; those already queued are still received, then recv() ends.
+                rx.close();
+            }
             let Some(w) = writer.take() else { break };
             let reqs = std::mem::take(&mut batch);
             let started = Instant::now();
@@ -293,6 +306,7 @@ impl Writer {
                     self.derived
                         .tick(&mut staged, &mut batch, &self.records, now);
                 }
+                Request::Close => {}
                 Request::Sweep => {
                     for (k, r) in &self.records {
                         before.entry(k.clone()).or_insert_with(|| r.clone());

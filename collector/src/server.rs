@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for streams to finish their acks before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown lets connections close on their own once every stream has ended: a
+/// connection to an agent that vanished (its address went away) never answers the GOAWAY, and
+/// must not hold the collector up; everything it was owed was acked or will be resent.
+const CONNECTION_GRACE: Duration = Duration::from_secs(1);
 
 /// A running collector.
 pub struct Running {
@@ -136,6 +140,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             .context("loading enrollments panicked")??
     };
     let committer_watch = committer.watch();
+    let committer_closer = committer.clone();
     let ingest_state = Arc::new(IngestState {
         enrollment: enrollment.clone(),
         streams: std::sync::atomic::AtomicUsize::new(0),
@@ -146,6 +151,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         tuning: config.ingest.clone(),
         shutdown: shutdown.clone(),
     });
+    let streams_open = ingest_state.clone();
     let ingest = FleetIngestServer::new(IngestService::new(ingest_state))
         .max_decoding_message_size(config.limits.max_message_bytes);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -220,8 +226,19 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             token.cancel();
         }
         tracing::info!("shutting down: finishing acks, then the last flush");
-        // Streams stop reading on cancel and finish their acks; the servers then close.
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        // Streams stop reading on cancel and finish their acks.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while streams_open
+            .streams
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(streams_open);
+        // Connections get a moment to close; the process does not wait on dead peers.
+        let _ = tokio::time::timeout(CONNECTION_GRACE, async {
             let _ = grpc.await;
             let _ = http.await;
         })
@@ -231,7 +248,9 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
                 "the store's writer stopped (see the log above); nothing more could be stored"
             );
         }
-        // With every stream gone the committer's senders are dropped: it drains and stops.
+        // The committer commits what is queued, flushes, and stops.
+        committer_closer.close().await;
+        drop(committer_closer);
         match tokio::time::timeout(SHUTDOWN_GRACE, committer_task).await {
             Ok(_) => {}
             Err(_) => tracing::warn!(

@@ -186,3 +186,79 @@ fn the_collector_lifts_a_low_soft_file_limit_for_thousands_of_agents() {
         .unwrap();
     assert!(soft > 256, "soft limit still {soft}");
 }
+
+/// A TCP relay that can go silent: after `freeze`, it forwards nothing in either direction and
+/// keeps both sockets open — an agent whose address vanished mid-stream, as the collector sees it.
+async fn freezable_relay(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frozen = std::sync::Arc::new(AtomicBool::new(false));
+    let f = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            for (mut from, mut to, frozen) in [
+                (
+                    Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    f.clone(),
+                ),
+                (Box::new(sr), Box::new(cw), f.clone()),
+            ] {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => {
+                                // Hold the other side open: a vanished peer sends no FIN.
+                                std::future::pending::<()>().await;
+                                return;
+                            }
+                            Ok(n) => n,
+                        };
+                        if !frozen.load(Ordering::Relaxed) && to.write_all(&buf[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (addr, frozen)
+}
+
+/// An agent that vanished (its address went away) leaves a connection that never answers; the
+/// collector still stops within seconds on shutdown, with everything acked stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_vanished_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let (relay, frozen) = freezable_relay(c.grpc_addr).await;
+    let (mut s, _) = AgentStream::hello(channel(relay).await, hello("clinic-v", "pc-1")).await;
+    s.send(report(1)).await;
+    assert_eq!(s.ack().await.seq, 1);
+    frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    s.send(report(2)).await; // never arrives
+    let site = get_json(c.http_addr, "/api/sites/clinic-v").await;
+    assert_eq!(site["terminals"][0]["reports_total"], 1);
+    let started = std::time::Instant::now();
+    c.stop().await.unwrap();
+    let took = started.elapsed();
+    // Before, shutdown waited its whole grace (10 s) for the connection, then 10 s more for the
+    // committer that connection kept alive.
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "shutdown waited {took:?} for a silent connection"
+    );
+    drop(s);
+}

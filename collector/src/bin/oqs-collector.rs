@@ -189,7 +189,12 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    shutdown_signal().await;
+    // A signal, or the collector stopping on its own (its store writer failed): either way the
+    // process ends, with the collector's error as its exit status.
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = running.shutdown.cancelled() => {}
+    }
     demo_cancel.cancel();
     if let Some(d) = demo {
         let _ = d.await;
