@@ -10,7 +10,7 @@
 //! other than the one it was issued for.
 
 use crate::config::EnrollmentSettings;
-use crate::failure_limit::FailureLimit;
+use crate::failure_limit::{fingerprint, FailureLimit};
 use crate::http_auth::{hash_listed, token_hash};
 use crate::store::{Store, StoreError, TerminalKey};
 use base64::Engine;
@@ -160,12 +160,19 @@ impl Enrollment {
         peer: Option<IpAddr>,
     ) -> Result<Admitted, AuthFailure> {
         let now = crate::clock::now_ms();
-        if self.failures.is_limited(peer, now) {
+        let fp = fingerprint(&token_hash(credential.unwrap_or("")));
+        if self.failures.is_limited(peer, fp, now) {
             return Err(AuthFailure::RateLimited);
         }
         let result = self.check(key, credential).await;
-        if result.is_err() {
-            self.failures.record(peer, now);
+        match &result {
+            Ok(a) => {
+                self.failures.succeeded(peer, fp, now);
+                // A secret issued just now will come back from the same place.
+                self.failures
+                    .succeeded(peer, fingerprint(&a.secret_hash), now);
+            }
+            Err(_) => self.failures.record(peer, fp, now),
         }
         result
     }

@@ -9,9 +9,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
-/// Sources tracked before old windows are swept.
+/// Sources tracked before old windows are swept; past it, new sources are not tracked until a
+/// sweep frees room (a flood of sources must not grow the table without bound).
 const MAX_SOURCES: usize = 100_000;
 const WINDOW_MS: i64 = 60_000;
+/// How long a (source, credential) that once succeeded is let through a limited source.
+const KNOWN_GOOD_MS: i64 = 24 * 3_600_000;
 
 /// Where failures are counted: an IPv4 address, or an IPv6 address's /64.
 pub fn source(ip: IpAddr) -> IpAddr {
@@ -24,45 +27,109 @@ pub fn source(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Failures per source in the current minute-long window.
+/// A short fingerprint of a credential's SHA-256 (hex): enough to tell credentials apart, useless
+/// to guess one.
+pub fn fingerprint(sha256_hex: &str) -> u64 {
+    sha256_hex
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// One source's current window: when it opened, and the distinct wrong credentials seen in it.
+struct Window {
+    since_ms: i64,
+    wrong: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Tables {
+    windows: HashMap<IpAddr, Window>,
+    /// (source, credential fingerprint) → when it last succeeded.
+    good: HashMap<(IpAddr, u64), i64>,
+}
+
+/// Failures per source in the current minute-long window. Only *distinct* wrong credentials
+/// count, so a client repeating one stale credential (a browser tab after a token rotation, an
+/// agent retrying) does not lock its whole address out; and a credential that has succeeded from
+/// a source before passes even while that source is limited, so someone guessing from the NOC's
+/// (or a clinic's) address cannot lock out the people who hold the real one.
 #[derive(Clone)]
 pub struct FailureLimit {
     max_per_minute: u32,
-    windows: Arc<Mutex<HashMap<IpAddr, (i64, u32)>>>,
+    tables: Arc<Mutex<Tables>>,
 }
 
 impl FailureLimit {
     pub fn new(max_per_minute: u32) -> Self {
         Self {
             max_per_minute,
-            windows: Arc::default(),
+            tables: Arc::default(),
         }
     }
 
-    /// Whether `peer` has used up its failures for this minute. An unknown peer never is.
-    pub fn is_limited(&self, peer: Option<IpAddr>, now_ms: i64) -> bool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a request from `peer` presenting credential `fp` is refused for now: its source
+    /// used up its failures this minute, and this credential never succeeded from there. An
+    /// unknown peer never is.
+    pub fn is_limited(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) -> bool {
         let Some(src) = peer.map(source) else {
             return false;
         };
-        let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        w.get(&src)
-            .is_some_and(|(since, n)| now_ms - since < WINDOW_MS && *n >= self.max_per_minute)
+        let t = self.lock();
+        let over = t.windows.get(&src).is_some_and(|w| {
+            now_ms - w.since_ms < WINDOW_MS && w.wrong.len() >= self.max_per_minute as usize
+        });
+        over && !t
+            .good
+            .get(&(src, fp))
+            .is_some_and(|at| now_ms - at < KNOWN_GOOD_MS)
     }
 
-    /// Counts one failure of `peer`.
-    pub fn record(&self, peer: Option<IpAddr>, now_ms: i64) {
+    /// Counts a wrong credential `fp` from `peer` (once per window per distinct credential).
+    pub fn record(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
         let Some(src) = peer.map(source) else {
             return;
         };
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() > MAX_SOURCES {
-            w.retain(|_, (since, _)| now_ms - *since < WINDOW_MS);
+        let max = self.max_per_minute as usize;
+        let mut t = self.lock();
+        if t.windows.len() >= MAX_SOURCES && !t.windows.contains_key(&src) {
+            t.windows.retain(|_, w| now_ms - w.since_ms < WINDOW_MS);
+            if t.windows.len() >= MAX_SOURCES {
+                return;
+            }
         }
-        let e = w.entry(src).or_insert((now_ms, 0));
-        if now_ms - e.0 >= WINDOW_MS {
-            *e = (now_ms, 0);
+        let w = t.windows.entry(src).or_insert(Window {
+            since_ms: now_ms,
+            wrong: Vec::new(),
+        });
+        if now_ms - w.since_ms >= WINDOW_MS {
+            *w = Window {
+                since_ms: now_ms,
+                wrong: Vec::new(),
+            };
         }
-        e.1 += 1;
+        if w.wrong.len() < max && !w.wrong.contains(&fp) {
+            w.wrong.push(fp);
+        }
+    }
+
+    /// Remembers that credential `fp` succeeded from `peer`.
+    pub fn succeeded(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
+        let Some(src) = peer.map(source) else {
+            return;
+        };
+        let mut t = self.lock();
+        if t.good.len() >= MAX_SOURCES && !t.good.contains_key(&(src, fp)) {
+            t.good.retain(|_, at| now_ms - *at < KNOWN_GOOD_MS);
+            if t.good.len() >= MAX_SOURCES {
+                return;
+            }
+        }
+        t.good.insert((src, fp), now_ms);
     }
 }
 
@@ -93,12 +160,39 @@ mod tests {
         let a = Some("2408:210:1:2::10".parse().unwrap());
         let same_64 = Some("2408:210:1:2::99".parse().unwrap());
         let other = Some("2408:210:1:3::10".parse().unwrap());
-        l.record(a, 0);
-        assert!(!l.is_limited(a, 1));
-        l.record(same_64, 1);
-        assert!(l.is_limited(a, 2) && l.is_limited(same_64, 2));
-        assert!(!l.is_limited(other, 2));
-        assert!(!l.is_limited(None, 2));
-        assert!(!l.is_limited(a, 60_001), "a new minute");
+        l.record(a, 1, 0);
+        assert!(!l.is_limited(a, 9, 1));
+        l.record(same_64, 2, 1);
+        assert!(l.is_limited(a, 9, 2) && l.is_limited(same_64, 9, 2));
+        assert!(!l.is_limited(other, 9, 2));
+        assert!(!l.is_limited(None, 9, 2));
+        assert!(!l.is_limited(a, 9, 60_001), "a new minute");
+    }
+
+    #[test]
+    fn one_stale_credential_repeated_counts_once() {
+        let l = FailureLimit::new(2);
+        let a = Some("192.0.2.7".parse().unwrap());
+        for i in 0..50 {
+            l.record(a, 7, i);
+        }
+        assert!(!l.is_limited(a, 8, 60));
+    }
+
+    #[test]
+    fn a_credential_that_worked_from_a_source_passes_while_it_is_limited() {
+        let l = FailureLimit::new(2);
+        let noc = Some("192.0.2.7".parse().unwrap());
+        l.succeeded(noc, 42, 0);
+        l.record(noc, 1, 10);
+        l.record(noc, 2, 11);
+        assert!(l.is_limited(noc, 3, 12), "a guess is refused");
+        assert!(!l.is_limited(noc, 42, 12), "the real token still works");
+    }
+
+    #[test]
+    fn fingerprints_come_from_the_hash() {
+        assert_eq!(fingerprint("00000000000000ffabc"), 255);
+        assert_eq!(fingerprint("short"), 0);
     }
 }

@@ -11,7 +11,7 @@
 //! the request.
 
 use crate::config::HttpAuth;
-use crate::failure_limit::FailureLimit;
+use crate::failure_limit::{fingerprint, FailureLimit};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -108,9 +108,14 @@ fn host_of(authority: &str) -> &str {
 /// While the HTTP side is open, only requests addressed to this machine by address (or
 /// `localhost`, or a configured name) are answered: a page on another site that rebinds its own
 /// name to the collector's address sends its own name as `Host`.
-fn host_allowed(auth: &HttpAuth, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return true; // HTTP/1.0 or HTTP/2 without :authority: no name to check.
+fn host_allowed(auth: &HttpAuth, headers: &HeaderMap, authority: Option<&str>) -> bool {
+    // HTTP/1.1 sends Host; HTTP/2 sends :authority (the request URI's).
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(authority)
+    else {
+        return true; // HTTP/1.0 without Host: no name to check.
     };
     let host = host_of(host.trim());
     host.parse::<std::net::IpAddr>().is_ok()
@@ -124,16 +129,21 @@ fn host_allowed(auth: &HttpAuth, headers: &HeaderMap) -> bool {
 /// A request that changes something (POST, DELETE) must come from the dashboard itself or from a
 /// client that is not a browser: a browser sends `Origin` (and `Sec-Fetch-Site`) with it, and a
 /// form or script on another site would send its own.
-fn same_origin_or_no_browser(headers: &HeaderMap) -> bool {
+///
+/// `Sec-Fetch-Site` (every current browser sends it) decides alone when present: it is what the
+/// browser itself saw, while `Host` may be rewritten by a reverse proxy in front of the collector.
+/// Only without it is `Origin` compared with `Host` (older browsers).
+fn same_origin_or_no_browser(headers: &HeaderMap, authority: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+        return matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(authority);
     let origin_authority = origin
         .split_once("://")
         .map(|(_, a)| a.trim_end_matches('/'));
@@ -145,13 +155,18 @@ fn same_origin_or_no_browser(headers: &HeaderMap) -> bool {
 pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     let auth = &g.auth;
     let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        // Always open: nothing to read there but "ok".
+        req.extensions_mut().insert(Viewer::default());
+        return with_security_headers(next.run(req).await);
+    }
     let is_metrics = path == "/metrics";
-    let open = path == "/healthz";
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if auth.token_sha256.is_empty() && !open && !host_allowed(auth, req.headers()) {
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    if auth.token_sha256.is_empty() && !host_allowed(auth, req.headers(), authority.as_deref()) {
         tracing::info!(path, "HTTP request refused: foreign Host while open");
         return refuse(
             StatusCode::FORBIDDEN,
@@ -159,7 +174,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         );
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !same_origin_or_no_browser(req.headers())
+        && !same_origin_or_no_browser(req.headers(), authority.as_deref())
     {
         tracing::info!(path, "HTTP request refused: a change from another site");
         return refuse(
@@ -168,76 +183,70 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         );
     }
     let now = crate::clock::now_ms();
-    let presents = presented(req.headers()).is_some();
-    if presents && g.failures.is_limited(peer, now) {
+    // The presented credential, hashed once (never kept in clear).
+    let hash = presented(req.headers()).map(|t| token_hash(&t));
+    let fp = hash.as_deref().map(fingerprint).unwrap_or(0);
+    if hash.is_some() && g.failures.is_limited(peer, fp, now) {
         g.metrics.auth_failure(HTTP_RATE_LIMITED);
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed credentials from this address: wait a minute",
         );
     }
-    let failed = |g: &Guard| {
-        g.metrics.auth_failure(HTTP_CREDENTIALS);
-        g.failures.record(peer, now);
-    };
-    if path.starts_with("/api/admin") {
-        let ok = if !auth.admin_token_sha256.is_empty() {
-            presented(req.headers())
-                .is_some_and(|t| hash_listed(&auth.admin_token_sha256, &token_hash(&t)))
+    let listed = |list: &[String]| hash.as_deref().is_some_and(|h| hash_listed(list, h));
+    let verdict: Result<Viewer, Response> = if path.starts_with("/api/admin") {
+        if !auth.admin_token_sha256.is_empty() {
+            listed(&auth.admin_token_sha256)
+                .then(Viewer::default)
+                .ok_or_else(|| unauthorized(false))
+        } else if auth.token_sha256.is_empty() && auth.reveal_token_sha256.is_empty() {
+            Ok(Viewer::default())
         } else {
-            auth.token_sha256.is_empty() && auth.reveal_token_sha256.is_empty()
-        };
-        if !ok {
-            tracing::info!(path, "admin request refused");
-            if auth.admin_token_sha256.is_empty() {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "admin needs http_auth.admin_token_sha256 once the HTTP side has tokens",
-                );
-            }
-            if presents {
-                failed(&g);
-            }
-            return with_security_headers(unauthorized(false));
+            Err(refuse(
+                StatusCode::FORBIDDEN,
+                "admin needs http_auth.admin_token_sha256 once the HTTP side has tokens",
+            ))
         }
-        req.extensions_mut().insert(Viewer::default());
-        return with_security_headers(next.run(req).await);
-    }
-    let viewer = if open {
-        Some(Viewer::default())
     } else {
         let hashes = if is_metrics && !auth.metrics_token_sha256.is_empty() {
             &auth.metrics_token_sha256
         } else {
             &auth.token_sha256
         };
-        if hashes.is_empty() && auth.reveal_token_sha256.is_empty() {
-            // Open (no tokens configured): readable, but nobody is authorised to see full IDs.
-            Some(Viewer::default())
-        } else if hashes.is_empty()
-            && !presented(req.headers())
-                .is_some_and(|t| hash_listed(&auth.reveal_token_sha256, &token_hash(&t)))
-        {
-            Some(Viewer::default())
+        let reveal = listed(&auth.reveal_token_sha256);
+        if reveal || listed(hashes) {
+            Ok(Viewer { reveal })
+        } else if hashes.is_empty() {
+            // Open for reading (no tokens for this path); only a reveal token sees full IDs. A
+            // wrong one still counts: the masked answer would otherwise be a free oracle.
+            if hash.is_some() && !auth.reveal_token_sha256.is_empty() {
+                g.metrics.auth_failure(HTTP_CREDENTIALS);
+                g.failures.record(peer, fp, now);
+            }
+            Ok(Viewer::default())
         } else {
-            presented(req.headers()).and_then(|t| {
-                let h = token_hash(&t);
-                let reveal = hash_listed(&auth.reveal_token_sha256, &h);
-                (hash_listed(hashes, &h) || reveal).then_some(Viewer { reveal })
-            })
+            // Pages get the browser's login prompt; API clients get a plain 401.
+            Err(unauthorized(!is_metrics && !path.starts_with("/api/")))
         }
     };
-    let Some(viewer) = viewer else {
-        tracing::info!(path, "HTTP request refused: no valid credentials");
-        // Only a presented, wrong credential counts (a browser's first request carries none).
-        if presents {
-            failed(&g);
+    match verdict {
+        Ok(viewer) => {
+            if hash.is_some() && (viewer.reveal || !auth.token_sha256.is_empty()) {
+                g.failures.succeeded(peer, fp, now);
+            }
+            req.extensions_mut().insert(viewer);
+            with_security_headers(next.run(req).await)
         }
-        // Pages get the browser's login prompt; API clients get a plain 401.
-        return with_security_headers(unauthorized(!is_metrics && !path.starts_with("/api/")));
-    };
-    req.extensions_mut().insert(viewer);
-    with_security_headers(next.run(req).await)
+        Err(refusal) => {
+            tracing::info!(path, "HTTP request refused: no valid credentials");
+            // Only a presented, wrong credential counts (a browser's first request carries none).
+            if hash.is_some() && refusal.status() == StatusCode::UNAUTHORIZED {
+                g.metrics.auth_failure(HTTP_CREDENTIALS);
+                g.failures.record(peer, fp, now);
+            }
+            with_security_headers(refusal)
+        }
+    }
 }
 
 /// `oqs_auth_failures_total` reasons of the HTTP side.

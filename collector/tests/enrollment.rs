@@ -142,17 +142,35 @@ async fn failures_are_rate_limited_per_address() {
     let c = enrolled_collector(dir.path()).await;
     let (_, body) = request(c.http_addr, "POST", "/api/admin/enrollments/clinic-r", None).await;
     let token = body["token"].as_str().unwrap().to_owned();
-    for _ in 0..5 {
-        let err = open(&c, with_cred("clinic-r", "pc-1", Some("guess")))
+    // Terminal pc-2 enrolls before anyone guesses: its secret has worked from this address.
+    let (_, secret) = open(&c, with_cred("clinic-r", "pc-2", Some(&token)))
+        .await
+        .unwrap();
+    // One stale credential retried over and over counts once: no lockout.
+    for _ in 0..8 {
+        let err = open(&c, with_cred("clinic-r", "pc-1", Some("stale")))
             .await
             .err()
             .unwrap();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
-    // Even the right token is refused for the rest of the minute from this address, as
-    // RESOURCE_EXHAUSTED: it says "later", not "your credential is bad" (on which an agent
-    // forgets its secret).
-    let err = open(&c, with_cred("clinic-r", "pc-1", Some(&token)))
+    // Distinct guesses do: after max_failures_per_minute (5) the address is limited.
+    for i in 0..4 {
+        let err = open(
+            &c,
+            with_cred("clinic-r", "pc-1", Some(&format!("guess-{i}"))),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+    // A credential that never worked from here is refused for the rest of the minute — even a
+    // right one — as RESOURCE_EXHAUSTED: it says "later", not "your credential is bad" (on
+    // which an agent forgets its secret).
+    let (_, body) = request(c.http_addr, "POST", "/api/admin/enrollments/clinic-s", None).await;
+    let other_token = body["token"].as_str().unwrap().to_owned();
+    let err = open(&c, with_cred("clinic-s", "pc-1", Some(&other_token)))
         .await
         .err()
         .unwrap();
@@ -161,6 +179,13 @@ async fn failures_are_rate_limited_per_address() {
         err.message().contains("too many failed attempts"),
         "{err:?}"
     );
+    // Credentials that already worked from this address are not locked out by the guesser.
+    open(&c, with_cred("clinic-r", "pc-2", Some(&secret)))
+        .await
+        .expect("a known secret passes a limited address");
+    open(&c, with_cred("clinic-r", "pc-3", Some(&token)))
+        .await
+        .expect("a known token passes a limited address");
     let (_, m) = get(c.http_addr, "/metrics").await;
     assert!(metric(&m, "oqs_auth_failures_total{reason=\"rate_limited\"}") >= 1.0);
     c.stop().await.unwrap();
