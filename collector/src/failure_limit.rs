@@ -83,10 +83,10 @@ impl FailureLimit {
         let over = t.windows.get(&src).is_some_and(|w| {
             now_ms - w.since_ms < WINDOW_MS && w.wrong.len() >= self.max_per_minute as usize
         });
-        over && !t
+        over && t
             .good
             .get(&(src, fp))
-            .is_some_and(|at| now_ms - at < KNOWN_GOOD_MS)
+            .is_none_or(|at| now_ms - at >= KNOWN_GOOD_MS)
     }
 
     /// Counts a wrong credential `fp` from `peer` (once per window per distinct credential).
