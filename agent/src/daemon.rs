@@ -37,6 +37,8 @@ pub enum DaemonError {
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Round(#[from] crate::round::RoundError),
+    #[error("preparing the rounds failed: {0}")]
+    Task(String),
 }
 
 fn read_pem(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, DaemonError> {
@@ -85,8 +87,8 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The wait before the next connection attempt: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]
-/// while attempts fail, and starts over once a stream was welcomed (a collector that answered is
-/// not one to wait a minute for after the next blip).
+/// while attempts fail, and starts over once a stream got a report acknowledged (a collector that
+/// stores reports is not one to wait a minute for after the next blip).
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
@@ -104,7 +106,7 @@ impl Backoff {
         wait
     }
 
-    /// The collector welcomed a stream.
+    /// A stream got a report acknowledged.
     fn reset(&mut self) {
         self.next = BACKOFF_MIN;
     }
@@ -202,11 +204,9 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
                 .as_ref()
                 .map(|t| t.expose().to_owned())
         });
-        let mut welcomed = false;
-        let connected = session(
+        let end = session(
             channel,
             hello,
-            &mut welcomed,
             Credential {
                 secret_path: &secret_path,
                 using_secret: secret.is_some(),
@@ -221,13 +221,18 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         if shutdown.is_cancelled() {
             break;
         }
-        if welcomed {
+        if end.acked {
+            // The stream stored reports: the collector works; the next blip starts over.
             backoff.reset();
         }
-        if let Err(e) = connected {
+        if let Some(e) = &end.error {
             tracing::warn!(error = %e, "collector stream ended");
         }
-        let wait = backoff.next_wait();
+        // A refusal with a pushback (the terminal's rate window) says when; else back off.
+        let wait = end
+            .retry_after
+            .map(|d| d + jitter(Duration::from_millis(250)))
+            .unwrap_or_else(|| backoff.next_wait());
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -299,12 +304,7 @@ async fn rounds(
 async fn build_runner(cfg: AgentConfig) -> Result<RoundRunner, DaemonError> {
     tokio::task::spawn_blocking(move || RoundRunner::new(cfg))
         .await
-        .map_err(|e| {
-            DaemonError::Round(crate::round::RoundError::Ca {
-                path: "(runner task)".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        })?
+        .map_err(|e| DaemonError::Task(e.to_string()))?
         .map_err(DaemonError::Round)
 }
 
@@ -361,12 +361,63 @@ impl Credential<'_> {
     }
 }
 
+/// How a stream ended.
+#[derive(Debug, Default)]
+struct SessionEnd {
+    /// The collector acknowledged at least one report on it.
+    acked: bool,
+    /// The collector asked to wait this long before trying again (`grpc-retry-pushback-ms`).
+    retry_after: Option<Duration>,
+    /// Why it ended, unless it was the agent's own shutdown.
+    error: Option<String>,
+}
+
+/// The pushback a refusal carries, if any.
+fn pushback(status: &tonic::Status) -> Option<Duration> {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.min(10 * 60 * 1000)))
+}
+
+/// The size of a report as the collector measures it: the whole `AgentMessage` carrying it.
+fn message_size(r: &oqs_proto::v1::Report) -> usize {
+    let len = prost::Message::encoded_len(r);
+    // The `report` field's tag (one byte) and its length prefix.
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
 /// One stream: Hello, replay, then live reports; returns when the stream ends.
 #[allow(clippy::too_many_arguments)]
 async fn session(
     channel: tonic::transport::Channel,
+    hello: Hello,
+    credential: Credential<'_>,
+    spool: &Shared,
+    new_report: &Notify,
+    run_now: &Notify,
+    config: &watch::Sender<AgentConfig>,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
+    let mut end = SessionEnd::default();
+    if let Err(e) = stream(
+        channel, hello, &mut end, credential, spool, new_report, run_now, config, shutdown,
+    )
+    .await
+    {
+        end.error = Some(e);
+    }
+    end
+}
+
+/// The body of [`session`]; `Err` is why the stream ended (`Ok` on shutdown).
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    channel: tonic::transport::Channel,
     mut hello: Hello,
-    welcomed: &mut bool,
+    end: &mut SessionEnd,
     credential: Credential<'_>,
     spool: &Shared,
     new_report: &Notify,
@@ -390,13 +441,13 @@ async fn session(
         Ok(r) => r.into_inner(),
         Err(s) => {
             credential.refused(&s).await;
+            end.retry_after = pushback(&s);
             return Err(format!("connect: {}", s.message()));
         }
     };
     let (stored, max_message_bytes) = match inbound.message().await {
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => {
-                *welcomed = true;
                 if !w.terminal_secret.is_empty() {
                     credential.keep(&w.terminal_secret).await?;
                     tracing::info!("enrolled: the collector issued this terminal's secret");
@@ -408,6 +459,7 @@ async fn session(
         Ok(None) => return Err("stream closed before Welcome".into()),
         Err(s) => {
             credential.refused(&s).await;
+            end.retry_after = pushback(&s);
             return Err(s.message().to_string());
         }
     };
@@ -431,7 +483,7 @@ async fn session(
         for r in pending {
             // A report the collector would refuse for its size would block every later one:
             // it is dropped and counted instead (0: an old collector that does not say).
-            let size = prost::Message::encoded_len(&r);
+            let size = message_size(&r);
             if max_message_bytes > 0 && size > max_message_bytes {
                 let seq = r.seq;
                 tracing::warn!(
@@ -472,6 +524,7 @@ async fn session(
             m = inbound.message() => match m {
                 Ok(Some(m)) => match m.body {
                     Some(CollectorBody::Ack(a)) => {
+                        end.acked = true;
                         let seq = a.seq;
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
@@ -499,7 +552,10 @@ async fn session(
                     _ => {}
                 },
                 Ok(None) => return Err("the collector closed the stream".into()),
-                Err(s) => return Err(format!("{:?}: {}", s.code(), s.message())),
+                Err(s) => {
+                    end.retry_after = pushback(&s);
+                    return Err(format!("{:?}: {}", s.code(), s.message()));
+                }
             },
         }
     }
@@ -510,7 +566,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_to_a_minute_with_jitter_and_starts_over_once_welcomed() {
+    fn a_report_is_measured_as_the_collector_measures_it() {
+        use oqs_proto::v1::{DnsProbe, Report};
+        for n in [0usize, 1, 40, 400] {
+            let r = Report {
+                seq: 7,
+                dns: (0..n)
+                    .map(|_| DnsProbe {
+                        name: "www.lineauth.mnw".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let whole = AgentMessage {
+                body: Some(AgentBody::Report(r.clone())),
+            };
+            assert_eq!(message_size(&r), prost::Message::encoded_len(&whole));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_minute_with_jitter_and_starts_over_after_an_ack() {
         let mut b = Backoff::new();
         let waits: Vec<Duration> = (0..9).map(|_| b.next_wait()).collect();
         let nominal = [1u64, 2, 4, 8, 16, 32, 60, 60, 60];

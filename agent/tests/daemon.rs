@@ -232,9 +232,10 @@ async fn post(
     (status, resp.text().await.unwrap())
 }
 
-/// A long outage leaves more in the spool than the collector takes on one stream in a minute
-/// (`limits.max_reports_per_minute`): the agent replays it over several streams and loses nothing
-/// (a rate-limited report is not `Rejected`, so it stays in the spool).
+/// A long outage leaves more in the spool than the collector takes from a terminal in one rate
+/// window (`limits.max_reports_per_minute`): the agent replays it over several windows and loses
+/// nothing (a rate-limited report is not `Rejected`, so it stays in the spool), and it waits for
+/// the window the collector's pushback names instead of knocking every second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
     let tmp = tempfile::tempdir().unwrap();
@@ -258,6 +259,7 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
         ..CollectorConfig::default()
     };
     cfg.limits.max_reports_per_minute = 4;
+    cfg.limits.rate_window_secs = 2;
     let collector = oqs_collector::server::start(cfg).await.unwrap();
     let config = tmp.path().join("agent.toml");
     write_config(
@@ -301,12 +303,69 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
         .text()
         .await
         .unwrap();
+    let limited: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("oqs_reports_rejected_total{reason=\"rate_limited\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // 15 reports at 4 per 2 s window: three refusals when the agent waits out each window; an
+    // agent that reconnected every second would be refused again inside the same window.
     assert!(
-        m.lines().any(
-            |l| l.starts_with("oqs_reports_rejected_total{reason=\"rate_limited\"}")
-                && !l.ends_with(" 0")
-        ),
-        "the rate limit was hit on the way"
+        (1.0..=4.0).contains(&limited),
+        "refused {limited} times on the way"
     );
+    collector.stop().await.unwrap();
+}
+
+/// A report larger than the collector accepts (`Welcome.max_message_bytes`) would be refused, and
+/// resent, forever, with every later report stuck behind it: the agent drops it instead, counts
+/// it with the reports dropped for space, and never sends the collector a message it must refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_over_the_collectors_size_limit_are_dropped_and_counted_not_resent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let mut cfg = CollectorConfig {
+        data_dir: tmp.path().join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..CollectorConfig::default()
+    };
+    // Smaller than any round's report (its probes fail with error texts).
+    cfg.limits.max_message_bytes = 200;
+    let collector = oqs_collector::server::start(cfg).await.unwrap();
+    let config = tmp.path().join("agent.toml");
+    write_config(
+        &config,
+        "clinic-big",
+        &format!("http://{}", collector.grpc_addr),
+        "",
+        &spool,
+        1,
+    );
+    let agent = start_agent(&config);
+    let dropped = || {
+        std::fs::read_to_string(spool.join("state"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dropped() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
+    assert!(dropped() >= 3, "oversized reports counted as dropped");
+    assert!(spooled(&spool) <= 1, "the spool does not fill with them");
+    let m = reqwest::get(format!("http://{}/metrics", collector.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let too_large = m
+        .lines()
+        .find_map(|l| l.strip_prefix("oqs_reports_rejected_total{reason=\"too_large\"} "))
+        .unwrap_or("0");
+    assert_eq!(too_large, "0", "the agent never sent one");
     collector.stop().await.unwrap();
 }

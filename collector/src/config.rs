@@ -162,8 +162,12 @@ pub struct Limits {
     pub hello_timeout_ms: u64,
     /// Agent streams open at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
-    /// Reports one stream may send in a minute; more end the stream with RESOURCE_EXHAUSTED.
+    /// Reports one terminal may send per rate window (`rate_window_secs`, a minute by default,
+    /// hence the name), over all its streams; more end the stream with RESOURCE_EXHAUSTED and a
+    /// `grpc-retry-pushback-ms` saying when the window ends.
     pub max_reports_per_minute: u32,
+    /// The rate window, in seconds.
+    pub rate_window_secs: u64,
     /// How far an agent's clock may be ahead of the collector's, in seconds, before a report's
     /// times are refused as impossible.
     pub max_clock_ahead_secs: u64,
@@ -183,6 +187,7 @@ impl Default for Limits {
             hello_timeout_ms: 10_000,
             max_streams: 50_000,
             max_reports_per_minute: 600,
+            rate_window_secs: 60,
             max_clock_ahead_secs: 24 * 3600,
         }
     }
@@ -396,7 +401,7 @@ impl CollectorConfig {
             });
         }
         let l = &self.limits;
-        let positive: [(&'static str, usize); 12] = [
+        let positive: [(&'static str, usize); 13] = [
             (
                 "limits.max_reports_per_minute",
                 l.max_reports_per_minute as usize,
@@ -409,6 +414,7 @@ impl CollectorConfig {
                 "http_auth.max_failures_per_minute",
                 self.http_auth.max_failures_per_minute as usize,
             ),
+            ("limits.rate_window_secs", l.rate_window_secs as usize),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_dns_probes", l.max_dns_probes),
             ("limits.max_http_probes", l.max_http_probes),
@@ -435,7 +441,7 @@ impl CollectorConfig {
             return Err(ConfigError::Invalid {
                 key: "limits.max_text_chars",
                 value: l.max_text_chars.to_string(),
-                rule: "must be at least 256, the length agents cut their texts to",
+                rule: "must be at least oqs_proto::AGENT_TEXT_CHARS (256), the length agents cut their texts to",
             });
         }
         if l.max_message_bytes > 64 * 1024 * 1024 {

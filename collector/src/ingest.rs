@@ -4,8 +4,8 @@
 //! Must never ack before the committer says the report is flushed, never panic on input, and never
 //! hold a stream open after it refused something. A report that will never be accepted (it fails
 //! validation) is refused with a `Rejected` message, so the agent can drop it, then a status; a
-//! report refused only for now (the stream's rate limit) gets no `Rejected`, only the status, so
-//! the agent keeps it and sends it again on its next stream.
+//! report refused only for now (the terminal's rate limit) gets no `Rejected`, only the status and
+//! a pushback saying when to try again, so the agent keeps it and sends it then.
 
 use crate::committer::{CommitOutcome, CommitterHandle, ReportCommit};
 use crate::config::{IngestTuning, Limits};
@@ -20,6 +20,7 @@ use oqs_proto::v1::fleet_ingest_server::FleetIngest;
 use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Rejected, Report, Welcome};
 use prost::Message;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +37,44 @@ pub struct IngestState {
     pub enrollment: crate::enrollment::Enrollment,
     /// Open streams now, for `limits.max_streams`.
     pub streams: std::sync::atomic::AtomicUsize,
+    /// Each terminal's rate window (`limits.max_reports_per_minute` per `rate_window_secs`):
+    /// kept across its streams, so reconnecting does not open a new window.
+    pub rates: RateWindows,
     /// Cancelled on shutdown: streams stop reading, finish their acks, and end.
     pub shutdown: CancellationToken,
 }
+
+/// Reports per terminal per window, over all of the terminal's streams.
+#[derive(Default)]
+pub struct RateWindows(std::sync::Mutex<std::collections::HashMap<TerminalKey, (Instant, u32)>>);
+
+/// Terminals whose windows are kept before expired ones are swept.
+const RATE_WINDOWS_SWEEP_AT: usize = 200_000;
+
+impl RateWindows {
+    /// Counts one report of `key`; `Err(wait)` when it is over `max` in the current window, with
+    /// how long until the window ends.
+    fn admit(&self, key: &TerminalKey, max: u32, window: Duration) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= RATE_WINDOWS_SWEEP_AT && !w.contains_key(key) {
+            w.retain(|_, (since, _)| now.duration_since(*since) < window);
+        }
+        let e = w.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        if e.1 > max {
+            Err(window.saturating_sub(now.duration_since(e.0)))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The metadata key of a refusal that says when to try again (gRFC A6's server pushback).
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
 
 /// The tonic service.
 #[derive(Clone)]
@@ -245,9 +281,7 @@ async fn reports(
 ) -> Result<(), Status> {
     let mut in_flight = FuturesOrdered::new();
     let mut last_seq_on_stream = 0u64;
-    // Per-stream rate: at most limits.max_reports_per_minute in a minute-long window that opens
-    // with the window's first report.
-    let mut window: Option<(std::time::Instant, u32)> = None;
+    let rate_window = Duration::from_secs(state.limits.rate_window_secs.max(1));
     let mut reading = true;
     // Set when the stream is to end once the reports already queued are acked (rate limit).
     let mut ending: Option<Status> = None;
@@ -312,20 +346,21 @@ async fn reports(
                         return Err(Status::unauthenticated(f.message()));
                     }
                 }
-                let w = match window {
-                    Some(w) if w.0.elapsed() < std::time::Duration::from_secs(60) => window.insert(w),
-                    _ => window.insert((std::time::Instant::now(), 0)),
-                };
-                w.1 += 1;
-                if w.1 > state.limits.max_reports_per_minute {
-                    // Not a bad report: no Rejected, so the agent keeps it and sends it again on
-                    // its next stream. Those already queued are still acked.
+                if let Err(wait) = state.rates.admit(key, state.limits.max_reports_per_minute, rate_window) {
+                    // Not a bad report: no Rejected, so the agent keeps it and sends it again once
+                    // the window is over (the pushback says when). Those already queued are acked.
                     state.metrics.reject("rate_limited");
-                    ending = Some(Status::resource_exhausted(format!(
-                        "more than limits.max_reports_per_minute = {} reports in a minute on one \
-                         stream; report seq {seq} and later were not read: send them again on a new stream",
-                        state.limits.max_reports_per_minute
-                    )));
+                    let mut st = Status::resource_exhausted(format!(
+                        "more than limits.max_reports_per_minute = {} reports in {} s from this \
+                         terminal; report seq {seq} and later were not read: send them again in {} ms",
+                        state.limits.max_reports_per_minute,
+                        rate_window.as_secs(),
+                        wait.as_millis()
+                    ));
+                    if let Ok(v) = wait.as_millis().to_string().parse() {
+                        st.metadata_mut().insert(RETRY_PUSHBACK, v);
+                    }
+                    ending = Some(st);
                     reading = false;
                     continue;
                 }

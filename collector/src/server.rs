@@ -144,6 +144,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let ingest_state = Arc::new(IngestState {
         enrollment: enrollment.clone(),
         streams: std::sync::atomic::AtomicUsize::new(0),
+        rates: Default::default(),
         committer,
         metrics: metrics.clone(),
         presence: presence.clone(),

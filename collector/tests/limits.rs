@@ -1,7 +1,9 @@
 //! Stream limits answer with clear statuses: more than `limits.max_streams` open streams, and more
-//! than `limits.max_reports_per_minute` reports on one stream, are RESOURCE_EXHAUSTED. A report over
-//! the rate is not stored and not `Rejected` (it is a good report, refused only for now): the agent
-//! keeps it and sends it again on a new stream, where it is stored.
+//! than `limits.max_reports_per_minute` reports from one terminal in a rate window, are
+//! RESOURCE_EXHAUSTED. A report over the rate is not stored and not `Rejected` (it is a good report,
+//! refused only for now): the status carries `grpc-retry-pushback-ms`; a new stream within the
+//! window is refused too (the window is the terminal's, not the stream's); after it, the report is
+//! stored.
 
 mod common;
 
@@ -14,6 +16,7 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     let mut cfg = config(dir.path());
     cfg.limits.max_streams = 1;
     cfg.limits.max_reports_per_minute = 3;
+    cfg.limits.rate_window_secs = 2;
     let c = server::start(cfg).await.unwrap();
 
     let (mut first, _) =
@@ -43,6 +46,13 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
         rejected.is_empty(),
         "a report over the rate is not Rejected (the agent would drop it): {rejected:?}"
     );
+    let pushback: u64 = st
+        .metadata()
+        .get(oqs_collector::ingest::RETRY_PUSHBACK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("the refusal says when to try again");
+    assert!(pushback <= 2_000, "{pushback} ms");
     let site = get_json(c.http_addr, "/api/sites/clinic-l").await;
     assert_eq!(
         site["terminals"][0]["last_seq"], 3,
@@ -50,7 +60,7 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     );
     drop(first);
 
-    // The agent sends it again on its next stream (a new window): stored, nothing lost.
+    // Reconnecting at once does not open a new window: the same refusal.
     let mut again = None;
     for _ in 0..50 {
         // The first stream's slot frees once its task has ended.
@@ -74,6 +84,33 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     };
     assert_eq!(welcome.last_stored_seq, 3);
     again.send(report(4)).await;
+    let (st, _) = again.error().await;
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
+    drop(again);
+
+    // After the pushback, the report is stored: nothing lost.
+    tokio::time::sleep(std::time::Duration::from_millis(pushback + 50)).await;
+    let mut again = None;
+    for _ in 0..50 {
+        match AgentStream::open(
+            channel(c.grpc_addr).await,
+            msg_hello(hello("clinic-l", "pc-1")),
+        )
+        .await
+        {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let mut again = again.expect("a new stream once the others have ended");
+    assert!(matches!(
+        again.next().await,
+        Ok(Some(oqs_proto::v1::collector_message::Body::Welcome(_)))
+    ));
+    again.send(report(4)).await;
     assert_eq!(again.ack().await.seq, 4);
     let site = get_json(c.http_addr, "/api/sites/clinic-l").await;
     assert_eq!(site["terminals"][0]["last_seq"], 4);
@@ -87,7 +124,7 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     );
     assert_eq!(
         metric(&m, "oqs_reports_rejected_total{reason=\"rate_limited\"}"),
-        1.0
+        2.0
     );
     c.stop().await.unwrap();
 }
