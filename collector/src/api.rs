@@ -505,6 +505,36 @@ struct HistoryEntry {
     point: HistoryPoint,
 }
 
+/// Merges terminals' newest points (each at most `limit`, `true` when older ones were left out)
+/// into the newest `limit` of them all, oldest first, and the time from which the answer is
+/// complete for every terminal (`None`: nothing left out). Points older than that would show one
+/// terminal's past while hiding another's, so they are dropped.
+fn newest_complete<T>(
+    per_terminal: Vec<(Vec<T>, bool)>,
+    limit: usize,
+    at: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<i64>) {
+    let mut cut: Option<i64> = None;
+    let mut out = Vec::new();
+    for (points, more) in per_terminal {
+        if more {
+            if let Some(first) = points.first() {
+                cut = Some(cut.map_or(at(first), |c| c.max(at(first))));
+            }
+        }
+        out.extend(points);
+    }
+    out.sort_by_key(|p| at(p));
+    if out.len() > limit {
+        let c = at(&out[out.len() - limit]);
+        cut = Some(cut.map_or(c, |x| x.max(c)));
+    }
+    if let Some(c) = cut {
+        out.retain(|p| at(p) >= c);
+    }
+    (out, cut)
+}
+
 fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
     match v {
         None => Ok(default),
@@ -533,32 +563,28 @@ async fn history(
     let store = s.store.clone();
     let id = site_id.clone();
     let only = q.terminal.clone();
-    let (entries, truncated, known) = read(move || {
+    let (entries, complete_from, known) = read(move || {
         let terms = store.site_terminals(id.as_str())?;
         let known = !terms.is_empty();
-        let mut out = Vec::new();
-        let mut truncated = false;
+        let mut per_terminal = Vec::new();
         for (k, _) in terms {
             if only.as_deref().is_some_and(|t| t != k.terminal) {
                 continue;
             }
-            // Each terminal's newest `limit`; of them all, the newest `limit` are kept, so a
-            // window too long for one answer shows its recent end for every terminal.
             let (points, more) = store.history(&k, check, from, to, limit)?;
-            truncated |= more;
-            out.extend(points.into_iter().map(|(seq, p)| HistoryEntry {
-                terminal_id: k.terminal.clone(),
-                at: when(p.at_ms),
-                seq,
-                point: p,
-            }));
+            let entries: Vec<HistoryEntry> = points
+                .into_iter()
+                .map(|(seq, p)| HistoryEntry {
+                    terminal_id: k.terminal.clone(),
+                    at: when(p.at_ms),
+                    seq,
+                    point: p,
+                })
+                .collect();
+            per_terminal.push((entries, more));
         }
-        out.sort_by_key(|e| e.point.at_ms);
-        if out.len() > limit {
-            out.drain(..out.len() - limit);
-            truncated = true;
-        }
-        Ok((out, truncated, known))
+        let (out, complete_from) = newest_complete(per_terminal, limit, |e| e.point.at_ms);
+        Ok((out, complete_from, known))
     })
     .await?;
     if !known {
@@ -572,9 +598,9 @@ async fn history(
         "check": check.as_str(),
         "from": when(from),
         "to": when(to),
-        "truncated": truncated,
-        // When truncated, the points start here: anything older in the window was left out.
-        "complete_from": if truncated { entries.first().and_then(|e| e.at.clone()) } else { when(from) },
+        "truncated": complete_from.is_some(),
+        // From here on the points are complete; anything older in the window was left out.
+        "complete_from": complete_from.map_or_else(|| when(from), when),
         "points": entries,
     })))
 }
@@ -773,4 +799,36 @@ async fn revoke(
     Ok(Json(
         json!({ "site_id": site_id.to_string(), "revoked_terminals": n }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_complete;
+
+    #[test]
+    fn a_busy_terminal_cut_short_cuts_the_sparse_one_at_the_same_time() {
+        // Terminal A changes every hour and was cut at `limit` from hour 26 on; terminal B has
+        // points at hours 20 and 30. Showing B's hour 20 would suggest A was quiet then.
+        let a: Vec<(char, i64)> = (26..=30).map(|h| ('a', h)).collect();
+        let b = vec![('b', 20), ('b', 30)];
+        let (out, from) = newest_complete(vec![(a, true), (b, false)], 5, |p| p.1);
+        assert_eq!(from, Some(27), "the newest five of all, and A's own cut");
+        assert_eq!(
+            out,
+            vec![('a', 27), ('a', 28), ('a', 29), ('a', 30), ('b', 30)]
+        );
+        let (out, from) = newest_complete(vec![(vec![('a', 1), ('a', 2)], false)], 5, |p| p.1);
+        assert_eq!((out.len(), from), (2, None), "nothing left out");
+        let (out, from) = newest_complete(
+            vec![(vec![('a', 26), ('a', 27)], true), (vec![('b', 20)], false)],
+            5,
+            |p| p.1,
+        );
+        assert_eq!(from, Some(26));
+        assert_eq!(
+            out,
+            vec![('a', 26), ('a', 27)],
+            "B's older point is dropped"
+        );
+    }
 }
