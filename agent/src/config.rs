@@ -229,14 +229,14 @@ fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Whether a collector URL's host is this machine (clear text is then acceptable).
 fn loopback_host(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    let Some(u) = reqwest::Url::parse(url).ok() else {
+        return false;
     };
+    let host = u.host_str().unwrap_or("");
     host.eq_ignore_ascii_case("localhost")
         || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }

@@ -74,12 +74,15 @@ impl RoundRunner {
         let started_at_ms = now_ms();
         let t = self.cfg.probe_timeout;
         let p = &self.cfg.probes;
-        // The system's DNS configuration is read afresh every round: in the guide's normal setup
-        // the DNS server is the router's global address (手順5), which moves with the prefix.
-        let system = system_resolver(t).await;
         let (ipv6, dns, lineauth, http, ntp) = tokio::join!(
             observe_ipv6(&p.nw_base_servers, t),
-            dns::run(p, system.as_ref(), 53, t),
+            async {
+                // The system's DNS configuration is read afresh every round: in the guide's normal
+                // setup the DNS server is the router's global address (手順5), which moves with
+                // the prefix.
+                let system = system_resolver(t).await;
+                dns::run(p, system.as_ref(), 53, t).await
+            },
             self.lineauth.probe(&self.classifier),
             futures::future::join_all([
                 http::probe(
@@ -114,25 +117,48 @@ impl RoundRunner {
     }
 }
 
-/// The resolver the OS is configured with now, read on a blocking thread.
+/// The resolver the OS is configured with now, read on a blocking thread within `timeout`.
 async fn system_resolver(timeout: Duration) -> Result<TokioResolver, dns::ResolverError> {
-    tokio::task::spawn_blocking(move || dns::system(timeout))
-        .await
-        .unwrap_or_else(|e| {
-            Err(dns::ResolverError::new(format!(
-                "reading the system DNS configuration failed: {e}"
-            )))
-        })
+    match tokio::time::timeout(
+        timeout,
+        tokio::task::spawn_blocking(move || dns::system(timeout)),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(dns::ResolverError::new(format!(
+            "reading the system DNS configuration failed: {e}"
+        ))),
+        Err(_) => Err(dns::ResolverError::new(format!(
+            "reading the system DNS configuration took longer than {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
-/// Reads and judges the terminal's IPv6 state, within `timeout` (a reader that hangs — a stuck
+/// How long the IPv6 reader may take: the probe timeout, but on Windows at least what a cold
+/// PowerShell start takes (1–3 s, more on a busy clinic PC), or a short probe timeout would read
+/// as "no IPv6" fleet-wide.
+fn ipv6_budget(probe_timeout: Duration) -> Duration {
+    if cfg!(windows) {
+        probe_timeout.max(Duration::from_secs(15))
+    } else {
+        probe_timeout
+    }
+}
+
+/// Reads and judges the terminal's IPv6 state, within its budget (a reader that hangs — a stuck
 /// PowerShell on Windows — must not stall the rounds).
-pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr], timeout: Duration) -> Ipv6State {
+pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr], probe_timeout: Duration) -> Ipv6State {
+    let timeout = ipv6_budget(probe_timeout);
     let started = Instant::now();
     #[cfg(target_os = "linux")]
     let observe = tokio::task::spawn_blocking(ipv6::linux::observe);
+    // The reader kills its PowerShell a little before the round gives up on it.
     #[cfg(windows)]
-    let observe = tokio::task::spawn_blocking(move || ipv6::windows::observe(timeout));
+    let observe = tokio::task::spawn_blocking(move || {
+        ipv6::windows::observe(timeout.saturating_sub(Duration::from_millis(200)))
+    });
     #[cfg(not(any(target_os = "linux", windows)))]
     let observe = async {
         Ok::<std::io::Result<ipv6::Observed>, String>(Err(std::io::Error::other(

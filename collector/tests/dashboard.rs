@@ -159,8 +159,21 @@ mod webdriver {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
+    /// ChromeDriver and its Chromium (one process group), killed when dropped — also when the
+    /// test fails before a session exists.
+    struct Driver(Child);
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+
     pub struct Browser {
-        driver: Child,
+        _driver: Driver,
         base: String,
         session: String,
         http: reqwest::Client,
@@ -178,7 +191,7 @@ mod webdriver {
                 .unwrap()
                 .port();
             // A process group of its own: Chromium's processes go with it when the test ends.
-            let driver = Command::new("chromedriver")
+            let driver = Driver(Command::new("chromedriver")
                 .arg(format!("--port={port}"))
                 .process_group(0)
                 .stdout(Stdio::null())
@@ -186,7 +199,7 @@ mod webdriver {
                 .spawn()
                 .unwrap_or_else(|e| {
                     panic!("chromedriver must be installed (apt-get install chromium-driver, as .ci/run does): {e}")
-                });
+                }));
             let base = format!("http://127.0.0.1:{port}");
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -208,7 +221,7 @@ mod webdriver {
                 },
             }}});
             let mut b = Browser {
-                driver,
+                _driver: driver,
                 base,
                 session: String::new(),
                 http,
@@ -304,16 +317,6 @@ mod webdriver {
                 .delete(format!("{}/session/{}", self.base, self.session))
                 .send()
                 .await;
-        }
-    }
-
-    impl Drop for Browser {
-        fn drop(&mut self) {
-            // Whatever is left of the group (Chromium if the session was not ended).
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-                .status();
-            let _ = self.driver.wait();
         }
     }
 }
