@@ -10,7 +10,7 @@
 use crate::committer::{CommitOutcome, CommitterHandle, ReportCommit};
 use crate::config::{IngestTuning, Limits};
 use crate::metrics::Metrics;
-use crate::presence::{Outbound, Presence};
+use crate::presence::{Outbound, Outgoing, Presence};
 use crate::store::TerminalKey;
 use crate::validate::{self, Rejection};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -90,7 +90,10 @@ impl IngestService {
 
 #[tonic::async_trait]
 impl FleetIngest for IngestService {
-    type ConnectStream = ReceiverStream<Result<CollectorMessage, Status>>;
+    type ConnectStream = futures::stream::Map<
+        ReceiverStream<Outgoing>,
+        fn(Outgoing) -> Result<CollectorMessage, Status>,
+    >;
 
     async fn connect(
         &self,
@@ -120,12 +123,19 @@ impl FleetIngest for IngestService {
                 .streams
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(ReceiverStream::new(rx).map(
+            unbox as fn(Outgoing) -> Result<CollectorMessage, Status>,
+        )))
     }
 }
 
-fn msg(body: CollectorBody) -> CollectorMessage {
-    CollectorMessage { body: Some(body) }
+fn msg(body: CollectorBody) -> Box<CollectorMessage> {
+    Box::new(CollectorMessage { body: Some(body) })
+}
+
+/// What tonic sends, from what the stream's channel holds.
+fn unbox(o: Outgoing) -> Result<CollectorMessage, Status> {
+    o.map(|m| *m).map_err(|s| *s)
 }
 
 /// Maps a decode failure of the inbound stream to the status and metric reason it deserves.
@@ -156,43 +166,63 @@ fn rejection_status(r: &Rejection) -> Status {
     }
 }
 
+/// One agent stream: its Hello, then its reports until it ends.
 async fn session(
     state: Arc<IngestState>,
     mut inbound: Streaming<AgentMessage>,
     tx: Outbound,
     peer: Option<std::net::IpAddr>,
 ) {
+    // The Hello phase's state (the Hello, the identity, enrollment) is gone once it returns: the
+    // future every connected agent keeps alive holds only what the reports need.
+    let Some((key, secret_hash)) = open_stream(&state, &mut inbound, &tx, peer).await else {
+        return;
+    };
+    let _present = state.presence.enter(key.clone(), tx.clone());
+    if let Err(st) = reports(&state, &key, secret_hash.as_deref(), &mut inbound, &tx).await {
+        let _ = tx.send(Err(Box::new(st))).await;
+    }
+}
+
+/// Reads and checks the Hello, admits the terminal, and answers Welcome; `None` when the stream
+/// was refused (the status is already sent) or went away.
+async fn open_stream(
+    state: &IngestState,
+    inbound: &mut Streaming<AgentMessage>,
+    tx: &Outbound,
+    peer: Option<std::net::IpAddr>,
+) -> Option<(TerminalKey, Option<String>)> {
     let first = tokio::select! {
-        _ = state.shutdown.cancelled() => return,
+        _ = state.shutdown.cancelled() => return None,
         r = tokio::time::timeout(state.limits.hello_timeout(), inbound.message()) => r,
     };
     let hello = match first {
         Err(_) => {
             state.metrics.reject("no_hello");
             let _ = tx
-                .send(Err(Status::deadline_exceeded(format!(
+                .send(Err(Box::new(Status::deadline_exceeded(format!(
                     "no Hello within limits.hello_timeout_ms = {} ms",
                     state.limits.hello_timeout_ms
-                ))))
+                )))))
                 .await;
-            return;
+            return None;
         }
         Ok(Err(st)) => {
-            let _ = tx.send(Err(inbound_error(&state, st))).await;
-            return;
+            let _ = tx.send(Err(Box::new(inbound_error(state, st)))).await;
+            return None;
         }
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Ok(Ok(Some(AgentMessage {
             body: Some(AgentBody::Hello(h)),
         }))) => h,
         Ok(Ok(Some(_))) => {
             state.metrics.reject("no_hello");
             let _ = tx
-                .send(Err(Status::invalid_argument(
+                .send(Err(Box::new(Status::invalid_argument(
                     "the first message of a stream must be Hello",
-                )))
+                ))))
                 .await;
-            return;
+            return None;
         }
     };
     let ident = match validate::hello(&hello) {
@@ -200,8 +230,8 @@ async fn session(
         Err(r) => {
             state.metrics.reject(r.label());
             tracing::info!(reason = %r, "hello refused");
-            let _ = tx.send(Err(rejection_status(&r))).await;
-            return;
+            let _ = tx.send(Err(Box::new(rejection_status(&r)))).await;
+            return None;
         }
     };
     let key = TerminalKey::new(ident.site.as_str(), ident.terminal.as_str());
@@ -216,16 +246,18 @@ async fn session(
             Err(f) => {
                 state.metrics.auth_failure(f.label());
                 tracing::info!(site = %ident.site, reason = f.label(), "agent not admitted");
-                let _ = tx.send(Err(auth_status(f))).await;
-                return;
+                let _ = tx.send(Err(Box::new(auth_status(f)))).await;
+                return None;
             }
         }
     }
     let last_stored_seq = match state.committer.hello(&ident).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
-            return;
+            let _ = tx
+                .send(Err(Box::new(Status::unavailable(e.to_string()))))
+                .await;
+            return None;
         }
     };
     tracing::debug!(site = %ident.site, terminal = %ident.terminal, last_stored_seq, "agent connected");
@@ -242,13 +274,9 @@ async fn session(
         .await
         .is_err()
     {
-        return;
+        return None;
     }
-    let _present = state.presence.enter(key.clone(), tx.clone());
-    let secret_hash = admitted.map(|a| a.secret_hash);
-    if let Err(st) = reports(&state, &key, secret_hash.as_deref(), &mut inbound, &tx).await {
-        let _ = tx.send(Err(st)).await;
-    }
+    Some((key, admitted.map(|a| a.secret_hash)))
 }
 
 /// The status of a refused credential. Being rate-limited says nothing about the credential, so it
@@ -284,11 +312,11 @@ async fn reports(
     let rate_window = Duration::from_secs(state.limits.rate_window_secs.max(1));
     let mut reading = true;
     // Set when the stream is to end once the reports already queued are acked (rate limit).
-    let mut ending: Option<Status> = None;
+    let mut ending: Option<Box<Status>> = None;
     let max_in_flight = state.tuning.per_stream_in_flight;
     loop {
         if !reading && in_flight.is_empty() {
-            return ending.map_or(Ok(()), Err);
+            return ending.map_or(Ok(()), |st| Err(*st));
         }
         tokio::select! {
             biased;
@@ -309,10 +337,10 @@ async fn reports(
                     }
                     CommitOutcome::OutOfOrder { last_seq } => {
                         state.metrics.reject("out_of_order");
-                        return Err(refuse(tx, seq, Status::failed_precondition(format!(
+                        return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
                             "report seq {seq} was never stored and seq {last_seq} already is: \
                              seqs must increase per terminal"
-                        ))).await);
+                        )))).await);
                     }
                 };
                 if tx.send(Ok(msg(CollectorBody::Ack(ack)))).await.is_err() {
@@ -360,24 +388,26 @@ async fn reports(
                     if let Ok(v) = wait.as_millis().to_string().parse() {
                         st.metadata_mut().insert(RETRY_PUSHBACK, v);
                     }
-                    ending = Some(st);
+                    ending = Some(Box::new(st));
                     reading = false;
                     continue;
                 }
                 if seq <= last_seq_on_stream {
                     state.metrics.reject("out_of_order");
-                    return Err(refuse(tx, seq, Status::failed_precondition(format!(
+                    return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
                         "report seq {seq} follows seq {last_seq_on_stream} on this stream: seqs must \
                          strictly increase"
-                    ))).await);
+                    )))).await);
                 }
                 if let Err(r) = validate::report(&report, &state.limits, crate::clock::now_ms()) {
                     state.metrics.reject(r.label());
-                    return Err(refuse(tx, seq, rejection_status(&r)).await);
+                    return Err(Box::pin(refuse(tx, seq, rejection_status(&r))).await);
                 }
                 last_seq_on_stream = seq;
                 let commit = commit_of(key, &report);
-                let rx = state.committer.report(commit).await
+                // Boxed, like the refusals: a future kept inline would make every connected
+                // agent's task as large as its largest await (~600 bytes for this one).
+                let rx = Box::pin(state.committer.report(commit)).await
                     .map_err(|e| Status::unavailable(e.to_string()))?;
                 in_flight.push_back(async move { (seq, rx.await) });
             }
