@@ -204,9 +204,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
                 .as_ref()
                 .map(|t| t.expose().to_owned())
         });
-        let end = session(
+        let mut end = SessionEnd::default();
+        if let Err(e) = session(
             channel,
             hello,
+            &mut end,
             Credential {
                 secret_path: &secret_path,
                 using_secret: secret.is_some(),
@@ -217,7 +219,10 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
             &config_tx,
             &shutdown,
         )
-        .await;
+        .await
+        {
+            end.error = Some(e);
+        }
         if shutdown.is_cancelled() {
             break;
         }
@@ -382,6 +387,18 @@ fn pushback(status: &tonic::Status) -> Option<Duration> {
         .map(|ms| Duration::from_millis(ms.min(10 * 60 * 1000)))
 }
 
+/// What a refusal before Welcome means for the next attempt (forget a refused secret, wait out a
+/// pushback); returns its message.
+async fn refused(
+    credential: &Credential<'_>,
+    end: &mut SessionEnd,
+    status: &tonic::Status,
+) -> String {
+    credential.refused(status).await;
+    end.retry_after = pushback(status);
+    status.message().to_string()
+}
+
 /// The size of a report as the collector measures it: the whole `AgentMessage` carrying it.
 fn message_size(r: &oqs_proto::v1::Report) -> usize {
     let len = prost::Message::encoded_len(r);
@@ -389,32 +406,10 @@ fn message_size(r: &oqs_proto::v1::Report) -> usize {
     1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
-/// One stream: Hello, replay, then live reports; returns when the stream ends.
+/// One stream: Hello, replay, then live reports, until the stream ends. `Err` says why (`Ok` on
+/// shutdown); `end` collects what the reconnect needs to know.
 #[allow(clippy::too_many_arguments)]
 async fn session(
-    channel: tonic::transport::Channel,
-    hello: Hello,
-    credential: Credential<'_>,
-    spool: &Shared,
-    new_report: &Notify,
-    run_now: &Notify,
-    config: &watch::Sender<AgentConfig>,
-    shutdown: &CancellationToken,
-) -> SessionEnd {
-    let mut end = SessionEnd::default();
-    if let Err(e) = stream(
-        channel, hello, &mut end, credential, spool, new_report, run_now, config, shutdown,
-    )
-    .await
-    {
-        end.error = Some(e);
-    }
-    end
-}
-
-/// The body of [`session`]; `Err` is why the stream ended (`Ok` on shutdown).
-#[allow(clippy::too_many_arguments)]
-async fn stream(
     channel: tonic::transport::Channel,
     mut hello: Hello,
     end: &mut SessionEnd,
@@ -439,11 +434,7 @@ async fn stream(
         .await;
     let mut inbound = match inbound {
         Ok(r) => r.into_inner(),
-        Err(s) => {
-            credential.refused(&s).await;
-            end.retry_after = pushback(&s);
-            return Err(format!("connect: {}", s.message()));
-        }
+        Err(s) => return Err(format!("connect: {}", refused(&credential, end, &s).await)),
     };
     let (stored, max_message_bytes) = match inbound.message().await {
         Ok(Some(m)) => match m.body {
@@ -457,11 +448,7 @@ async fn stream(
             other => return Err(format!("expected Welcome, got {other:?}")),
         },
         Ok(None) => return Err("stream closed before Welcome".into()),
-        Err(s) => {
-            credential.refused(&s).await;
-            end.retry_after = pushback(&s);
-            return Err(s.message().to_string());
-        }
+        Err(s) => return Err(refused(&credential, end, &s).await),
     };
     spool_op(spool, move |s| {
         s.remove_through(stored)?;

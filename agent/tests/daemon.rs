@@ -126,14 +126,9 @@ fn run_without_a_collector_url_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_now_and_config_update_from_the_collector_take_effect() {
     let tmp = tempfile::tempdir().unwrap();
-    let collector = oqs_collector::server::start(CollectorConfig {
-        data_dir: tmp.path().join("collector"),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..CollectorConfig::default()
-    })
-    .await
-    .unwrap();
+    let collector = oqs_collector::server::start(common::collector_config(tmp.path()))
+        .await
+        .unwrap();
     let config = tmp.path().join("agent.toml");
     // An hour between rounds: any second report within the test is the collector's doing.
     write_config(
@@ -252,12 +247,7 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
             .unwrap();
         }
     }
-    let mut cfg = CollectorConfig {
-        data_dir: tmp.path().join("collector"),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..CollectorConfig::default()
-    };
+    let mut cfg = common::collector_config(tmp.path());
     cfg.limits.max_reports_per_minute = 4;
     cfg.limits.rate_window_secs = 2;
     let collector = oqs_collector::server::start(cfg).await.unwrap();
@@ -297,17 +287,7 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
         t["reports_total"], t["last_seq"],
         "every seq from 1 stored exactly once: {last}"
     );
-    let m = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let limited: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("oqs_reports_rejected_total{reason=\"rate_limited\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let limited = common::metric(http, "oqs_reports_rejected_total{reason=\"rate_limited\"}").await;
     // 15 reports at 4 per 2 s window: three refusals when the agent waits out each window; an
     // agent that reconnected every second would be refused again inside the same window.
     assert!(
@@ -324,12 +304,7 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
 async fn reports_over_the_collectors_size_limit_are_dropped_and_counted_not_resent() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path().join("spool");
-    let mut cfg = CollectorConfig {
-        data_dir: tmp.path().join("collector"),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..CollectorConfig::default()
-    };
+    let mut cfg = common::collector_config(tmp.path());
     // Smaller than any round's report (its probes fail with error texts).
     cfg.limits.max_message_bytes = 200;
     let collector = oqs_collector::server::start(cfg).await.unwrap();
@@ -356,16 +331,11 @@ async fn reports_over_the_collectors_size_limit_are_dropped_and_counted_not_rese
     drop(agent);
     assert!(dropped() >= 3, "oversized reports counted as dropped");
     assert!(spooled(&spool) <= 1, "the spool does not fill with them");
-    let m = reqwest::get(format!("http://{}/metrics", collector.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let too_large = m
-        .lines()
-        .find_map(|l| l.strip_prefix("oqs_reports_rejected_total{reason=\"too_large\"} "))
-        .unwrap_or("0");
-    assert_eq!(too_large, "0", "the agent never sent one");
+    let too_large = common::metric(
+        collector.http_addr,
+        "oqs_reports_rejected_total{reason=\"too_large\"}",
+    )
+    .await;
+    assert_eq!(too_large, 0.0, "the agent never sent one");
     collector.stop().await.unwrap();
 }

@@ -3,7 +3,6 @@
 //! goes on with its secret; after the NOC revokes the site nothing more is stored and the agent
 //! forgets the refused secret.
 
-use oqs_collector::config::CollectorConfig;
 mod common;
 
 use common::start_agent;
@@ -47,12 +46,7 @@ async fn wait_seq(http: std::net::SocketAddr, min: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = CollectorConfig {
-        data_dir: tmp.path().join("collector"),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..CollectorConfig::default()
-    };
+    let mut cfg = common::collector_config(tmp.path());
     cfg.enrollment.required = true;
     let c = oqs_collector::server::start(cfg).await.unwrap();
     let http = c.http_addr;
@@ -151,12 +145,7 @@ async fn wrong_attempt(grpc: std::net::SocketAddr, guess: &str) -> tonic::Code {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_secret() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = CollectorConfig {
-        data_dir: tmp.path().join("collector"),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..CollectorConfig::default()
-    };
+    let mut cfg = common::collector_config(tmp.path());
     cfg.enrollment.required = true;
     cfg.enrollment.max_failures_per_minute = 3;
     let c = oqs_collector::server::start(cfg.clone()).await.unwrap();
@@ -214,17 +203,7 @@ async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_se
     let agent = start_agent(&config);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(last_seq(http).await, frozen, "refused while limited");
-    let m = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let limited: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("oqs_auth_failures_total{reason=\"rate_limited\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let limited = common::metric(http, "oqs_auth_failures_total{reason=\"rate_limited\"}").await;
     assert!(limited >= 1.0, "the agent itself was refused: {limited}");
     assert!(secret.exists(), "a rate-limited agent keeps its secret");
     drop(agent);

@@ -10,6 +10,26 @@ mod common;
 use common::*;
 use oqs_collector::server;
 
+/// A new stream for clinic-l/pc-1 and its Welcome, once the previous stream's slot is free
+/// (`limits.max_streams` is 1 here).
+async fn reopen(c: &oqs_collector::server::Running) -> (AgentStream, oqs_proto::v1::Welcome) {
+    for _ in 0..50 {
+        if let Ok(mut s) = AgentStream::open(
+            channel(c.grpc_addr).await,
+            msg_hello(hello("clinic-l", "pc-1")),
+        )
+        .await
+        {
+            match s.next().await {
+                Ok(Some(oqs_proto::v1::collector_message::Body::Welcome(w))) => return (s, w),
+                other => panic!("expected Welcome, got {other:?}"),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no stream slot freed within 2.5 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,27 +81,7 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     drop(first);
 
     // Reconnecting at once does not open a new window: the same refusal.
-    let mut again = None;
-    for _ in 0..50 {
-        // The first stream's slot frees once its task has ended.
-        match AgentStream::open(
-            channel(c.grpc_addr).await,
-            msg_hello(hello("clinic-l", "pc-1")),
-        )
-        .await
-        {
-            Ok(s) => {
-                again = Some(s);
-                break;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
-    let mut again = again.expect("a new stream once the first has ended");
-    let welcome = match again.next().await {
-        Ok(Some(oqs_proto::v1::collector_message::Body::Welcome(w))) => w,
-        other => panic!("expected Welcome, got {other:?}"),
-    };
+    let (mut again, welcome) = reopen(&c).await;
     assert_eq!(welcome.last_stored_seq, 3);
     again.send(report(4)).await;
     let (st, _) = again.error().await;
@@ -90,26 +90,7 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
 
     // After the pushback, the report is stored: nothing lost.
     tokio::time::sleep(std::time::Duration::from_millis(pushback + 50)).await;
-    let mut again = None;
-    for _ in 0..50 {
-        match AgentStream::open(
-            channel(c.grpc_addr).await,
-            msg_hello(hello("clinic-l", "pc-1")),
-        )
-        .await
-        {
-            Ok(s) => {
-                again = Some(s);
-                break;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
-    let mut again = again.expect("a new stream once the others have ended");
-    assert!(matches!(
-        again.next().await,
-        Ok(Some(oqs_proto::v1::collector_message::Body::Welcome(_)))
-    ));
+    let (mut again, _) = reopen(&c).await;
     again.send(report(4)).await;
     assert_eq!(again.ack().await.seq, 4);
     let site = get_json(c.http_addr, "/api/sites/clinic-l").await;

@@ -52,3 +52,27 @@ pub fn write_config(
     )
     .unwrap();
 }
+
+/// A collector config on loopback (ports chosen by the OS) with its store under `dir/collector`.
+pub fn collector_config(dir: &Path) -> oqs_collector::config::CollectorConfig {
+    oqs_collector::config::CollectorConfig {
+        data_dir: dir.join("collector"),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }
+}
+
+/// One series of a collector's `/metrics`, written out in full (`name{labels}`); 0 when absent.
+pub async fn metric(http: std::net::SocketAddr, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
