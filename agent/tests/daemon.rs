@@ -69,24 +69,11 @@ async fn spooled_reports_survive_sigkill_and_are_replayed_once() {
     .await
     .unwrap();
     let _agent = start_agent(&config);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let key = oqs_collector::store::TerminalKey::new("clinic-d", "pc-1");
-    let http = collector.http_addr;
-    let mut last = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let body = reqwest::get(format!("http://{http}/api/sites/clinic-d"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        last = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-        let t = &last["terminals"][0];
-        if t["last_seq"].as_u64().unwrap_or(0) > held as u64 && spooled(&spool) <= 1 {
-            break;
-        }
-    }
+    let last = common::wait_site(collector.http_addr, "clinic-d", 20, |v| {
+        v["terminals"][0]["last_seq"].as_u64().unwrap_or(0) > held as u64 && spooled(&spool) <= 1
+    })
+    .await;
     let t = &last["terminals"][0];
     let last_seq = t["last_seq"].as_u64().unwrap();
     assert!(last_seq > held as u64, "replayed and continued: {last}");
@@ -262,21 +249,10 @@ async fn a_spool_larger_than_the_rate_limit_is_replayed_whole() {
     );
     let agent = start_agent(&config);
     let http = collector.http_addr;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let body = reqwest::get(format!("http://{http}/api/sites/clinic-rl"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        last = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-        if last["terminals"][0]["last_seq"].as_u64().unwrap_or(0) >= 15 {
-            break;
-        }
-    }
+    let last = common::wait_site(http, "clinic-rl", 30, |v| {
+        v["terminals"][0]["last_seq"].as_u64().unwrap_or(0) >= 15
+    })
+    .await;
     drop(agent);
     let t = &last["terminals"][0];
     assert!(

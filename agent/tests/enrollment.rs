@@ -24,12 +24,9 @@ fn write_config(path: &Path, grpc: std::net::SocketAddr, spool: &Path, token: Op
 }
 
 async fn last_seq(http: std::net::SocketAddr) -> u64 {
-    let Ok(r) = reqwest::get(format!("http://{http}/api/sites/clinic-enr")).await else {
-        return 0;
-    };
-    let v: serde_json::Value =
-        serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default();
-    v["terminals"][0]["last_seq"].as_u64().unwrap_or(0)
+    common::site_json(http, "clinic-enr").await["terminals"][0]["last_seq"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 async fn wait_seq(http: std::net::SocketAddr, min: u64) -> u64 {
@@ -51,16 +48,7 @@ async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
     let c = oqs_collector::server::start(cfg).await.unwrap();
     let http = c.http_addr;
     let client = reqwest::Client::new();
-    let body = client
-        .post(format!("http://{http}/api/admin/enrollments/clinic-enr"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = v["token"].as_str().unwrap().to_owned();
+    let token = common::enroll(http, "clinic-enr").await;
 
     let spool = tmp.path().join("spool");
     let config = tmp.path().join("agent.toml");
@@ -150,16 +138,7 @@ async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_se
     cfg.enrollment.max_failures_per_minute = 3;
     let c = oqs_collector::server::start(cfg.clone()).await.unwrap();
     let http = c.http_addr;
-    let body = reqwest::Client::new()
-        .post(format!("http://{http}/api/admin/enrollments/clinic-enr"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = v["token"].as_str().unwrap().to_owned();
+    let token = common::enroll(http, "clinic-enr").await;
     let spool = tmp.path().join("spool");
     let config = tmp.path().join("agent.toml");
     write_config(&config, c.grpc_addr, &spool, Some(&token));

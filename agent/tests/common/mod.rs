@@ -76,3 +76,42 @@ pub async fn metric(http: std::net::SocketAddr, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// `GET /api/sites/{site}` of a collector, as JSON (Null while the site is unknown).
+pub async fn site_json(http: std::net::SocketAddr, site: &str) -> serde_json::Value {
+    let Ok(r) = reqwest::get(format!("http://{http}/api/sites/{site}")).await else {
+        return serde_json::Value::Null;
+    };
+    serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default()
+}
+
+/// Polls `site` every 200 ms until `done` holds for it or `secs` pass; returns the last answer.
+pub async fn wait_site(
+    http: std::net::SocketAddr,
+    site: &str,
+    secs: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let v = site_json(http, site).await;
+        if done(&v) || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A site's enrollment token, made through the collector's (open) admin API.
+pub async fn enroll(http: std::net::SocketAddr, site: &str) -> String {
+    let body = reqwest::Client::new()
+        .post(format!("http://{http}/api/admin/enrollments/{site}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
