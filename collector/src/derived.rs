@@ -27,7 +27,7 @@ struct CheckMetrics {
 /// What one batch changed, applied after the flush (or undone).
 #[derive(Default)]
 pub struct Staged {
-    sites_before: HashMap<String, Option<SiteState>>,
+    sites_before: HashMap<String, Option<Arc<SiteState>>>,
     next_event_id_before: Option<u64>,
     stored: Vec<CheckMetrics>,
     events: Vec<Event>,
@@ -43,7 +43,8 @@ impl Staged {
 pub struct Derived {
     engine: Engine,
     history: HistorySettings,
-    sites: HashMap<String, SiteState>,
+    /// Shared with the view: a site's state is one allocation, copied only when it changes.
+    sites: HashMap<String, Arc<SiteState>>,
     view: FleetView,
     metrics: Arc<Metrics>,
 }
@@ -61,7 +62,7 @@ impl Derived {
         let engine = Engine::new(flags, store.next_event_id()?);
         let mut sites = HashMap::new();
         for st in store.sites()? {
-            sites.insert(st.site.clone(), st);
+            sites.insert(st.site.clone(), Arc::new(st));
         }
         let d = Self {
             engine,
@@ -86,7 +87,7 @@ impl Derived {
         Ok(d)
     }
 
-    fn site_mut(&mut self, staged: &mut Staged, site: &str) -> &mut SiteState {
+    fn site_mut(&mut self, staged: &mut Staged, site: &str) -> &mut Arc<SiteState> {
         if !staged.sites_before.contains_key(site) {
             staged
                 .sites_before
@@ -97,9 +98,11 @@ impl Derived {
             .get_or_insert(self.engine.next_event_id);
         self.sites
             .entry(site.to_owned())
-            .or_insert_with(|| SiteState {
-                site: site.to_owned(),
-                ..Default::default()
+            .or_insert_with(|| {
+                Arc::new(SiteState {
+                    site: site.to_owned(),
+                    ..Default::default()
+                })
             })
     }
 
@@ -142,16 +145,17 @@ impl Derived {
             .filter(|l| !l.error_code.is_empty())
             .map(|l| self.engine.code_label(&l.error_code).to_owned());
         let before = self.sites.get(&key.site).cloned();
-        let st = self.site_mut(staged, &key.site);
-        // The engine is borrowed mutably alongside one site: take the site out meanwhile.
-        let mut st = std::mem::take(st);
+        let slot = self.site_mut(staged, &key.site);
+        // The engine is borrowed mutably alongside one site: take the site out meanwhile (a copy,
+        // since the view and `before` still hold the published state).
+        let mut st = Arc::unwrap_or_clone(std::mem::take(slot));
         let events = self
             .engine
             .on_report(&mut st, &key.terminal, report, now_ms);
-        if before.as_ref() != Some(&st) {
+        if before.as_deref() != Some(&st) {
             batch.put_site(&st);
         }
-        self.sites.insert(key.site.clone(), st);
+        self.sites.insert(key.site.clone(), Arc::new(st));
         for e in &events {
             batch.put_event(e);
         }
@@ -188,13 +192,13 @@ impl Derived {
             if !self.engine.tick_due(current, now_ms, &last_seen) {
                 continue;
             }
-            let mut st = current.clone();
+            let mut st = SiteState::clone(current);
             let events = self.engine.on_tick(&mut st, now_ms, &last_seen);
-            if &st == current {
+            if &st == current.as_ref() {
                 continue;
             }
             let slot = self.site_mut(staged, &site);
-            *slot = st;
+            *slot = Arc::new(st);
             batch.put_site(slot);
             for e in &events {
                 batch.put_event(e);

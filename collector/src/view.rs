@@ -34,11 +34,12 @@ impl FleetView {
             .collect()
     }
 
-    pub fn publish(&self, st: SiteState) {
+    /// Makes `st` what readers see for its site (the writer keeps sharing it until it changes).
+    pub fn publish(&self, st: Arc<SiteState>) {
         self.sites
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(st.site.clone(), Arc::new(st));
+            .insert(st.site.clone(), st);
     }
 
     /// Other sites on the same line: the same current /64 (FAQ Q16).
