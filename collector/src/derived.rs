@@ -96,14 +96,12 @@ impl Derived {
         staged
             .next_event_id_before
             .get_or_insert(self.engine.next_event_id);
-        self.sites
-            .entry(site.to_owned())
-            .or_insert_with(|| {
-                Arc::new(SiteState {
-                    site: site.to_owned(),
-                    ..Default::default()
-                })
+        self.sites.entry(site.to_owned()).or_insert_with(|| {
+            Arc::new(SiteState {
+                site: site.to_owned(),
+                ..Default::default()
             })
+        })
     }
 
     /// Stages a newly stored report: raw (whole or elided), history points, site state, events.
