@@ -23,6 +23,26 @@ fn write_config(path: &Path, grpc: std::net::SocketAddr, spool: &Path, token: Op
     );
 }
 
+/// A collector started with `cfg`, clinic-enr enrolled, and `oqs-agent run` started with the
+/// site's token: (collector, spool dir, agent config path, agent).
+async fn enrolled_agent(
+    dir: &Path,
+    cfg: oqs_collector::config::CollectorConfig,
+) -> (
+    oqs_collector::server::Running,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    common::Agent,
+) {
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let token = common::enroll(c.http_addr, "clinic-enr").await;
+    let spool = dir.join("spool");
+    let config = dir.join("agent.toml");
+    write_config(&config, c.grpc_addr, &spool, Some(&token));
+    let agent = start_agent(&config);
+    (c, spool, config, agent)
+}
+
 async fn last_seq(http: std::net::SocketAddr) -> u64 {
     common::site_json(http, "clinic-enr").await["terminals"][0]["last_seq"]
         .as_u64()
@@ -45,15 +65,9 @@ async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = common::collector_config(tmp.path());
     cfg.enrollment.required = true;
-    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let (c, spool, config, agent) = enrolled_agent(tmp.path(), cfg).await;
     let http = c.http_addr;
     let client = reqwest::Client::new();
-    let token = common::enroll(http, "clinic-enr").await;
-
-    let spool = tmp.path().join("spool");
-    let config = tmp.path().join("agent.toml");
-    write_config(&config, c.grpc_addr, &spool, Some(&token));
-    let agent = start_agent(&config);
     assert!(wait_seq(http, 2).await >= 2, "the enrolled agent reports");
     let secret = spool.join("terminal.secret");
     let text = std::fs::read_to_string(&secret).unwrap();
@@ -136,13 +150,8 @@ async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_se
     let mut cfg = common::collector_config(tmp.path());
     cfg.enrollment.required = true;
     cfg.enrollment.max_failures_per_minute = 3;
-    let c = oqs_collector::server::start(cfg.clone()).await.unwrap();
+    let (c, spool, config, agent) = enrolled_agent(tmp.path(), cfg.clone()).await;
     let http = c.http_addr;
-    let token = common::enroll(http, "clinic-enr").await;
-    let spool = tmp.path().join("spool");
-    let config = tmp.path().join("agent.toml");
-    write_config(&config, c.grpc_addr, &spool, Some(&token));
-    let agent = start_agent(&config);
     assert!(wait_seq(http, 1).await >= 1, "the enrolled agent reports");
     let secret = spool.join("terminal.secret");
     assert!(secret.exists());
