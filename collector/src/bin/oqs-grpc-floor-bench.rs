@@ -18,7 +18,6 @@ use oqs_proto::v1::collector_message::Body as CollectorBody;
 use oqs_proto::v1::fleet_ingest_server::{FleetIngest, FleetIngestServer};
 use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Welcome};
 use std::pin::Pin;
-use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -72,10 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     // Same shape of line as the collector's, so the bench scripts can read the address.
     println!("ready grpc={} http=none", listener.local_addr()?);
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+    oqs_collector::server::grpc_transport(tonic::transport::Server::builder())
         .add_service(FleetIngestServer::new(Floor))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = tokio::signal::ctrl_c().await;
