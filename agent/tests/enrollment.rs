@@ -43,6 +43,22 @@ async fn enrolled_agent(
     (c, spool, config, agent)
 }
 
+/// Restarts the agent with the token removed from its config and asserts that it still reports
+/// (two more seqs stored) on its saved secret alone; `why` names the case in the failure.
+async fn restart_on_secret_alone(
+    config: &Path,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    spool: &Path,
+    why: &str,
+) -> common::Agent {
+    write_config(config, grpc, spool, None);
+    let before = last_seq(http).await;
+    let agent = start_agent(config);
+    assert!(wait_seq(http, before + 2).await >= before + 2, "{why}");
+    agent
+}
+
 async fn last_seq(http: std::net::SocketAddr) -> u64 {
     common::site_json(http, "clinic-enr").await["terminals"][0]["last_seq"]
         .as_u64()
@@ -80,13 +96,14 @@ async fn the_token_becomes_a_terminal_secret_and_revocation_stops_the_agent() {
     drop(agent);
 
     // The token leaves the config: the secret is enough.
-    write_config(&config, c.grpc_addr, &spool, None);
-    let before = last_seq(http).await;
-    let agent = start_agent(&config);
-    assert!(
-        wait_seq(http, before + 2).await >= before + 2,
-        "reports with the secret alone"
-    );
+    let agent = restart_on_secret_alone(
+        &config,
+        c.grpc_addr,
+        http,
+        &spool,
+        "reports with the secret alone",
+    )
+    .await;
 
     // Revoked: nothing more is stored, and the refused secret is forgotten.
     client
@@ -169,13 +186,14 @@ async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_se
     );
     // ...and the agent, reconnecting with its secret, still reports.
     drop(agent);
-    write_config(&config, c.grpc_addr, &spool, None);
-    let before = last_seq(http).await;
-    let agent = start_agent(&config);
-    assert!(
-        wait_seq(http, before + 2).await >= before + 2,
-        "a secret that worked from here passes the limited address"
-    );
+    let agent = restart_on_secret_alone(
+        &config,
+        c.grpc_addr,
+        http,
+        &spool,
+        "a secret that worked from here passes the limited address",
+    )
+    .await;
     drop(agent);
     c.stop().await.unwrap();
 
