@@ -180,6 +180,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         boot_id: format!("{:x}", nanos()),
         customer_id: cfg.customer_id.as_ref().map(|c| c.reveal().to_string()),
         highest_held_seq: 0,
+        highest_acked_seq: 0,
         prefecture: cfg.prefecture.clone(),
         site_name: cfg.site_name.clone(),
         credential: None,
@@ -353,6 +354,9 @@ impl Credential<'_> {
                 use std::os::unix::fs::PermissionsExt;
                 f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             }
+            // %ProgramData% would let every local user read it: owner, SYSTEM, Administrators only.
+            #[cfg(windows)]
+            crate::winacl::restrict_to_owner(&tmp)?;
             f.write_all(secret.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, secret_path)
@@ -420,9 +424,10 @@ async fn session(
     config: &watch::Sender<AgentConfig>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    hello.highest_held_seq = spool_op(spool, |s| Ok(s.highest_held()))
-        .await
-        .map_err(|e| e.to_string())?;
+    (hello.highest_held_seq, hello.highest_acked_seq) =
+        spool_op(spool, |s| Ok((s.highest_held(), s.acked_through())))
+            .await
+            .map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     tx.send(AgentMessage {
         body: Some(AgentBody::Hello(hello)),
@@ -436,26 +441,37 @@ async fn session(
         Ok(r) => r.into_inner(),
         Err(s) => return Err(format!("connect: {}", refused(&credential, end, &s).await)),
     };
-    let (stored, max_message_bytes) = match inbound.message().await {
+    let (stored, max_message_bytes, max_addresses, max_list_items) = match inbound.message().await {
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => {
                 if !w.terminal_secret.is_empty() {
                     credential.keep(&w.terminal_secret).await?;
                     tracing::info!("enrolled: the collector issued this terminal's secret");
                 }
-                (w.last_stored_seq, w.max_message_bytes as usize)
+                (
+                    w.last_stored_seq,
+                    w.max_message_bytes as usize,
+                    w.max_addresses as usize,
+                    w.max_list_items as usize,
+                )
             }
             other => return Err(format!("expected Welcome, got {other:?}")),
         },
         Ok(None) => return Err("stream closed before Welcome".into()),
         Err(s) => return Err(refused(&credential, end, &s).await),
     };
-    spool_op(spool, move |s| {
-        s.remove_through(stored)?;
-        s.continue_above(stored)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let welcomed = spool_op(spool, move |s| s.accept_welcome(stored))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let crate::spool::Welcomed::Renumbered(n) = welcomed {
+        tracing::warn!(
+            last_stored_seq = stored,
+            renumbered = n,
+            "the collector already stores seqs beyond this agent's own (reinstalled, restored \
+             from an image, or another machine with the same site and terminal ids): the held \
+             reports were never delivered and are sent again above it"
+        );
+    }
     tracing::info!(last_stored_seq = stored, "connected to the collector");
     let mut sent_upto = stored;
     let mut acked_upto = stored;
@@ -467,7 +483,24 @@ async fn session(
         let pending = spool_op(spool, move |s| s.after(sent_upto))
             .await
             .map_err(|e| e.to_string())?;
-        for r in pending {
+        // Recorded before they leave: a collector that later claims a seq this spool never sent
+        // stores someone else's reports, and ours are renumbered rather than forgotten.
+        if let Some(last) = pending.last().map(|r| r.seq) {
+            spool_op(spool, move |s| s.mark_sent(last))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for mut r in pending {
+            // Lists longer than the collector keeps are cut as it would cut them (the first
+            // items), so the report fits its limits and the message its size.
+            let cut = crate::tidy::fit_lists(&mut r, max_addresses, max_list_items);
+            if cut > 0 {
+                tracing::debug!(
+                    seq = r.seq,
+                    cut,
+                    "list items beyond the collector's limits left out"
+                );
+            }
             // A report the collector would refuse for its size would block every later one:
             // it is dropped and counted instead (0: an old collector that does not say).
             let size = message_size(&r);
@@ -515,7 +548,12 @@ async fn session(
                         let seq = a.seq;
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
-                        spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
+                        spool_op(spool, move |s| {
+                            s.remove(seq)?;
+                            s.mark_acked(seq)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
                     }
                     Some(CollectorBody::Rejected(r)) => {
                         tracing::warn!(seq = r.seq, reason = %r.reason, "collector refused a report; dropping it");
@@ -541,6 +579,17 @@ async fn session(
                 Ok(None) => return Err("the collector closed the stream".into()),
                 Err(s) => {
                     end.retry_after = pushback(&s);
+                    if s.metadata().get(oqs_proto::TERMINAL_ID_CONFLICT).is_some() {
+                        // What was sent but not acked was not stored as ours: send it again
+                        // (renumbered above the other machine's) rather than forget it.
+                        tracing::error!(
+                            "another machine reports with this terminal's site and terminal ids: \
+                             give each machine its own terminal_id"
+                        );
+                        spool_op(spool, move |sp| sp.unsend_after(acked_upto))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                     return Err(format!("{:?}: {}", s.code(), s.message()));
                 }
             },

@@ -10,9 +10,13 @@ pub mod config;
 pub mod daemon;
 pub use oqs_guide::diagnosis;
 pub mod guide;
+pub mod install;
+pub mod logfile;
 pub mod render;
 pub mod round;
 pub mod spool;
 pub mod tidy;
+#[cfg(windows)]
+pub mod winacl;
 #[cfg(windows)]
 pub mod winservice;

@@ -3,7 +3,8 @@
 //!
 //! Must never print the customer ID in full.
 
-use crate::diagnosis::Diagnosis;
+use crate::diagnosis::{self, Diagnosis};
+use oqs_guide::support;
 use oqs_proto::v1::{self, Outcome, Report};
 use oqs_proto::wire_name;
 use serde_json::{json, Value};
@@ -51,7 +52,12 @@ pub fn failing(r: &Report) -> Vec<String> {
 
 /// One JSON document with every probe result, the line-auth state and code, the prefix and the
 /// diagnosis.
-pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
+/// `customer_id` is the configured one: it adds the guide's notes that depend on it (FAQ Q9).
+pub fn json(r: &Report, area: &str, d: &Diagnosis, customer_id: Option<&str>) -> Value {
+    let hint = d
+        .finding
+        .zip(customer_id)
+        .and_then(|(f, c)| diagnosis::customer_id_hint(f, c));
     let ipv6 = r.ipv6.clone().unwrap_or_default();
     let la = r.lineauth.clone().unwrap_or_default();
     let state = |s: i32| wire_name!(LineAuthState, s);
@@ -87,6 +93,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "default_gateways": ipv6.default_gateways,
             "dns_servers": ipv6.dns_servers,
             "dns_mode": wire_name!(DnsServerMode, ipv6.dns_mode),
+            "latency_ms": ipv6.latency_ms,
         },
         "dns": r.dns.iter().map(|p| json!({
             "name": p.name,
@@ -98,6 +105,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "answers": p.answers,
             "latency_ms": p.latency_ms,
             "error": p.error,
+            "truncated": p.truncated,
         })).collect::<Vec<_>>(),
         "lineauth": {
             "url": la.url,
@@ -134,7 +142,11 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis) -> Value {
             "remedy_ja": d.remedy_ja,
             "remedy_en": d.remedy_en,
             "guide_page": d.guide_page,
+            "hint_ja": hint.map(|h| h.0),
+            "hint_en": hint.map(|h| h.1),
         },
+        // Whom to call, each with whether it answers at the round's end (Japan time).
+        "desks": support::desks_now(d.finding, r.finished_at_ms),
     })
 }
 
@@ -147,7 +159,13 @@ fn mark(ok: bool) -> &'static str {
 }
 
 /// The engineer's report.
-pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
+pub fn text(
+    r: &Report,
+    area_label: &str,
+    d: &Diagnosis,
+    lang: Lang,
+    customer_id: Option<&str>,
+) -> String {
     let ja = lang == Lang::Ja;
     let ok = |o: i32| o == Outcome::Ok as i32;
     let mut s = String::new();
@@ -295,11 +313,56 @@ pub fn text(r: &Report, area_label: &str, d: &Diagnosis, lang: Lang) -> String {
             } else {
                 s.push_str(&format!("Result: troubleshooting step {step} fails\nRemedy: {remedy}\nSee: connection guide {}\n", d.guide_page));
             }
-            s.push_str(if ja {
-                "問合せ先: ネットワークサポートデスク 0120-220-571（お客さまIDとIPv6アドレスをご用意ください）\n"
-            } else {
-                "Support: Network Support Desk 0120-220-571 (have the customer ID and IPv6 address ready)\n"
-            });
+            if let Some((hint_ja, hint_en)) = d
+                .finding
+                .zip(customer_id)
+                .and_then(|(f, c)| diagnosis::customer_id_hint(f, c))
+            {
+                s.push_str(&format!(
+                    "{}: {}\n",
+                    if ja { "注意" } else { "Note" },
+                    if ja { hint_ja } else { hint_en }
+                ));
+            }
+            // Whom to call, the desk that can act on it first, and whether it answers now.
+            for desk in support::desks_now(d.finding, r.finished_at_ms) {
+                let (name, purpose, state, hours) = if ja {
+                    let state = if desk.open_now {
+                        "受付中"
+                    } else {
+                        "受付時間外"
+                    };
+                    (
+                        desk.name_ja,
+                        desk.for_ja,
+                        state,
+                        desk.hours_today.unwrap_or("休業"),
+                    )
+                } else {
+                    let state = if desk.open_now {
+                        "open now"
+                    } else {
+                        "closed now"
+                    };
+                    (
+                        desk.name_en,
+                        desk.for_en,
+                        state,
+                        desk.hours_today.unwrap_or("closed"),
+                    )
+                };
+                s.push_str(&if ja {
+                    format!(
+                        "問合せ先: {name} {}（{purpose}）— {state}（本日 {hours}）\n",
+                        desk.number
+                    )
+                } else {
+                    format!(
+                        "Support: {name} {} ({purpose}) — {state} (today {hours})\n",
+                        desk.number
+                    )
+                });
+            }
         }
     }
     s
@@ -382,18 +445,47 @@ mod tests {
         let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
         assert_eq!(d.step, None, "the tree passes: {d:?}");
         assert_eq!(failing(&r), ["http crl", "ntp ntp.base.oqs-pdl.org"]);
-        let ja = text(&r, "東日本", &d, Lang::Ja);
+        let ja = text(&r, "東日本", &d, Lang::Ja, None);
         assert!(
             ja.contains("次の確認が NG です: http crl, ntp ntp.base.oqs-pdl.org"),
             "{ja}"
         );
         assert!(!ja.contains("問題は見つかりませんでした"), "{ja}");
-        let en = text(&r, "NTT East", &d, Lang::En);
+        let en = text(&r, "NTT East", &d, Lang::En, None);
         assert!(en.contains("these checks fail: http crl"), "{en}");
         assert_eq!(
-            json(&r, "east", &d)["failing"],
+            json(&r, "east", &d, None)["failing"],
             serde_json::json!(["http crl", "ntp ntp.base.oqs-pdl.org"])
         );
+    }
+
+    #[test]
+    fn a_failing_step_names_the_desk_to_call_and_whether_it_is_open() {
+        let mut r = tree_passes();
+        let la = r.lineauth.as_mut().unwrap();
+        la.state = LineAuthState::IneligibleLine as i32;
+        la.error_code = "P11019".into();
+        // Sunday 2026-11-29, 10:00 JST: the FLET'S desk answers, the network desk does not.
+        r.finished_at_ms = 1_795_914_000_000;
+        let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
+        assert_eq!(d.step, Some(5));
+        let ja = text(&r, "東日本", &d, Lang::Ja, Some("COP01234567"));
+        let flets = ja.find("0120-116-116").expect("the FLET'S desk");
+        let network = ja.find("0120-220-571").expect("the network desk");
+        assert!(flets < network, "the line's desk first: {ja}");
+        assert!(ja.contains("0120-116-116（回線のタイプ"), "{ja}");
+        assert!(ja[flets..network].contains("受付中"), "{ja}");
+        assert!(ja[network..].contains("受付時間外"), "{ja}");
+        assert!(ja.contains("Bフレッツ"), "the COP note: {ja}");
+        let doc = json(&r, "east", &d, Some("COP01234567"));
+        assert_eq!(doc["desks"][0]["number"], "0120-116-116");
+        assert_eq!(doc["desks"][0]["open_now"], true);
+        assert_eq!(doc["desks"][1]["open_now"], false);
+        assert!(doc["diagnosis"]["hint_en"]
+            .as_str()
+            .unwrap()
+            .contains("B FLET'S"));
+        assert!(!ja.contains("COP01234567"), "never the customer ID in full");
     }
 
     #[test]
@@ -403,6 +495,6 @@ mod tests {
         r.ntp[0].outcome = OK;
         let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
         assert!(failing(&r).is_empty());
-        assert!(text(&r, "東日本", &d, Lang::Ja).contains("問題は見つかりませんでした"));
+        assert!(text(&r, "東日本", &d, Lang::Ja, None).contains("問題は見つかりませんでした"));
     }
 }

@@ -6,7 +6,6 @@
 
 use crate::checks::{dns, http, ipv6, lineauth, ntp};
 use crate::config::AgentConfig;
-use hickory_resolver::TokioResolver;
 use oqs_proto::v1::{HttpTarget, Ipv6State, Outcome, Report};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -118,7 +117,7 @@ impl RoundRunner {
 }
 
 /// The resolver the OS is configured with now, read on a blocking thread within `timeout`.
-async fn system_resolver(timeout: Duration) -> Result<TokioResolver, dns::ResolverError> {
+async fn system_resolver(timeout: Duration) -> Result<dns::SystemResolver, dns::ResolverError> {
     match tokio::time::timeout(
         timeout,
         tokio::task::spawn_blocking(move || dns::system(timeout)),
@@ -136,29 +135,19 @@ async fn system_resolver(timeout: Duration) -> Result<TokioResolver, dns::Resolv
     }
 }
 
-/// How long the IPv6 reader may take: the probe timeout, but on Windows at least what a cold
-/// PowerShell start takes (1–3 s, more on a busy clinic PC), or a short probe timeout would read
-/// as "no IPv6" fleet-wide.
-fn ipv6_budget(probe_timeout: Duration) -> Duration {
-    if cfg!(windows) {
-        probe_timeout.max(Duration::from_secs(15))
-    } else {
-        probe_timeout
-    }
-}
-
-/// Reads and judges the terminal's IPv6 state, within its budget (a reader that hangs — a stuck
-/// PowerShell on Windows — must not stall the rounds).
+/// Reads and judges the terminal's IPv6 state within the probe timeout (a reader that hangs must
+/// not stall the rounds). On Windows the route to the area's first NW-base DNS server picks the
+/// adapter that decides (`checks/ipv6/windows.rs`).
 pub async fn observe_ipv6(nw_base: &[std::net::Ipv6Addr], probe_timeout: Duration) -> Ipv6State {
-    let timeout = ipv6_budget(probe_timeout);
+    let timeout = probe_timeout;
     let started = Instant::now();
     #[cfg(target_os = "linux")]
     let observe = tokio::task::spawn_blocking(ipv6::linux::observe);
-    // The reader kills its PowerShell a little before the round gives up on it.
     #[cfg(windows)]
-    let observe = tokio::task::spawn_blocking(move || {
-        ipv6::windows::observe(timeout.saturating_sub(Duration::from_millis(200)))
-    });
+    let observe = {
+        let target = nw_base.first().copied();
+        tokio::task::spawn_blocking(move || ipv6::windows::observe(target))
+    };
     #[cfg(not(any(target_os = "linux", windows)))]
     let observe = async {
         Ok::<std::io::Result<ipv6::Observed>, String>(Err(std::io::Error::other(

@@ -7,6 +7,7 @@
 //! report the collector has acknowledged, and never reuse a seq.
 
 use oqs_proto::v1::Report;
+use oqs_proto::MAX_SEQ;
 use prost::Message;
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,6 +24,8 @@ pub enum SpoolError {
     },
     #[error("spool state file {path} is corrupt: {message}")]
     State { path: String, message: String },
+    #[error("seq {0} is beyond the limit {max}: the spool's counter or the collector's last stored seq is damaged; nothing was dropped", max = MAX_SEQ)]
+    SeqLimit(u64),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -41,6 +44,24 @@ pub struct Spool {
     bytes: u64,
     next_seq: u64,
     dropped_total: u64,
+    /// The highest seq handed to a collector stream (persisted before it is sent): a report
+    /// above it was never sent, so a collector claiming to store it stores someone else's.
+    sent_through: u64,
+    /// While unsent held reports are being renumbered above a collector's `last_stored_seq`: the
+    /// first new seq. Persisted (the state file's fourth field) so a crash midway resumes instead
+    /// of taking the reports not yet moved for delivered ones.
+    renumbering_from: Option<u64>,
+}
+
+/// What a collector's `last_stored_seq` did to the spool ([`Spool::accept_welcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Welcomed {
+    /// The reports up to it were delivered: this many were forgotten.
+    Delivered(usize),
+    /// It is at or above this agent's own counter (reinstalled, a restored disk image, another
+    /// machine with the same ids): nothing held was delivered, and this many reports now carry
+    /// seqs above it.
+    Renumbered(usize),
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
@@ -74,22 +95,39 @@ impl Spool {
             }
         }
         let state_path = dir.join("state");
-        let (mut next_seq, dropped_total) = match fs::read_to_string(&state_path) {
-            Ok(s) => {
-                let mut it = s.split_whitespace().map(str::parse::<u64>);
-                match (it.next(), it.next()) {
-                    (Some(Ok(n)), Some(Ok(d))) => (n, d),
-                    _ => {
-                        return Err(SpoolError::State {
-                            path: state_path.display().to_string(),
-                            message: format!("expected \"next_seq dropped_total\", found {s:?}"),
-                        })
+        let (mut next_seq, dropped_total, sent_through, renumbering_from) =
+            match fs::read_to_string(&state_path) {
+                Ok(s) => {
+                    let mut it = s.split_whitespace().map(str::parse::<u64>);
+                    let ok = |v: u64| v <= MAX_SEQ + 1;
+                    match (it.next(), it.next(), it.next(), it.next()) {
+                        // Written before sends were recorded: everything below the counter may have
+                        // been sent.
+                        (Some(Ok(n)), Some(Ok(d)), None, None) if ok(n) => {
+                            (n, d, n.saturating_sub(1), None)
+                        }
+                        (Some(Ok(n)), Some(Ok(d)), Some(Ok(t)), None) if ok(n) && t < n => {
+                            (n, d, t, None)
+                        }
+                        (Some(Ok(n)), Some(Ok(d)), Some(Ok(t)), Some(Ok(r)))
+                            if ok(n) && t < n && r <= MAX_SEQ =>
+                        {
+                            (n, d, t, Some(r))
+                        }
+                        _ => {
+                            return Err(SpoolError::State {
+                                path: state_path.display().to_string(),
+                                message: format!(
+                                    "expected \"next_seq dropped_total [sent_through \
+                                 [renumbering_from]]\" with seqs at most {MAX_SEQ}, found {s:?}"
+                                ),
+                            })
+                        }
                     }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (1, 0),
-            Err(e) => return Err(io(&state_path)(e)),
-        };
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (1, 0, 0, None),
+                Err(e) => return Err(io(&state_path)(e)),
+            };
         if let Some((&last, _)) = held.iter().next_back() {
             next_seq = next_seq.max(last + 1);
         }
@@ -100,6 +138,8 @@ impl Spool {
             bytes,
             next_seq: next_seq.max(1),
             dropped_total,
+            sent_through,
+            renumbering_from,
         })
     }
 
@@ -108,10 +148,12 @@ impl Spool {
     }
 
     fn save_state(&self) -> Result<(), SpoolError> {
-        write_atomic(
-            &self.dir.join("state"),
-            format!("{} {}\n", self.next_seq, self.dropped_total).as_bytes(),
-        )
+        let (n, d, t) = (self.next_seq, self.dropped_total, self.sent_through);
+        let state = match self.renumbering_from {
+            None => format!("{n} {d} {t}\n"),
+            Some(r) => format!("{n} {d} {t} {r}\n"),
+        };
+        write_atomic(&self.dir.join("state"), state.as_bytes())
     }
 
     /// The seq the next report gets.
@@ -144,6 +186,9 @@ impl Spool {
     /// Moves the seq counter above what the collector already stores (after the agent's state
     /// was lost, say), so no seq is reused.
     pub fn continue_above(&mut self, stored: u64) -> Result<(), SpoolError> {
+        if stored > MAX_SEQ {
+            return Err(SpoolError::SeqLimit(stored));
+        }
         if self.next_seq <= stored {
             self.next_seq = stored + 1;
             self.save_state()?;
@@ -151,8 +196,139 @@ impl Spool {
         Ok(())
     }
 
+    /// The highest seq a collector acknowledged to this spool (kept in the file `acked`).
+    pub fn acked_through(&self) -> u64 {
+        fs::read_to_string(self.dir.join("acked"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Records that the collector acknowledged `seq` (kept when it is the highest so far): the
+    /// next Hello tells the collector, which can then see that its store lost acknowledged
+    /// reports.
+    pub fn mark_acked(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if seq > self.acked_through() {
+            write_atomic(&self.dir.join("acked"), format!("{seq}\n").as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Records, before they go out, that the reports up to `seq` are handed to a stream.
+    pub fn mark_sent(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if seq > self.sent_through {
+            self.sent_through = seq.min(self.next_seq.saturating_sub(1));
+            self.save_state()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the reports after `acked` as never delivered (the collector said it holds another
+    /// machine's reports under those seqs): the next Welcome renumbers them instead of taking
+    /// them for delivered.
+    pub fn unsend_after(&mut self, acked: u64) -> Result<(), SpoolError> {
+        if self.sent_through > acked {
+            self.sent_through = acked;
+            self.save_state()?;
+        }
+        Ok(())
+    }
+
+    /// Takes a collector's `last_stored_seq`. What was sent up to it was delivered: it goes. But
+    /// a held report up to it that was never sent cannot be the collector's (a reinstall, a
+    /// restored disk image, another machine with the same ids, a seq that jumped): it and every
+    /// unsent report after it are renumbered, in order, above the collector's seq, never dropped.
+    /// Either way the counter continues above it. A crash while renumbering resumes on the next
+    /// call (the state file says it was under way).
+    pub fn accept_welcome(&mut self, stored: u64) -> Result<Welcomed, SpoolError> {
+        if stored > MAX_SEQ {
+            return Err(SpoolError::SeqLimit(stored));
+        }
+        let delivered = stored.min(self.sent_through);
+        let n = self.held.range(..=delivered).count();
+        self.remove_through(delivered)?;
+        let unsent_claimed = stored > self.sent_through
+            && self
+                .held
+                .range(self.sent_through + 1..=stored)
+                .next()
+                .is_some();
+        // Moved reports get seqs from `first_new` on, above everything held and the collector's.
+        let first_new = match self.renumbering_from {
+            Some(first_new) => first_new,
+            None if unsent_claimed => {
+                let top = self.held.keys().next_back().copied().unwrap_or(0);
+                top.max(stored).saturating_add(1)
+            }
+            None => {
+                self.continue_above(stored)?;
+                return Ok(Welcomed::Delivered(n));
+            }
+        };
+        if first_new > MAX_SEQ {
+            return Err(SpoolError::SeqLimit(first_new));
+        }
+        self.renumbering_from = Some(first_new);
+        self.save_state()?;
+        // A resumed run: the reports already moved sit from `first_new` on; the rest follow them.
+        let mut next = self
+            .held
+            .range(first_new..)
+            .next_back()
+            .map_or(first_new, |(s, _)| s + 1);
+        let mut last_moved: Option<Vec<u8>> = match self.held.range(first_new..).next_back() {
+            Some((&s, _)) => fs::read(self.path(s)).ok(),
+            None => None,
+        };
+        let old: Vec<u64> = self
+            .held
+            .range(self.sent_through + 1..first_new)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut moved = 0;
+        for seq in old {
+            let p = self.path(seq);
+            let data = fs::read(&p).map_err(io(&p))?;
+            let Ok(mut report) = Report::decode(data.as_slice()) else {
+                self.remove(seq)?;
+                self.dropped_total += 1;
+                continue;
+            };
+            // Written again but not yet removed before a crash: the copy is the newest moved one.
+            let copy_exists = last_moved
+                .as_deref()
+                .and_then(|d| Report::decode(d).ok())
+                .is_some_and(|mut m| {
+                    m.seq = report.seq;
+                    m == report
+                });
+            if !copy_exists {
+                if next > MAX_SEQ {
+                    return Err(SpoolError::SeqLimit(next));
+                }
+                report.seq = next;
+                let bytes = report.encode_to_vec();
+                let np = self.path(next);
+                write_atomic(&np, &bytes)?;
+                self.held.insert(next, bytes.len() as u64);
+                self.bytes += bytes.len() as u64;
+                last_moved = Some(bytes);
+                next += 1;
+                moved += 1;
+            }
+            self.remove(seq)?;
+        }
+        self.next_seq = self.next_seq.max(next);
+        self.renumbering_from = None;
+        self.save_state()?;
+        Ok(Welcomed::Renumbered(moved))
+    }
+
     /// Stores a report under the next seq (set on the report) and returns it.
     pub fn push(&mut self, mut report: Report) -> Result<Report, SpoolError> {
+        if self.next_seq > MAX_SEQ {
+            return Err(SpoolError::SeqLimit(self.next_seq));
+        }
         report.seq = self.next_seq;
         report.spool_dropped_total = self.dropped_total;
         let data = report.encode_to_vec();
@@ -234,6 +410,152 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report told apart by its time.
+    fn at(t: i64) -> Report {
+        Report {
+            started_at_ms: t,
+            finished_at_ms: t + 1,
+            ..Default::default()
+        }
+    }
+
+    fn held(s: &mut Spool) -> Vec<(u64, i64)> {
+        s.after(0)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.seq, r.started_at_ms))
+            .collect()
+    }
+
+    #[test]
+    fn a_welcome_below_the_counter_forgets_what_was_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for t in [10, 20, 30] {
+            s.push(at(t)).unwrap();
+        }
+        s.mark_sent(3).unwrap();
+        assert_eq!(s.accept_welcome(2).unwrap(), Welcomed::Delivered(2));
+        assert_eq!(held(&mut s), [(3, 30)]);
+        assert_eq!(s.next_seq(), 4);
+    }
+
+    #[test]
+    fn a_welcome_at_or_above_the_counter_renumbers_instead_of_deleting() {
+        // A reinstalled agent (fresh spool, seqs 1..3) meets a collector that stores up to 500.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for t in [10, 20, 30] {
+            s.push(at(t)).unwrap();
+        }
+        assert_eq!(s.accept_welcome(500).unwrap(), Welcomed::Renumbered(3));
+        assert_eq!(held(&mut s), [(501, 10), (502, 20), (503, 30)]);
+        assert_eq!(s.next_seq(), 504);
+        assert_eq!(s.push(at(40)).unwrap().seq, 504);
+        // Survives a restart as it is.
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(held(&mut s).len(), 4);
+        assert_eq!(s.accept_welcome(500).unwrap(), Welcomed::Delivered(0));
+        assert_eq!(held(&mut s).len(), 4);
+    }
+
+    #[test]
+    fn unsent_reports_the_collector_claims_are_renumbered_even_when_more_are_held() {
+        // A restored disk image: five reports never sent, the collector stores up to 3.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for t in [10, 20, 30, 40, 50] {
+            s.push(at(t)).unwrap();
+        }
+        assert_eq!(s.accept_welcome(3).unwrap(), Welcomed::Renumbered(5));
+        assert_eq!(
+            held(&mut s),
+            [(6, 10), (7, 20), (8, 30), (9, 40), (10, 50)],
+            "all kept, in their order"
+        );
+        // Sent ones the collector stores are delivered as before; unsent above it stay.
+        s.mark_sent(7).unwrap();
+        assert_eq!(s.accept_welcome(7).unwrap(), Welcomed::Delivered(2));
+        assert_eq!(held(&mut s), [(8, 30), (9, 40), (10, 50)]);
+    }
+
+    #[test]
+    fn reports_another_machine_holds_the_seqs_of_are_sent_again_above_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for t in [10, 20, 30] {
+            s.push(at(t)).unwrap();
+        }
+        s.mark_sent(3).unwrap();
+        // Seq 1 acked; 2 and 3 met the other machine's under the same seqs.
+        s.remove(1).unwrap();
+        s.unsend_after(1).unwrap();
+        assert_eq!(s.accept_welcome(5).unwrap(), Welcomed::Renumbered(2));
+        assert_eq!(held(&mut s), [(6, 20), (7, 30)]);
+    }
+
+    #[test]
+    fn the_highest_acked_seq_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.acked_through(), 0);
+        s.mark_acked(7).unwrap();
+        s.mark_acked(5).unwrap();
+        drop(s);
+        assert_eq!(Spool::open(dir.path(), 1 << 20).unwrap().acked_through(), 7);
+    }
+
+    #[test]
+    fn a_renumbering_cut_by_a_crash_resumes_without_loss_or_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for t in [10, 20, 30] {
+            s.push(at(t)).unwrap();
+        }
+        // As if the agent died after writing the copy of seq 1 as 101, before removing seq 1.
+        s.renumbering_from = Some(101);
+        s.save_state().unwrap();
+        let mut copy = at(10);
+        copy.seq = 101;
+        write_atomic(&s.path(101), &copy.encode_to_vec()).unwrap();
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        // The collector still says 100 (nothing was delivered meanwhile).
+        assert_eq!(s.accept_welcome(100).unwrap(), Welcomed::Renumbered(2));
+        assert_eq!(held(&mut s), [(101, 10), (102, 20), (103, 30)]);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.renumbering_from, None, "the state says it is done");
+        assert_eq!(s.next_seq(), 104);
+    }
+
+    #[test]
+    fn seqs_near_the_limit_are_refused_not_overflowed_and_nothing_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(at(10)).unwrap();
+        for stored in [MAX_SEQ + 1, u64::MAX] {
+            assert!(matches!(
+                s.accept_welcome(stored),
+                Err(SpoolError::SeqLimit(_))
+            ));
+        }
+        assert_eq!(held(&mut s), [(1, 10)]);
+        // Renumbering right up to the limit: the last seq fits, the next push is refused.
+        assert_eq!(
+            s.accept_welcome(MAX_SEQ - 1).unwrap(),
+            Welcomed::Renumbered(1)
+        );
+        assert_eq!(held(&mut s), [(MAX_SEQ, 10)]);
+        assert!(matches!(s.push(at(20)), Err(SpoolError::SeqLimit(_))));
+        assert_eq!(held(&mut s), [(MAX_SEQ, 10)]);
+        // A state file claiming a counter beyond the limit is refused when opened.
+        std::fs::write(dir.path().join("state"), format!("{} 0\n", u64::MAX)).unwrap();
+        assert!(matches!(
+            Spool::open(dir.path(), 1 << 20),
+            Err(SpoolError::State { .. })
+        ));
+    }
 
     fn report(n: usize) -> Report {
         Report {

@@ -4,7 +4,8 @@
 //! with CRLF line ends, a long TLS chain error) must never get a whole report refused.
 //!
 //! Must never touch what the checks measured (states, codes, addresses, latencies): only texts
-//! meant for people.
+//! meant for people — and, at send time, lists longer than the collector said it keeps
+//! ([`fit_lists`]), cut to their first items as the collector would cut them.
 
 use oqs_proto::v1::Report;
 use oqs_proto::AGENT_TEXT_CHARS;
@@ -56,8 +57,53 @@ pub fn report(r: &mut Report) {
     }
 }
 
+/// Keeps the first `max_addresses` addresses and the first `max_items` items of every other list
+/// (DNS answers, DNS servers, gateways) — what the collector's Welcome says it keeps (0: not
+/// said, nothing cut). Returns how many items were cut.
+pub fn fit_lists(r: &mut Report, max_addresses: usize, max_items: usize) -> usize {
+    fn keep<T>(v: &mut Vec<T>, max: usize) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let extra = v.len().saturating_sub(max);
+        v.truncate(max);
+        extra
+    }
+    let mut cut = 0;
+    if let Some(s) = &mut r.ipv6 {
+        cut += keep(&mut s.addresses, max_addresses);
+        cut += keep(&mut s.default_gateways, max_items);
+        cut += keep(&mut s.dns_servers, max_items);
+    }
+    for p in &mut r.dns {
+        cut += keep(&mut p.answers, max_items);
+    }
+    cut
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lists_are_cut_to_what_the_collector_keeps_and_zero_cuts_nothing() {
+        use oqs_proto::v1::{DnsProbe, Ipv6State, Report};
+        let mut r = Report {
+            ipv6: Some(Ipv6State {
+                dns_servers: vec!["::1".into(); 5],
+                ..Default::default()
+            }),
+            dns: vec![DnsProbe {
+                answers: (0..30).map(|i| format!("2408::{i}")).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(super::fit_lists(&mut r.clone(), 0, 0), 0);
+        assert_eq!(super::fit_lists(&mut r, 64, 8), 22);
+        assert_eq!(r.dns[0].answers.len(), 8);
+        assert_eq!(r.dns[0].answers[0], "2408::0", "the first ones are kept");
+        assert_eq!(r.ipv6.as_ref().unwrap().dns_servers.len(), 5);
+    }
+
     use super::*;
     use oqs_proto::v1::{Ipv6Address, Ipv6State, LineAuthProbe};
 

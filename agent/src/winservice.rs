@@ -19,7 +19,7 @@ use windows_service::service::{
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 use windows_service::{define_windows_service, service_dispatcher};
 
-/// The name `deploy/windows/install-service.ps1` registers.
+/// The name the MSI (`deploy/windows/msi/oqs-agent.wxs`) registers.
 pub const SERVICE_NAME: &str = "oqs-agent";
 
 static CONFIG: OnceLock<AgentConfig> = OnceLock::new();
@@ -71,7 +71,16 @@ fn serve() -> anyhow::Result<()> {
         ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
         0,
     ))?;
-    let result = tokio::runtime::Runtime::new()?.block_on(crate::daemon::run(cfg, shutdown));
+    // The daemon runs on a runtime worker with a stack of its own size: the dispatcher's
+    // service thread has a small one (a round's future outgrew it under Wine: the service died
+    // silently after its first report).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()?;
+    let result = runtime
+        .block_on(async { tokio::spawn(crate::daemon::run(cfg, shutdown)).await })
+        .map_err(|e| anyhow::anyhow!("the daemon task failed: {e}"))?;
     let code = u32::from(result.is_err());
     handle.set_service_status(status(
         ServiceState::Stopped,
@@ -79,4 +88,32 @@ fn serve() -> anyhow::Result<()> {
         code,
     ))?;
     result.map_err(Into::into)
+}
+
+/// Restart on failure, set through the SCM (the MSI runs `oqs-agent service-config
+/// --restart-on-failure` after installing the service): 10 s, 10 s, then every 60 s, the count
+/// reset after a day of no failure; a non-zero exit counts as a failure as well as a crash.
+pub fn configure_restart_on_failure() -> anyhow::Result<()> {
+    use windows_service::service::{
+        ServiceAccess, ServiceAction, ServiceActionType, ServiceFailureActions,
+        ServiceFailureResetPeriod,
+    };
+    use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    let service = manager.open_service(
+        SERVICE_NAME,
+        ServiceAccess::CHANGE_CONFIG | ServiceAccess::QUERY_CONFIG,
+    )?;
+    let restart = |secs| ServiceAction {
+        action_type: ServiceActionType::Restart,
+        delay: Duration::from_secs(secs),
+    };
+    service.update_failure_actions(ServiceFailureActions {
+        reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
+        reboot_msg: None,
+        command: None,
+        actions: Some(vec![restart(10), restart(10), restart(60)]),
+    })?;
+    service.set_failure_actions_on_non_crash_failures(true)?;
+    Ok(())
 }

@@ -112,3 +112,32 @@ fn bad_input_exits_2_with_a_message_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_key"));
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    use std::io::Read;
+    let cfg = config("");
+    let mut child = agent()
+        .args(["check", "--json", "--config"])
+        .arg(cfg.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read nothing and close the pipe, as `| head -c 0` would.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the round's verdict, not a crash: {err}"
+    );
+}

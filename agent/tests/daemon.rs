@@ -315,3 +315,65 @@ async fn reports_over_the_collectors_size_limit_are_dropped_and_counted_not_rese
     assert_eq!(too_large, 0.0, "the agent never sent one");
     collector.stop().await.unwrap();
 }
+
+/// A collector restored from an older copy of its data directory (here: an empty one) is told by
+/// the agent's Hello how far it had acknowledged, and counts and flags the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_lost_acknowledged_reports_hears_it_from_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grpc = format!("127.0.0.1:{port}");
+    let config = tmp.path().join("agent.toml");
+    write_config(
+        &config,
+        "clinic-lost",
+        &format!("http://{grpc}"),
+        "",
+        &tmp.path().join("spool"),
+        1,
+    );
+    let start = |dir: &str| {
+        oqs_collector::server::start(CollectorConfig {
+            data_dir: tmp.path().join(dir),
+            grpc_listen: grpc.parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            ..CollectorConfig::default()
+        })
+    };
+    let first = start("first").await.unwrap();
+    let _agent = start_agent(&config);
+    common::wait_site(first.http_addr, "clinic-lost", 20, |v| {
+        v["terminals"][0]["last_seq"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    first.stop().await.unwrap();
+    // "Restored" with nothing: the agent reconnects and says what it was acknowledged.
+    let second = start("second").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lost = loop {
+        let m = reqwest::get(format!("http://{}/metrics", second.http_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v = m
+            .lines()
+            .find_map(|l| l.strip_prefix("oqs_store_lost_acked_reports_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if v >= 2.0 || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        lost >= 2.0,
+        "the lost acknowledged reports are counted: {lost}"
+    );
+    second.stop().await.unwrap();
+}

@@ -4,7 +4,7 @@
 
 use oqs_agent::checks::lineauth::classify::Classifier;
 use oqs_agent::checks::lineauth::fetch::LineAuthClient;
-use oqs_proto::v1::{LineAuthState, Outcome};
+use oqs_proto::v1::{CertProblem, LineAuthState, Outcome};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +17,16 @@ const HOST: &str = "www.lineauth.mnw";
 
 /// A CA, and a leaf for the portal's name signed by it.
 fn pki() -> (String, ServerConfig) {
+    pki_for(HOST)
+}
+
+/// A CA, and a leaf for `name` signed by it.
+fn pki_for(name: &str) -> (String, ServerConfig) {
+    pki_with(name, false)
+}
+
+/// A CA, and a leaf for `name` signed by it, expired if `expired`.
+fn pki_with(name: &str, expired: bool) -> (String, ServerConfig) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -24,10 +34,12 @@ fn pki() -> (String, ServerConfig) {
         .push(DnType::CommonName, "OQS test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let mut leaf_params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    if expired {
+        leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(
@@ -210,4 +222,45 @@ fn a_bad_ca_file_is_an_error_naming_it() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("oqs-ca.pem"), "{e}");
+}
+
+/// One look at the already-authenticated page, trusting `ca` (PEM) if given.
+async fn authenticated_page(addr: SocketAddr, ca: Option<&str>) -> oqs_proto::v1::LineAuthProbe {
+    client(
+        addr,
+        "already_authenticated.html",
+        ca,
+        Duration::from_secs(5),
+    )
+    .probe(&Classifier::default())
+    .await
+}
+
+#[tokio::test]
+async fn the_oqs_ca_bundle_never_trusts_a_certificate_for_another_name() {
+    // Signed by the bundle's CA, but for another host: the bundle adds roots, not names.
+    let (ca, config) = pki_for("portal.example.invalid");
+    let addr = portal(config).await;
+    let p = authenticated_page(addr, Some(&ca)).await;
+    assert!(!p.tls_trusted, "{p:?}");
+    assert_eq!(p.state, LineAuthState::CertUntrusted as i32, "{p:?}");
+    assert_eq!(p.cert_problem, CertProblem::NameMismatch as i32, "{p:?}");
+    assert!(p.error.contains("another name"), "{}", p.error);
+}
+
+#[tokio::test]
+async fn a_certificate_error_says_which_not_installed_or_expired() {
+    // Not installed (no bundle, the system does not know the CA): FAQ Q8.
+    let (_, config) = pki();
+    let addr = portal(config).await;
+    let p = authenticated_page(addr, None).await;
+    assert_eq!(p.cert_problem, CertProblem::NotTrusted as i32, "{p:?}");
+    assert!(p.error.contains("FAQ Q8"), "{}", p.error);
+    // Expired, though its CA is in the bundle.
+    let (ca, config) = pki_with(HOST, true);
+    let addr = portal(config).await;
+    let p = authenticated_page(addr, Some(&ca)).await;
+    assert_eq!(p.state, LineAuthState::CertUntrusted as i32, "{p:?}");
+    assert_eq!(p.cert_problem, CertProblem::Expired as i32, "{p:?}");
+    assert!(p.error.contains("expired"), "{}", p.error);
 }

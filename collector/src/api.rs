@@ -182,8 +182,12 @@ const SITES_PAGE_MAX: usize = 1000;
 
 async fn sites(
     State(s): State<ApiState>,
+    viewer: Option<axum::Extension<crate::http_auth::Viewer>>,
     query: Result<Query<SitesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SitesResponse>, ApiError> {
+    // Finding a site by its customer ID is seeing the ID: only a viewer who may see full IDs can
+    // (otherwise a masked ID could be recovered by trying the hidden digits).
+    let reveal = viewer.is_some_and(|v| v.reveal);
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let flag = q
         .flag
@@ -244,9 +248,10 @@ async fn sites(
             let lower = needle.to_lowercase();
             site_id.to_lowercase().contains(&lower)
                 || site_name.as_deref().is_some_and(|n| n.contains(needle))
-                || terms
-                    .iter()
-                    .any(|(_, r)| r.customer_id.as_deref() == Some(needle))
+                || (reveal
+                    && terms
+                        .iter()
+                        .any(|(_, r)| r.customer_id.as_deref() == Some(needle)))
         };
         if flag.is_some_and(|f| !st.as_ref().is_some_and(|st| st.flags.contains_key(&f)))
             || area.is_some_and(|a| site_area != Some(a.as_str()))
@@ -352,9 +357,11 @@ async fn site(
         .max()
         .unwrap_or(0);
     let finding = st.and_then(flags::site_finding);
+    let raw_customer_id = terms.iter().find_map(|(_, r)| r.customer_id.as_deref());
     let diagnosis = match finding {
         Some((terminal, f, since)) => {
             let d = oqs_guide::diagnosis::verdict(f);
+            let hint = raw_customer_id.and_then(|c| oqs_guide::diagnosis::customer_id_hint(f, c));
             json!({
                 "step": d.step,
                 "finding": d.finding,
@@ -363,6 +370,8 @@ async fn site(
                 "guide_page": d.guide_page,
                 "terminal_id": terminal,
                 "failing_since": since.and_then(when),
+                "hint_ja": hint.map(|h| h.0),
+                "hint_en": hint.map(|h| h.1),
             })
         }
         None => {
@@ -370,6 +379,7 @@ async fn site(
             json!({
                 "step": null, "finding": null, "remedy_ja": d.remedy_ja, "remedy_en": d.remedy_en,
                 "guide_page": d.guide_page, "terminal_id": null, "failing_since": null,
+                "hint_ja": null, "hint_en": null,
             })
         }
     };
@@ -396,6 +406,9 @@ async fn site(
         "support_desk_open_now": oqs_guide::support::network_desk_open(crate::clock::now_ms()),
         "support_desk_hours_today": oqs_guide::support::network_desk_hours_today(crate::clock::now_ms()),
         "flets_desk": oqs_guide::support::FLETS_DESK,
+        // Whom to call for this problem, the desk that can act on it first, each with whether it
+        // answers now (Japan time).
+        "desks": oqs_guide::support::desks_now(finding.map(|(_, f, _)| f), crate::clock::now_ms()),
     });
     let first_non_empty = |f: fn(&TerminalRecord) -> &String| {
         terms
@@ -785,7 +798,7 @@ async fn enroll(
 }
 
 /// `DELETE /api/admin/enrollments/{site}`: revokes the site's token and every terminal secret;
-/// its agents are refused from their next message.
+/// the site's open streams are ended at once (UNAUTHENTICATED), and any later message refused.
 async fn revoke(
     State(s): State<ApiState>,
     Path(site_id): Path<String>,
@@ -796,8 +809,16 @@ async fn revoke(
         .revoke(site_id.as_str())
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let revoked = crate::enrollment::AuthFailure::Revoked;
+    let closed = s.presence.close_site(
+        site_id.as_str(),
+        &tonic::Status::unauthenticated(revoked.message()),
+    );
+    for _ in 0..closed {
+        s.metrics.auth_failure(revoked.label());
+    }
     Ok(Json(
-        json!({ "site_id": site_id.to_string(), "revoked_terminals": n }),
+        json!({ "site_id": site_id.to_string(), "revoked_terminals": n, "closed_streams": closed }),
     ))
 }
 

@@ -28,6 +28,9 @@ pub enum CommitOutcome {
     Duplicate,
     /// Never stored, and a higher seq of the same terminal already is: seqs must increase.
     OutOfOrder { last_seq: u64 },
+    /// A different report is stored under this seq: another machine reports with the same site
+    /// and terminal ids. Nothing written; the site is flagged `terminal_id_conflict`.
+    Conflict,
 }
 
 /// Why a commit failed: the store could not write. Nothing of the batch was acknowledged.
@@ -45,6 +48,29 @@ pub struct ReportCommit {
     pub encoded: Vec<u8>,
     /// The same, decoded (the flag engine and the history read it).
     pub report: Report,
+    /// With a stream's first report: its Hello's identity, for a terminal the Hello did not
+    /// record (a Hello alone writes nothing for a terminal that never stored a report).
+    pub ident: Option<Box<AgentIdentity>>,
+    /// How far the report's own time was ahead of the collector's when it arrived, when more than
+    /// `limits.max_clock_ahead_secs`: `report` and `encoded` then carry the receive time, and the
+    /// terminal's clock is flagged.
+    pub clock_ahead_ms: Option<i64>,
+}
+
+/// What a Hello says about the terminal, onto its record.
+fn apply_identity(rec: &mut TerminalRecord, ident: &AgentIdentity, now: i64) {
+    if rec.first_seen_ms == 0 {
+        rec.first_seen_ms = now;
+    }
+    rec.last_hello_ms = now;
+    rec.hostname = ident.hostname.clone();
+    rec.agent_version = ident.agent_version.clone();
+    rec.os = ident.os.clone();
+    rec.boot_id = ident.boot_id.clone();
+    rec.prefecture = ident.prefecture.clone().unwrap_or_default();
+    rec.site_name = ident.site_name.clone().unwrap_or_default();
+    rec.area = ident.area.to_wire() as i32;
+    rec.customer_id = ident.customer_id.as_ref().map(|c| c.reveal().to_owned());
 }
 
 type ReportReply = oneshot::Sender<Result<CommitOutcome, CommitError>>;
@@ -255,7 +281,8 @@ impl Writer {
         let mut batch = CommitBatch::default();
         let mut staged = Staged::default();
         let mut dirty: HashSet<TerminalKey> = HashSet::new();
-        let mut pending: HashSet<Vec<u8>> = HashSet::new();
+        // Report keys staged in this batch, with their reports' times.
+        let mut pending: HashMap<Vec<u8>, i64> = HashMap::new();
         // Replies are held until the flush, then sent: nothing is answered before it is durable.
         let mut hello_replies: Vec<(oneshot::Sender<Result<u64, CommitError>>, u64)> = Vec::new();
         let mut report_replies: Vec<(ReportReply, Result<CommitOutcome, CommitError>)> = Vec::new();
@@ -263,31 +290,47 @@ impl Writer {
         // Undo list: records as they were before this batch, restored if the write fails.
         let mut before: HashMap<TerminalKey, TerminalRecord> = HashMap::new();
 
+        // (terminal, stored, acked) of Hellos that say the store lost acknowledged reports.
+        let mut lost: Vec<(TerminalKey, u64, u64)> = Vec::new();
         for req in reqs {
             match req {
-                Request::Hello { key, ident, reply } => match self.record(&key) {
-                    Ok(rec) => {
-                        before.entry(key.clone()).or_insert_with(|| rec.clone());
-                        if rec.first_seen_ms == 0 {
-                            rec.first_seen_ms = now;
+                Request::Hello { key, ident, reply } => {
+                    // An unknown terminal gets no record (nor memory) from a Hello: a peer sending
+                    // Hellos for made-up ids must not grow the store; its first stored report
+                    // brings the identity (`ReportCommit::ident`).
+                    let known = if self.records.contains_key(&key) {
+                        Ok(true)
+                    } else {
+                        self.store.terminal(&key).map(|r| r.is_some())
+                    };
+                    match known.and_then(|known| {
+                        if known {
+                            self.record(&key).map(Some)
+                        } else {
+                            Ok(None)
                         }
-                        rec.last_hello_ms = now;
-                        rec.hostname = ident.hostname;
-                        rec.agent_version = ident.agent_version;
-                        rec.os = ident.os;
-                        rec.boot_id = ident.boot_id;
-                        rec.prefecture = ident.prefecture.unwrap_or_default();
-                        rec.site_name = ident.site_name.unwrap_or_default();
-                        rec.area = ident.area.to_wire() as i32;
-                        rec.customer_id = ident.customer_id.map(|c| c.reveal().to_owned());
-                        let last = rec.last_seq;
-                        dirty.insert(key);
-                        hello_replies.push((reply, last));
+                    }) {
+                        Ok(Some(rec)) => {
+                            before.entry(key.clone()).or_insert_with(|| rec.clone());
+                            apply_identity(rec, &ident, now);
+                            let last = rec.last_seq;
+                            if ident.highest_acked_seq > last {
+                                lost.push((key.clone(), last, ident.highest_acked_seq));
+                            }
+                            dirty.insert(key);
+                            hello_replies.push((reply, last));
+                        }
+                        Ok(None) => {
+                            if ident.highest_acked_seq > 0 {
+                                lost.push((key.clone(), 0, ident.highest_acked_seq));
+                            }
+                            hello_replies.push((reply, 0));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(CommitError(e.to_string())));
+                        }
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(CommitError(e.to_string())));
-                    }
-                },
+                }
                 Request::Report { commit, reply } => {
                     let outcome = self.admit(
                         &commit,
@@ -324,6 +367,18 @@ impl Writer {
                     }
                 }
             }
+        }
+        for (key, stored, acked) in lost {
+            tracing::error!(
+                site = %key.site,
+                terminal = %key.terminal,
+                stored,
+                acked,
+                "the store lost reports it had acknowledged: the agent says more was acknowledged \
+                 than the store holds"
+            );
+            self.derived
+                .lost_reports(&mut staged, &mut batch, &key, stored, acked, now);
         }
         for key in &dirty {
             if let Some(rec) = self.records.get(key) {
@@ -369,7 +424,7 @@ impl Writer {
         c: &ReportCommit,
         batch: &mut CommitBatch,
         staged: &mut Staged,
-        pending: &mut HashSet<Vec<u8>>,
+        pending: &mut HashMap<Vec<u8>, i64>,
         before: &mut HashMap<TerminalKey, TerminalRecord>,
         now: i64,
     ) -> Result<CommitOutcome, CommitError> {
@@ -378,19 +433,38 @@ impl Writer {
         let (last_seq, pruned) = (rec.last_seq, rec.pruned_through_seq);
         if c.seq <= last_seq {
             let rk = c.key.report_key(c.seq);
-            if pending.contains(&rk)
-                || c.seq <= pruned
-                || self.store.has_report(&c.key, c.seq).map_err(err)?
-            {
-                return Ok(CommitOutcome::Duplicate);
-            }
-            return Ok(CommitOutcome::OutOfOrder { last_seq });
+            // "Duplicate" is the same report: a different one under a stored seq is another
+            // machine with the same ids. (A report stamped with its receive time cannot be
+            // compared with its first arrival; one deleted by retention cannot be compared.)
+            let same = if let Some(at) = pending.get(&rk) {
+                Some(*at == c.finished_at_ms)
+            } else if c.seq <= pruned {
+                Some(true)
+            } else {
+                self.store
+                    .same_report(&c.key, c.seq, &c.encoded, c.finished_at_ms)
+                    .map_err(err)?
+            };
+            return Ok(match same {
+                Some(true) => CommitOutcome::Duplicate,
+                Some(false) if c.clock_ahead_ms.is_some() => CommitOutcome::Duplicate,
+                Some(false) => {
+                    self.derived.conflict(staged, batch, &c.key, c.seq, now);
+                    CommitOutcome::Conflict
+                }
+                None => CommitOutcome::OutOfOrder { last_seq },
+            });
         }
         let Self {
             records, derived, ..
         } = self;
         let rec = records.get_mut(&c.key).expect("loaded above");
         before.entry(c.key.clone()).or_insert_with(|| rec.clone());
+        if let Some(ident) = &c.ident {
+            if rec.last_hello_ms == 0 {
+                apply_identity(rec, ident, now);
+            }
+        }
         if rec.last_round_at_ms > 0 && c.finished_at_ms > rec.last_round_at_ms {
             rec.interval_ms = (c.finished_at_ms - rec.last_round_at_ms).clamp(1000, 86_400_000);
         }
@@ -400,9 +474,17 @@ impl Writer {
         rec.last_round_at_ms = c.finished_at_ms;
         rec.spool_dropped_total = c.spool_dropped_total;
         derived.stored(
-            staged, batch, &c.key, rec, c.seq, &c.report, &c.encoded, now,
+            staged,
+            batch,
+            &c.key,
+            rec,
+            c.seq,
+            &c.report,
+            &c.encoded,
+            now,
+            c.clock_ahead_ms,
         );
-        pending.insert(c.key.report_key(c.seq));
+        pending.insert(c.key.report_key(c.seq), c.finished_at_ms);
         Ok(CommitOutcome::Stored)
     }
 }

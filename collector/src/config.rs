@@ -160,16 +160,36 @@ pub struct Limits {
     pub max_url_chars: usize,
     /// How long a new stream may take to send its Hello, in milliseconds.
     pub hello_timeout_ms: u64,
-    /// Agent streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Agent streams open at once past their Hello; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
+    /// Streams waiting for their Hello (at most `hello_timeout_ms` each), in all.
+    pub max_pre_hello_streams: usize,
+    /// Streams waiting for their Hello from one source (an IPv4 address or an IPv6 /64).
+    pub max_pre_hello_per_source: usize,
+    /// Concurrent streams on one HTTP/2 connection (an agent uses one; `oqs-fleet-sim
+    /// --connections` multiplexes many terminals and needs this raised).
+    pub max_streams_per_connection: u32,
+    /// A stream that sends nothing for this long after its Hello is closed (UNAVAILABLE; an agent
+    /// reconnects): a few of the longest usual intervals (an hour), so a peer cannot sit on a
+    /// slot. Agents with longer intervals reconnect for each round.
+    pub stream_idle_secs: u64,
+    /// How long a new connection may take for its TLS handshake, or to send its first bytes
+    /// without TLS, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// The HTTP side: a client must send a whole request head within this many milliseconds of
+    /// connecting or of its previous answer (an idle keep-alive connection is closed after it).
+    pub http_header_timeout_ms: u64,
+    /// Open gRPC connections from one source (an IPv4 address or an IPv6 /64); more are closed
+    /// when accepted. Agents behind one NAT or VPN gateway share it: size it to the largest such.
+    pub max_connections_per_source: usize,
     /// Reports one terminal may send per rate window (`rate_window_secs`, a minute by default,
     /// hence the name), over all its streams; more end the stream with RESOURCE_EXHAUSTED and a
     /// `grpc-retry-pushback-ms` saying when the window ends.
     pub max_reports_per_minute: u32,
     /// The rate window, in seconds.
     pub rate_window_secs: u64,
-    /// How far an agent's clock may be ahead of the collector's, in seconds, before a report's
-    /// times are refused as impossible.
+    /// How far an agent's clock may be ahead of the collector's, in seconds; a report further
+    /// ahead is stored with its receive time and the site flagged `ntp_skew`, never refused.
     pub max_clock_ahead_secs: u64,
 }
 
@@ -186,6 +206,13 @@ impl Default for Limits {
             max_url_chars: 2048,
             hello_timeout_ms: 10_000,
             max_streams: 50_000,
+            max_pre_hello_streams: 4096,
+            max_pre_hello_per_source: 64,
+            max_streams_per_connection: 8,
+            max_connections_per_source: 2048,
+            stream_idle_secs: 3 * 3600,
+            http_header_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
             max_reports_per_minute: 600,
             rate_window_secs: 60,
             max_clock_ahead_secs: 24 * 3600,
@@ -233,6 +260,10 @@ pub struct StoreTuning {
     /// compression cuts the disk used per site several times over for a little CPU (README).
     /// Fixed when the store is created.
     pub compression_level: i32,
+    /// Start even though the store lost acknowledged writes (its log holds fewer commits than its
+    /// witness file says were durable): once, after deciding not to restore a backup. The
+    /// collector refuses to start otherwise, naming the files and the recovery.
+    pub accept_lost_writes: bool,
 }
 
 impl Default for StoreTuning {
@@ -240,6 +271,7 @@ impl Default for StoreTuning {
         Self {
             cache_bytes: 128 * 1024 * 1024,
             compression_level: 3,
+            accept_lost_writes: false,
         }
     }
 }
@@ -255,6 +287,9 @@ pub struct FlagSettings {
     pub ntp_skew_ms: u64,
     /// `prefix_changed` stays raised this long after the last change, in seconds.
     pub prefix_changed_hold_secs: u64,
+    /// `terminal_id_conflict` stays raised this long after the last conflicting report, in
+    /// seconds.
+    pub conflict_hold_secs: u64,
     /// A consent page within this many seconds of a prefix change is linked to it.
     pub reauth_link_secs: u64,
     /// `flapping`: at least `flapping_transitions` global-address changes within the window; it
@@ -281,6 +316,7 @@ impl Default for FlagSettings {
             clear_after: 2,
             ntp_skew_ms: 1000,
             prefix_changed_hold_secs: 3600,
+            conflict_hold_secs: 3600,
             reauth_link_secs: 86_400,
             flapping_window_secs: 1800,
             flapping_transitions: 3,
@@ -306,6 +342,9 @@ impl FlagSettings {
     }
     pub fn prefix_changed_hold_ms(&self) -> i64 {
         secs_ms(self.prefix_changed_hold_secs)
+    }
+    pub fn conflict_hold_ms(&self) -> i64 {
+        secs_ms(self.conflict_hold_secs)
     }
     pub fn reauth_link_ms(&self) -> i64 {
         secs_ms(self.reauth_link_secs)
@@ -472,6 +511,38 @@ impl CollectorConfig {
                 rule: "must be true on a non-loopback grpc_listen, or any agent could report for \
                        any site; or pass --insecure (insecure = true) to accept that",
             });
+        }
+        for (key, v) in [
+            (
+                "limits.max_pre_hello_streams",
+                self.limits.max_pre_hello_streams as u64,
+            ),
+            (
+                "limits.max_pre_hello_per_source",
+                self.limits.max_pre_hello_per_source as u64,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                u64::from(self.limits.max_streams_per_connection),
+            ),
+            (
+                "limits.max_connections_per_source",
+                self.limits.max_connections_per_source as u64,
+            ),
+            ("limits.stream_idle_secs", self.limits.stream_idle_secs),
+            ("limits.connect_timeout_ms", self.limits.connect_timeout_ms),
+            (
+                "limits.http_header_timeout_ms",
+                self.limits.http_header_timeout_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    rule: "must be at least 1",
+                });
+            }
         }
         if self.limits.max_streams == 0 || self.limits.max_reports_per_minute == 0 {
             return Err(ConfigError::Invalid {

@@ -116,6 +116,7 @@ impl Derived {
         report: &Report,
         encoded: &[u8],
         now_ms: i64,
+        clock_ahead_ms: Option<i64>,
     ) {
         let at = if report.finished_at_ms > 0 {
             report.finished_at_ms
@@ -142,18 +143,69 @@ impl Derived {
             .as_ref()
             .filter(|l| !l.error_code.is_empty())
             .map(|l| self.engine.code_label(&l.error_code).to_owned());
-        let before = self.sites.get(&key.site).cloned();
-        let slot = self.site_mut(staged, &key.site);
+        self.apply_to_site(staged, batch, &key.site, |engine, st| {
+            engine.on_report_with(st, &key.terminal, report, now_ms, clock_ahead_ms)
+        });
+        staged.stored.push(CheckMetrics {
+            key: key.clone(),
+            checks,
+            code_label,
+        });
+    }
+
+    /// Stages a terminal-id conflict seen on `key`'s report `seq` (another machine's report).
+    pub fn conflict(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        key: &TerminalKey,
+        seq: u64,
+        now_ms: i64,
+    ) {
+        self.apply_to_site(staged, batch, &key.site, |engine, st| {
+            engine.on_conflict(st, &key.terminal, seq, now_ms)
+        });
+    }
+
+    /// Stages that `key`'s agent was acknowledged up to `acked` while the store holds `stored`.
+    pub fn lost_reports(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        key: &TerminalKey,
+        stored: u64,
+        acked: u64,
+        now_ms: i64,
+    ) {
+        self.metrics.store_lost_acked.inc_by(acked - stored);
+        // A site the store does not know gets no state from a Hello (made-up ids must not grow
+        // it): counted and logged only.
+        if !self.sites.contains_key(&key.site) {
+            return;
+        }
+        self.apply_to_site(staged, batch, &key.site, |engine, st| {
+            engine.on_lost_reports(st, &key.terminal, stored, acked, now_ms)
+        });
+    }
+
+    /// Runs `change` (an engine step) on `site`'s state and stages the state and its events.
+    fn apply_to_site(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        site: &str,
+        change: impl FnOnce(&mut Engine, &mut SiteState) -> Vec<Event>,
+    ) {
+        let before = self.sites.get(site).cloned();
+        let slot = self.site_mut(staged, site);
         // The engine is borrowed mutably alongside one site: take the site out meanwhile (a copy,
         // since the view and `before` still hold the published state).
         let mut st = Arc::unwrap_or_clone(std::mem::take(slot));
-        let events = self
-            .engine
-            .on_report(&mut st, &key.terminal, report, now_ms);
+        let events = change(&mut self.engine, &mut st);
         if before.as_deref() != Some(&st) {
             batch.put_site(&st);
         }
-        self.sites.insert(key.site.clone(), Arc::new(st));
+        self.sites.insert(site.to_owned(), Arc::new(st));
         for e in &events {
             batch.put_event(e);
         }
@@ -161,11 +213,6 @@ impl Derived {
             batch.put_next_event_id(self.engine.next_event_id);
         }
         staged.events.extend(events);
-        staged.stored.push(CheckMetrics {
-            key: key.clone(),
-            checks,
-            code_label,
-        });
     }
 
     /// Stages the time-driven changes of every site.

@@ -37,18 +37,45 @@ pub enum Flag {
     Flapping,
     /// No report for several intervals.
     AgentSilent,
+    /// 回線認証に失敗しました (FAQ Q12): the customer ID is not registered, or another line.
+    LineauthFailed,
+    /// システムエラーが発生しました (FAQ Q13): the portal may have a fault.
+    LineauthSystemError,
+    /// The portal gives no page although IPv6 works and its name resolves.
+    LineauthUnreachable,
+    /// 希望しない was chosen, or the back button was used (FAQ Q10); detail says which.
+    LineauthDeclined,
+    /// 時間を置いて再度試してください (P17).
+    LineauthRetryLater,
+    /// A page none of the guide's texts match, without a code (with one: `lineauth_error`).
+    LineauthUnknownPage,
+    /// Another machine reports with the same site and terminal ids (a different report under a
+    /// stored seq); held for `conflict_hold_secs` after the last one.
+    TerminalIdConflict,
+    /// An agent's Hello says the collector acknowledged more than its store holds: the store lost
+    /// acknowledged reports (a damaged disk, a restore from an older backup); held like
+    /// `terminal_id_conflict`.
+    StoreLostReports,
 }
 
 impl Flag {
     /// Every flag, most severe first: the order the overview sorts by.
-    pub const ALL: [Flag; 10] = [
+    pub const ALL: [Flag; 18] = [
         Flag::LineauthError,
+        Flag::StoreLostReports,
+        Flag::TerminalIdConflict,
+        Flag::LineauthFailed,
         Flag::ReauthRequired,
         Flag::PrefixChanged,
         Flag::Ipv6Missing,
         Flag::DnsFailing,
         Flag::CertUntrusted,
+        Flag::LineauthSystemError,
+        Flag::LineauthUnreachable,
         Flag::OqsWebUnreachable,
+        Flag::LineauthDeclined,
+        Flag::LineauthRetryLater,
+        Flag::LineauthUnknownPage,
         Flag::AgentSilent,
         Flag::Flapping,
         Flag::NtpSkew,
@@ -66,6 +93,14 @@ impl Flag {
             Flag::NtpSkew => "ntp_skew",
             Flag::Flapping => "flapping",
             Flag::AgentSilent => "agent_silent",
+            Flag::LineauthFailed => "lineauth_failed",
+            Flag::LineauthSystemError => "lineauth_system_error",
+            Flag::LineauthUnreachable => "lineauth_unreachable",
+            Flag::LineauthDeclined => "lineauth_declined",
+            Flag::LineauthRetryLater => "lineauth_retry_later",
+            Flag::LineauthUnknownPage => "lineauth_unknown_page",
+            Flag::TerminalIdConflict => "terminal_id_conflict",
+            Flag::StoreLostReports => "store_lost_reports",
         }
     }
 
@@ -89,8 +124,14 @@ impl Flag {
     }
 
     /// Flags judged on each report with hysteresis (the others follow time or transitions).
-    const CONDITIONS: [Flag; 7] = [
+    const CONDITIONS: [Flag; 13] = [
         Flag::LineauthError,
+        Flag::LineauthFailed,
+        Flag::LineauthSystemError,
+        Flag::LineauthUnreachable,
+        Flag::LineauthDeclined,
+        Flag::LineauthRetryLater,
+        Flag::LineauthUnknownPage,
         Flag::ReauthRequired,
         Flag::Ipv6Missing,
         Flag::DnsFailing,
@@ -206,6 +247,22 @@ pub struct Engine {
     pub next_event_id: u64,
 }
 
+/// The details `dns_failing` can carry, in the guide's order (the bounded `detail` label of
+/// `oqs_site_flag_detail`): the terminal's own setting, a router that truncates large answers, the
+/// router's table, else upstream of the router.
+pub const DNS_CAUSES: [&str; 4] = ["terminal_settings", "truncated", "router_table", "upstream"];
+
+/// At most this many characters of a page excerpt or probe error go into a flag's detail.
+const DETAIL_CHARS: usize = 160;
+
+/// `text` cut to `max` characters (never inside one), with an ellipsis when cut.
+fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// A condition flag's verdict on one report: `Some(detail)` when bad.
 type Verdicts = BTreeMap<Flag, Option<String>>;
 
@@ -279,23 +336,26 @@ impl Engine {
             };
             v.insert(Flag::Ipv6Missing, Some(why));
         }
-        // DNS follows IPv6: without it every query fails, and that is one problem, not two.
+        // DNS follows IPv6: without it every query fails, and that is one problem, not two. Every
+        // name counts, the NGN one too (a router table without the flets-* entry).
         let system: Vec<_> = r
             .dns
             .iter()
-            .filter(|p| samples::is_nw_base_aaaa(p) && samples::is_system(p))
+            .filter(|p| {
+                p.record_type == oqs_proto::v1::RecordType::Aaaa as i32 && samples::is_system(p)
+            })
             .collect();
         let dns_bad = ipv6_ok && system.iter().any(|p| !ok(p.outcome));
+        let ipv6_up = r.ipv6.as_ref().is_some_and(|s| ok(s.outcome));
+        let system_resolves = !system.is_empty() && system.iter().all(|p| ok(p.outcome));
         if dns_bad {
-            let direct_works = r
-                .dns
-                .iter()
-                .filter(|p| samples::is_nw_base_aaaa(p) && !samples::is_system(p))
-                .any(|p| ok(p.outcome));
-            let cause = if direct_works {
-                "router_table"
-            } else {
-                "upstream"
+            // The guide's own order (oqs_guide::diagnosis::dns_verdict): the terminal's setting,
+            // then the router's table, else upstream of the router.
+            let cause = match diagnosis::dns_verdict(r, true) {
+                Some(Finding::DnsSettings) => DNS_CAUSES[0],
+                Some(Finding::DnsTruncated) => DNS_CAUSES[1],
+                Some(Finding::RouterDnsTable) => DNS_CAUSES[2],
+                _ => DNS_CAUSES[3],
             };
             v.insert(Flag::DnsFailing, Some(cause.to_owned()));
         }
@@ -310,14 +370,44 @@ impl Engine {
                     _ => None,
                 }
             };
+            let portal_flag = match page {
+                LineAuthState::Failed => {
+                    Some((Flag::LineauthFailed, "回線認証に失敗しました".into()))
+                }
+                LineAuthState::SystemError => Some((
+                    Flag::LineauthSystemError,
+                    "システムエラーが発生しました".into(),
+                )),
+                LineAuthState::Declined => Some((Flag::LineauthDeclined, "declined".into())),
+                LineAuthState::NotFromPortal => {
+                    Some((Flag::LineauthDeclined, "not_from_portal".into()))
+                }
+                LineAuthState::RetryLater => Some((
+                    Flag::LineauthRetryLater,
+                    "時間を置いて再度試してください".into(),
+                )),
+                LineAuthState::UnknownPage if code.is_none() => Some((
+                    Flag::LineauthUnknownPage,
+                    bounded(&la.excerpt, DETAIL_CHARS),
+                )),
+                // No page: the portal's own problem only when the way to it works (IPv6 up, the
+                // OQS names resolving); otherwise that is the flag, not this one.
+                LineAuthState::Unreachable if ipv6_up && system_resolves && !dns_bad => {
+                    Some((Flag::LineauthUnreachable, bounded(&la.error, DETAIL_CHARS)))
+                }
+                _ => None,
+            };
+            if let Some((flag, detail)) = portal_flag {
+                v.insert(flag, Some(detail));
+            }
             if code.is_some() {
                 v.insert(Flag::LineauthError, code);
             }
             if la.state == LineAuthState::CertUntrusted as i32 {
-                v.insert(
-                    Flag::CertUntrusted,
-                    Some("the OQS certificate is not trusted".to_owned()),
-                );
+                let problem = oqs_proto::v1::CertProblem::try_from(la.cert_problem)
+                    .unwrap_or(oqs_proto::v1::CertProblem::Unspecified);
+                let detail = oqs_guide::diagnosis::cert_problem_text(problem);
+                v.insert(Flag::CertUntrusted, Some(detail.to_owned()));
             }
             if page == LineAuthState::Consent && st.authenticated_seen {
                 v.insert(
@@ -365,6 +455,19 @@ impl Engine {
         r: &Report,
         now_ms: i64,
     ) -> Vec<Event> {
+        self.on_report_with(st, terminal, r, now_ms, None)
+    }
+
+    /// [`Engine::on_report`] for a report that arrived `clock_ahead_ms` ahead of the collector's
+    /// clock (and was stamped with the receive time): `ntp_skew` says so.
+    pub fn on_report_with(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        r: &Report,
+        now_ms: i64,
+        clock_ahead_ms: Option<i64>,
+    ) -> Vec<Event> {
         let at = if r.finished_at_ms > 0 {
             r.finished_at_ms
         } else {
@@ -372,7 +475,17 @@ impl Engine {
         };
         let site = st.site.clone();
         let mut events = Vec::new();
-        let verdicts = self.verdicts(st, r);
+        let mut verdicts = self.verdicts(st, r);
+        if let Some(ahead) = clock_ahead_ms {
+            verdicts.insert(
+                Flag::NtpSkew,
+                Some(format!(
+                    "the terminal's clock is {:.1} h ahead of the collector's: its reports are \
+                     stamped with the time they arrived",
+                    ahead as f64 / 3_600_000.0
+                )),
+            );
+        }
         let cap = self.settings.raise_after.max(self.settings.clear_after);
         let mut ts = st.terminals.remove(terminal).unwrap_or_default();
 
@@ -545,6 +658,13 @@ impl Engine {
             .flags
             .get(&Flag::PrefixChanged)
             .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.prefix_changed_hold_ms())
+            || [Flag::TerminalIdConflict, Flag::StoreLostReports]
+                .iter()
+                .any(|flag| {
+                    st.flags.get(flag).is_some_and(|f| {
+                        now_ms - f.raised_at_ms >= self.settings.conflict_hold_ms()
+                    })
+                })
     }
 
     /// Time-driven changes: silence (the collector's clock against each terminal's last report),
@@ -574,7 +694,74 @@ impl Engine {
         events
     }
 
-    /// Ages out prefix-change holds and flapping windows.
+    /// A different report arrived under `terminal`'s stored `seq`: another machine uses its ids.
+    pub fn on_conflict(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let detail = format!(
+            "{terminal}: seq {seq} arrived with another report than the one stored: two machines \
+             report as this terminal"
+        );
+        self.hold(st, Flag::TerminalIdConflict, terminal, detail, now_ms)
+    }
+
+    /// `terminal`'s agent was acknowledged up to `acked` but the store holds up to `stored`.
+    pub fn on_lost_reports(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        stored: u64,
+        acked: u64,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let detail = format!(
+            "{terminal}: the agent was acknowledged up to seq {acked}, the store holds up to \
+             {stored}: {} acknowledged reports lost",
+            acked - stored
+        );
+        self.hold(st, Flag::StoreLostReports, terminal, detail, now_ms)
+    }
+
+    /// Raises (or renews) a flag held for `conflict_hold_secs` on the collector's clock.
+    fn hold(
+        &mut self,
+        st: &mut SiteState,
+        flag: Flag,
+        terminal: &str,
+        detail: String,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let action = if st.flags.contains_key(&flag) {
+            Action::Updated
+        } else {
+            Action::Raised
+        };
+        let site = st.site.clone();
+        let ev = self.event(
+            &site,
+            now_ms,
+            now_ms,
+            flag,
+            action,
+            Some(terminal),
+            Some(detail.clone()),
+        );
+        st.flags.insert(
+            flag,
+            ActiveFlag {
+                raised_at_ms: now_ms,
+                detail: Some(detail),
+                event_id: ev.id,
+            },
+        );
+        vec![ev]
+    }
+
+    /// Ages out prefix-change and id-conflict holds and flapping windows.
     fn expire(&mut self, st: &mut SiteState, at: i64, now_ms: i64, events: &mut Vec<Event>) {
         let window = self.settings.flapping_window_ms();
         for ts in st.terminals.values_mut() {
@@ -586,20 +773,24 @@ impl Engine {
                 ts.flapping = false;
             }
         }
-        if let Some(f) = st.flags.get(&Flag::PrefixChanged) {
-            if at - f.raised_at_ms >= self.settings.prefix_changed_hold_ms() {
-                let detail = f.detail.clone();
-                st.flags.remove(&Flag::PrefixChanged);
-                let site = st.site.clone();
-                events.push(self.event(
-                    &site,
-                    at,
-                    now_ms,
-                    Flag::PrefixChanged,
-                    Action::Cleared,
-                    None,
-                    detail,
-                ));
+        for (flag, hold) in [
+            (Flag::PrefixChanged, self.settings.prefix_changed_hold_ms()),
+            (Flag::TerminalIdConflict, self.settings.conflict_hold_ms()),
+            (Flag::StoreLostReports, self.settings.conflict_hold_ms()),
+        ] {
+            if let Some(f) = st.flags.get(&flag) {
+                // Held flags are timed by the collector's clock (they have no report time).
+                let t = if flag != Flag::PrefixChanged {
+                    now_ms
+                } else {
+                    at
+                };
+                if t - f.raised_at_ms >= hold {
+                    let detail = f.detail.clone();
+                    st.flags.remove(&flag);
+                    let site = st.site.clone();
+                    events.push(self.event(&site, t, now_ms, flag, Action::Cleared, None, detail));
+                }
             }
         }
     }
@@ -751,6 +942,28 @@ mod tests {
 
     fn flags(st: &SiteState) -> Vec<Flag> {
         st.flags.keys().copied().collect()
+    }
+
+    #[test]
+    fn an_id_conflict_is_held_then_clears_on_the_collectors_clock() {
+        let mut e = engine();
+        let mut st = SiteState {
+            site: "s".into(),
+            ..Default::default()
+        };
+        let t0 = 10_000_000;
+        let ev = e.on_conflict(&mut st, "pc-1", 42, t0);
+        assert_eq!(ev[0].action, Action::Raised);
+        assert!(ev[0].detail.as_deref().unwrap().contains("seq 42"));
+        assert_eq!(flags(&st), [Flag::TerminalIdConflict]);
+        let hold = e.settings.conflict_hold_ms();
+        let none = |_: &str| None;
+        assert!(!e.tick_due(&st, t0 + hold - 1, &none));
+        assert!(e.on_tick(&mut st, t0 + hold - 1, &none).is_empty());
+        assert!(e.tick_due(&st, t0 + hold, &none));
+        let ev = e.on_tick(&mut st, t0 + hold, &none);
+        assert_eq!(ev[0].action, Action::Cleared);
+        assert!(st.flags.is_empty());
     }
 
     #[test]

@@ -130,7 +130,12 @@ impl FleetMetrics {
                     writeln!(out, "oqs_agent_last_report_timestamp_seconds{{site=\"{site}\",terminal=\"{term}\"}} {}", t.last_report_ms as f64 / 1000.0)?;
                 }
             }
-            header(out, "oqs_site_flag", "gauge", "1 while the flag is raised for the site, else 0. flag: lineauth_error, reauth_required, prefix_changed, ipv6_missing, dns_failing, cert_untrusted, oqs_web_unreachable, agent_silent, flapping, ntp_skew.")?;
+            let names: Vec<&str> = Flag::ALL.iter().map(|f| f.as_str()).collect();
+            let help = format!(
+                "1 while the flag is raised for the site, else 0. flag: {}.",
+                names.join(", ")
+            );
+            header(out, "oqs_site_flag", "gauge", &help)?;
             for st in &sites {
                 for f in Flag::ALL {
                     writeln!(
@@ -142,14 +147,19 @@ impl FleetMetrics {
                     )?;
                 }
             }
-            header(out, "oqs_site_flag_detail", "gauge", "1 for a raised flag's bounded detail (absent otherwise): dns_failing router_table|upstream; lineauth_error the portal code when known (P11019, P32031) or other.")?;
+            let help = format!(
+                "1 for a raised flag's bounded detail (absent otherwise): dns_failing {}; \
+                 lineauth_error the portal code when known (P11019, P32031) or other.",
+                flags::DNS_CAUSES.join("|")
+            );
+            header(out, "oqs_site_flag_detail", "gauge", &help)?;
             for st in &sites {
                 if let Some(d) = st
                     .flags
                     .get(&Flag::DnsFailing)
                     .and_then(|f| f.detail.as_deref())
                 {
-                    if d == "router_table" || d == "upstream" {
+                    if flags::DNS_CAUSES.contains(&d) {
                         writeln!(out, "oqs_site_flag_detail{{detail=\"{d}\",flag=\"dns_failing\",site=\"{}\"}} 1", st.site)?;
                     }
                 }

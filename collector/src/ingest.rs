@@ -35,13 +35,81 @@ pub struct IngestState {
     pub tuning: IngestTuning,
     /// Who may report for which site (checked only when enrollment is required).
     pub enrollment: crate::enrollment::Enrollment,
-    /// Open streams now, for `limits.max_streams`.
+    /// Open streams past a valid Hello, for `limits.max_streams`.
     pub streams: std::sync::atomic::AtomicUsize,
+    /// Streams still waiting for their Hello, in all and per source.
+    pub pre_hello: PreHello,
     /// Each terminal's rate window (`limits.max_reports_per_minute` per `rate_window_secs`):
     /// kept across its streams, so reconnecting does not open a new window.
     pub rates: RateWindows,
     /// Cancelled on shutdown: streams stop reading, finish their acks, and end.
     pub shutdown: CancellationToken,
+}
+
+/// Streams that have not sent a valid Hello yet: bounded in all (`limits.max_pre_hello_streams`)
+/// and per source (`limits.max_pre_hello_per_source`; an IPv4 address or an IPv6 /64), so a peer
+/// opening streams it never introduces cannot take the slots of real agents.
+#[derive(Default)]
+pub struct PreHello {
+    total: std::sync::atomic::AtomicUsize,
+    by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A slot of [`PreHello`], given back when dropped.
+pub struct PreHelloSlot {
+    state: Arc<IngestState>,
+    source: Option<std::net::IpAddr>,
+}
+
+impl Drop for PreHelloSlot {
+    fn drop(&mut self) {
+        let of = &self.state.pre_hello;
+        of.total.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(src) = self.source {
+            let mut m = of.by_source.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&src) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&src);
+                }
+            }
+        }
+    }
+}
+
+impl PreHello {
+    /// Takes a slot for a stream from `peer`, or says which limit is reached.
+    fn enter(
+        state: &Arc<IngestState>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<PreHelloSlot, Status> {
+        let (this, l) = (&state.pre_hello, &state.limits);
+        let source = peer.map(crate::failure_limit::source);
+        let mut m = this.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        if this.total.load(std::sync::atomic::Ordering::Relaxed) >= l.max_pre_hello_streams {
+            return Err(Status::resource_exhausted(format!(
+                "limits.max_pre_hello_streams = {} streams are waiting for their Hello; retry later",
+                l.max_pre_hello_streams
+            )));
+        }
+        if let Some(src) = source {
+            let n = m.entry(src).or_insert(0);
+            if *n >= l.max_pre_hello_per_source {
+                return Err(Status::resource_exhausted(format!(
+                    "limits.max_pre_hello_per_source = {} streams from this source are waiting for \
+                     their Hello; send the Hello first",
+                    l.max_pre_hello_per_source
+                )));
+            }
+            *n += 1;
+        }
+        this.total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(PreHelloSlot {
+            state: state.clone(),
+            source,
+        })
+    }
 }
 
 /// Reports per terminal per window, over all of the terminal's streams.
@@ -111,18 +179,18 @@ impl FleetIngest for IngestService {
                 self.state.limits.max_streams
             )));
         }
+        // Taken here (a refusal is the stream's status), held by the task until its Hello.
+        let slot = match PreHello::enter(&self.state, peer) {
+            Ok(slot) => slot,
+            Err(st) => {
+                self.state.metrics.reject("too_many_pre_hello");
+                return Err(st);
+            }
+        };
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 4);
         let state = self.state.clone();
-        tokio::spawn(async move {
-            state
-                .streams
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            session(state.clone(), inbound, tx, peer).await;
-            state
-                .streams
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        tokio::spawn(session(state, inbound, tx, peer, slot));
         Ok(Response::new(ReceiverStream::new(rx).map(
             unbox as fn(Outgoing) -> Result<CollectorMessage, Status>,
         )))
@@ -172,26 +240,63 @@ async fn session(
     mut inbound: Streaming<AgentMessage>,
     tx: Outbound,
     peer: Option<std::net::IpAddr>,
+    pre_hello: PreHelloSlot,
 ) {
     // The Hello phase's state (the Hello, the identity, enrollment) is gone once it returns: the
     // future every connected agent keeps alive holds only what the reports need.
-    let Some((key, secret_hash)) = open_stream(&state, &mut inbound, &tx, peer).await else {
+    let opened = open_stream(&state, &mut inbound, &tx, peer).await;
+    drop(pre_hello);
+    let Some((key, secret_hash, _counted, ident)) = opened else {
         return;
     };
     let _present = state.presence.enter(key.clone(), tx.clone());
-    if let Err(st) = reports(&state, &key, secret_hash.as_deref(), &mut inbound, &tx).await {
+    if let Err(st) = reports(
+        &state,
+        &key,
+        secret_hash.as_deref(),
+        ident,
+        &mut inbound,
+        &tx,
+    )
+    .await
+    {
         let _ = tx.send(Err(Box::new(st))).await;
+    }
+}
+
+/// A stream past its Hello, counted in [`IngestState::streams`] while it lives.
+struct StreamCount<'a>(&'a IngestState);
+
+impl<'a> StreamCount<'a> {
+    fn enter(state: &'a IngestState) -> Self {
+        state
+            .streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(state)
+    }
+}
+
+impl Drop for StreamCount<'_> {
+    fn drop(&mut self) {
+        self.0
+            .streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 /// Reads and checks the Hello, admits the terminal, and answers Welcome; `None` when the stream
 /// was refused (the status is already sent) or went away.
-async fn open_stream(
-    state: &IngestState,
+async fn open_stream<'s>(
+    state: &'s IngestState,
     inbound: &mut Streaming<AgentMessage>,
     tx: &Outbound,
     peer: Option<std::net::IpAddr>,
-) -> Option<(TerminalKey, Option<String>)> {
+) -> Option<(
+    TerminalKey,
+    Option<String>,
+    StreamCount<'s>,
+    Option<Box<crate::validate::AgentIdentity>>,
+)> {
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => return None,
         r = tokio::time::timeout(state.limits.hello_timeout(), inbound.message()) => r,
@@ -264,11 +369,17 @@ async fn open_stream(
     let welcome = Welcome {
         last_stored_seq,
         max_message_bytes: u32::try_from(state.limits.max_message_bytes).unwrap_or(u32::MAX),
+        max_addresses: u32::try_from(state.limits.max_addresses).unwrap_or(u32::MAX),
+        max_list_items: u32::try_from(state.limits.max_list_items).unwrap_or(u32::MAX),
         terminal_secret: admitted
             .as_mut()
             .and_then(|a| a.new_secret.take())
             .unwrap_or_default(),
     };
+    // Counted before the Welcome leaves: a stream opened right after it sees this one.
+    let counted = StreamCount::enter(state);
+    // A terminal with nothing stored has no record yet: its first report brings the identity.
+    let ident = (last_stored_seq == 0).then(|| Box::new(ident));
     if tx
         .send(Ok(msg(CollectorBody::Welcome(welcome))))
         .await
@@ -276,7 +387,7 @@ async fn open_stream(
     {
         return None;
     }
-    Some((key, admitted.map(|a| a.secret_hash)))
+    Some((key, admitted.map(|a| a.secret_hash), counted, ident))
 }
 
 /// The status of a refused credential. Being rate-limited says nothing about the credential, so it
@@ -304,6 +415,7 @@ async fn reports(
     state: &IngestState,
     key: &TerminalKey,
     secret_hash: Option<&str>,
+    mut ident: Option<Box<crate::validate::AgentIdentity>>,
     inbound: &mut Streaming<AgentMessage>,
     tx: &Outbound,
 ) -> Result<(), Status> {
@@ -314,6 +426,8 @@ async fn reports(
     // Set when the stream is to end once the reports already queued are acked (rate limit).
     let mut ending: Option<Box<Status>> = None;
     let max_in_flight = state.tuning.per_stream_in_flight;
+    let idle = Duration::from_secs(state.limits.stream_idle_secs.max(1));
+    let mut heard = tokio::time::Instant::now();
     loop {
         if !reading && in_flight.is_empty() {
             return ending.map_or(Ok(()), |st| Err(*st));
@@ -335,6 +449,23 @@ async fn reports(
                         state.metrics.reports_duplicate.inc();
                         Ack { seq, duplicate: true }
                     }
+                    CommitOutcome::Conflict => {
+                        // No Rejected: the report is good, it is the ids that are shared; the
+                        // agent keeps it and the NOC sees the site's flag.
+                        state.metrics.reject("terminal_id_conflict");
+                        tracing::warn!(site = %key.site, terminal = %key.terminal, seq, "two machines report with the same ids");
+                        let mut st = Status::failed_precondition(format!(
+                            "another machine already reported seq {seq} as {}/{} with different \
+                             content: two machines use these site and terminal ids. Give each \
+                             its own terminal_id (this agent's reports are kept)",
+                            key.site, key.terminal
+                        ));
+                        st.metadata_mut().insert(
+                            oqs_proto::TERMINAL_ID_CONFLICT,
+                            tonic::metadata::MetadataValue::from_static("1"),
+                        );
+                        return Err(st);
+                    }
                     CommitOutcome::OutOfOrder { last_seq } => {
                         state.metrics.reject("out_of_order");
                         return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
@@ -351,7 +482,16 @@ async fn reports(
                 // Stop taking new reports; acks for those already queued still go out.
                 reading = false;
             }
+            _ = tokio::time::sleep_until(heard + idle), if reading && in_flight.is_empty() => {
+                state.metrics.reject("stream_idle");
+                return Err(Status::unavailable(format!(
+                    "nothing received for limits.stream_idle_secs = {} s: closing this stream; \
+                     reconnect to report",
+                    idle.as_secs()
+                )));
+            }
             next = inbound.message(), if reading && in_flight.len() < max_in_flight => {
+                heard = tokio::time::Instant::now();
                 let report = match next {
                     Ok(None) => { reading = false; continue; }
                     Err(st) => return Err(inbound_error(state, st)),
@@ -392,6 +532,16 @@ async fn reports(
                     reading = false;
                     continue;
                 }
+                if seq > oqs_proto::MAX_SEQ {
+                    // Not this report's fault but a damaged counter: no Rejected (on which the
+                    // agent would drop the report); the stream ends and the agent keeps its spool.
+                    state.metrics.reject("seq_out_of_range");
+                    return Err(Status::out_of_range(format!(
+                        "report seq {seq} is above the limit {}: the agent's spool state is \
+                         damaged; its reports are kept, fix or reset the spool's state file",
+                        oqs_proto::MAX_SEQ
+                    )));
+                }
                 if seq <= last_seq_on_stream {
                     state.metrics.reject("out_of_order");
                     return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
@@ -399,12 +549,18 @@ async fn reports(
                          strictly increase"
                     )))).await);
                 }
-                if let Err(r) = validate::report(&report, &state.limits, crate::clock::now_ms()) {
+                let mut report = report;
+                let trimmed = validate::trim_lists(&mut report, &state.limits);
+                if trimmed > 0 {
+                    state.metrics.items_trimmed.inc_by(trimmed);
+                }
+                if let Err(r) = validate::report(&report, &state.limits) {
                     state.metrics.reject(r.label());
                     return Err(Box::pin(refuse(tx, seq, rejection_status(&r))).await);
                 }
                 last_seq_on_stream = seq;
-                let commit = commit_of(key, &report);
+                let mut commit = commit_of(key, &report, ident.take());
+                stamp_if_ahead(&mut commit, &state.limits, crate::clock::now_ms());
                 // Boxed, like the refusals: a future kept inline would make every connected
                 // agent's task as large as its largest await (~600 bytes for this one).
                 let rx = Box::pin(state.committer.report(commit)).await
@@ -415,7 +571,34 @@ async fn reports(
     }
 }
 
-fn commit_of(key: &TerminalKey, r: &Report) -> ReportCommit {
+/// A report whose time is more than `limits.max_clock_ahead_secs` ahead of the collector's clock
+/// is stored, not refused: its times become the receive time, keeping the round's duration (and
+/// it is stored so, for every later reader to agree), and the commit says how far ahead it was
+/// (the site's `ntp_skew` detail).
+fn stamp_if_ahead(c: &mut ReportCommit, limits: &crate::config::Limits, now_ms: i64) {
+    let limit_ms = i64::try_from(limits.max_clock_ahead_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let ahead = c.report.finished_at_ms.saturating_sub(now_ms);
+    if ahead > limit_ms {
+        let took = c
+            .report
+            .finished_at_ms
+            .saturating_sub(c.report.started_at_ms)
+            .max(0);
+        c.report.finished_at_ms = now_ms;
+        c.report.started_at_ms = now_ms.saturating_sub(took);
+        c.finished_at_ms = now_ms;
+        c.clock_ahead_ms = Some(ahead);
+        c.encoded = c.report.encode_to_vec();
+    }
+}
+
+fn commit_of(
+    key: &TerminalKey,
+    r: &Report,
+    ident: Option<Box<crate::validate::AgentIdentity>>,
+) -> ReportCommit {
     ReportCommit {
         key: key.clone(),
         seq: r.seq,
@@ -423,5 +606,7 @@ fn commit_of(key: &TerminalKey, r: &Report) -> ReportCommit {
         spool_dropped_total: r.spool_dropped_total,
         encoded: r.encode_to_vec(),
         report: r.clone(),
+        ident,
+        clock_ahead_ms: None,
     }
 }

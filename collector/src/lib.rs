@@ -9,6 +9,7 @@ pub mod api;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod conn_limit;
 pub mod derived;
 pub mod enrollment;
 pub mod failure_limit;

@@ -25,12 +25,22 @@ pub const REJECT_REASONS: &[&str] = &[
     "malformed",
     "too_many_streams",
     "rate_limited",
+    "seq_out_of_range",
+    "too_many_pre_hello",
+    "too_many_connections",
+    "stream_idle",
+    "terminal_id_conflict",
 ];
 
 pub struct Metrics {
     pub registry: Registry,
     pub reports_ingested: IntCounter,
     pub reports_duplicate: IntCounter,
+    /// List items (addresses, DNS answers, servers, gateways) beyond the limits, dropped from
+    /// otherwise good reports.
+    pub items_trimmed: IntCounter,
+    /// Reports agents were acknowledged that the store no longer holds (agents' Hellos say).
+    pub store_lost_acked: IntCounter,
     pub reports_rejected: IntCounterVec,
     pub agents_connected: IntGauge,
     pub commit_batch_size: Histogram,
@@ -54,11 +64,26 @@ impl Metrics {
             "Reports received again after they were stored (replays); acknowledged, not stored twice.",
         ))
         .expect("valid metric");
+        let items_trimmed = IntCounter::with_opts(Opts::new(
+            "oqs_report_items_trimmed_total",
+            "List items beyond limits.max_addresses / max_list_items dropped from reports that were \
+             stored with the first ones (the reports themselves are not refused).",
+        ))
+        .expect("valid metric");
+        let store_lost_acked = IntCounter::with_opts(Opts::new(
+            "oqs_store_lost_acked_reports_total",
+            "Reports the collector had acknowledged that its store no longer holds, as agents' \
+             Hellos tell (a damaged disk, a restore from an older backup); the site is flagged \
+             store_lost_reports.",
+        ))
+        .expect("valid metric");
         let reports_rejected = IntCounterVec::new(
             Opts::new(
                 "oqs_reports_rejected_total",
                 "Agent messages refused, by reason (no_hello, bad_hello, protocol_version, \
-                 invalid_report, out_of_order, too_large, malformed, too_many_streams, rate_limited).",
+                 invalid_report, out_of_order, too_large, malformed, too_many_streams, rate_limited, \
+                 seq_out_of_range, too_many_pre_hello, too_many_connections, stream_idle, \
+                 terminal_id_conflict).",
             ),
             &["reason"],
         )
@@ -124,6 +149,8 @@ impl Metrics {
         for c in [
             Box::new(reports_ingested.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reports_duplicate.clone()),
+            Box::new(items_trimmed.clone()),
+            Box::new(store_lost_acked.clone()),
             Box::new(reports_rejected.clone()),
             Box::new(agents_connected.clone()),
             Box::new(commit_batch_size.clone()),
@@ -139,6 +166,8 @@ impl Metrics {
             registry,
             reports_ingested,
             reports_duplicate,
+            items_trimmed,
+            store_lost_acked,
             reports_rejected,
             agents_connected,
             commit_batch_size,

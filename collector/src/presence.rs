@@ -85,6 +85,20 @@ impl Presence {
     }
 }
 
+impl Presence {
+    /// Ends every open stream of `site` with `status` (a revocation): its agents learn it at
+    /// once, not at their next report. A stream whose queue is full learns it at its next report
+    /// (the credential is checked on every one). Returns how many streams were told.
+    pub fn close_site(&self, site: &str, status: &Status) -> usize {
+        self.lock()
+            .iter()
+            .filter(|(k, _)| k.site == site)
+            .flat_map(|(_, streams)| streams.iter())
+            .filter(|(_, tx)| tx.try_send(Err(Box::new(status.clone()))).is_ok())
+            .count()
+    }
+}
+
 /// Closes a terminal's stream in [`Presence`] when dropped, whatever way the stream ended.
 pub struct PresenceGuard {
     presence: Presence,

@@ -5,7 +5,7 @@
 //!
 //! Pure: a report in, samples out. Must never decide flags (that is `flags`) or store anything.
 
-use oqs_proto::v1::{AddressKind, HttpTarget, Outcome, RecordType, Report, ResolverRole};
+use oqs_proto::v1::{AddressKind, HttpTarget, Outcome, Report, ResolverRole};
 use oqs_proto::wire_name;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -275,11 +275,6 @@ pub fn samples(r: &Report) -> Vec<Sample> {
         ));
     }
     out
-}
-
-/// Whether a DNS probe asks an OQS NW-base name (the `flets-*.jp` names are NGN's, DOMAIN.md §5).
-pub fn is_nw_base_aaaa(p: &oqs_proto::v1::DnsProbe) -> bool {
-    p.record_type == RecordType::Aaaa as i32 && !p.name.contains("flets-")
 }
 
 /// Whether a probe went through the terminal's own resolver.

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for streams to finish their acks before giving up on them.
@@ -80,14 +79,18 @@ fn read_pem(what: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
-fn server_tls(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+fn server_tls(
+    tls: &TlsSettings,
+    handshake_timeout: Duration,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
     // One process-wide crypto provider (several are compiled in through dependencies).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut cfg =
-        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+    let mut cfg = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(
             read_pem("tls.cert", &tls.cert)?,
             read_pem("tls.key", &tls.key)?,
-        ));
+        ))
+        .timeout(handshake_timeout);
     if let Some(ca) = &tls.client_ca {
         cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(
             "tls.client_ca",
@@ -95,6 +98,71 @@ fn server_tls(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsCo
         )?));
     }
     Ok(cfg)
+}
+
+/// The HTTP side's accept loop (what `axum::serve` does, with hyper's header-read timer): a client
+/// that does not send a whole request head within `header_timeout` — a new connection, or an idle
+/// keep-alive one — is closed. Connections live in a set owned by this future, so ending it
+/// (shutdown's abort) ends them too. On `shutdown`: no new connections, open ones are told to
+/// close and waited for.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::Service;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        // What `into_make_service_with_connect_info` does: the peer for the handlers.
+        let svc = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(req).await }
+        });
+        // The version sniffing before hyper's own timer waits for a first byte: bounded here.
+        let tcp = crate::conn_limit::FirstByte::new(tcp, header_timeout);
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(tcp),
+                hyper_util::service::TowerToHyperService::new(svc),
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = async { while connections.join_next().await.is_some() {} } => {}
+    }
+    Ok(())
 }
 
 /// Starts the collector with `config` and returns once both listeners are bound.
@@ -113,9 +181,12 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let dir = config.data_dir.clone();
     let cache = config.store.cache_bytes;
     let compression = config.store.compression();
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, cache, compression))
-        .await
-        .context("opening the store panicked")??;
+    let accept_lost_writes = config.store.accept_lost_writes;
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open_checked(&dir, cache, compression, accept_lost_writes)
+    })
+    .await
+    .context("opening the store panicked")??;
     let metrics = Arc::new(Metrics::new());
     let presence = Presence::new(metrics.agents_connected.clone());
     let view = FleetView::default();
@@ -154,6 +225,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let ingest_state = Arc::new(IngestState {
         enrollment: enrollment.clone(),
         streams: std::sync::atomic::AtomicUsize::new(0),
+        pre_hello: Default::default(),
         rates: Default::default(),
         committer,
         metrics: metrics.clone(),
@@ -178,19 +250,27 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder
-            .tls_config(server_tls(tls)?)
+            .tls_config(server_tls(
+                tls,
+                Duration::from_millis(config.limits.connect_timeout_ms),
+            )?)
             .context("configuring gRPC TLS")?;
     }
     let grpc_shutdown = shutdown.clone();
+    let refused_metrics = metrics.clone();
+    let incoming = crate::conn_limit::incoming(
+        grpc_listener,
+        crate::conn_limit::PerSource::new(config.limits.max_connections_per_source),
+        Duration::from_millis(config.limits.connect_timeout_ms),
+        move || refused_metrics.reject("too_many_connections"),
+    );
     let grpc = tokio::spawn(
         grpc_transport(builder)
+            .max_concurrent_streams(config.limits.max_streams_per_connection)
             .add_service(ingest)
             .add_service(health_service)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
-                grpc_shutdown.cancelled_owned(),
-            ),
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned()),
     );
     let app = api::router(ApiState {
         store,
@@ -203,14 +283,12 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         committer: committer_watch,
     });
     let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_shutdown.cancelled_owned())
-        .await
-    });
+    let http = tokio::spawn(serve_http(
+        http_listener,
+        app,
+        http_shutdown,
+        Duration::from_millis(config.limits.http_header_timeout_ms),
+    ));
 
     let token = shutdown.clone();
     let mut committer_task = committer_task;
@@ -246,11 +324,18 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         }
         drop(streams_open);
         // Connections get a moment to close; the process does not wait on dead peers.
-        let _ = tokio::time::timeout(CONNECTION_GRACE, async {
-            let _ = grpc.await;
-            let _ = http.await;
-        })
-        .await;
+        let grace_end = tokio::time::Instant::now() + CONNECTION_GRACE;
+        while !(grpc.is_finished() && http.is_finished()) && tokio::time::Instant::now() < grace_end
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A connection still open (a peer that vanished, a client that keeps its channel) would
+        // keep its server task, and the store it holds, alive after `stop` returned: the data
+        // directory stayed locked for the next open. End both servers here.
+        grpc.abort();
+        http.abort();
+        let _ = grpc.await;
+        let _ = http.await;
         if committer_failed {
             anyhow::bail!(
                 "the store's writer stopped (see the log above); nothing more could be stored"

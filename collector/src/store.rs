@@ -15,8 +15,9 @@
 //! Everything lives in one tree so that one `apply_batch` writes a report, its terminal record,
 //! the site's state and its events atomically: a crash never leaves one without the others.
 //!
-//! Must never acknowledge anything itself: [`Store::commit`] returns once the batch is flushed and
-//! only then may a caller send `Ack`. Reads here are for the query side and tests.
+//! Must never acknowledge anything itself: [`Store::commit`] returns once the batch is durable —
+//! flushed, then `fdatasync`ed ([`Durability`]) — and only then may a caller send `Ack`. Reads here
+//! are for the query side and tests.
 
 use crate::flags::{Event, SiteState};
 use crate::history::HistoryPoint;
@@ -28,10 +29,36 @@ use std::path::Path;
 /// What the store could not do. Messages name the data directory or the key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store in {dir}: {source} (is another collector using it?)")]
-    Open { dir: String, source: sled::Error },
+    #[error(
+        "the store in {dir} is in use by another oqs-collector (it holds the directory's lock): \
+         stop that one, or give this collector its own --data-dir"
+    )]
+    Locked { dir: String },
+    #[error(
+        "the store in {dir} lost acknowledged writes: its log {dir}/db holds commit \
+         {db_generation}, but {dir}/{WITNESS_FILE} says commit {witness_generation} was made \
+         durable — the log is damaged (a disk fault, a restore of only some files, a copy taken \
+         while running). To recover: stop the collector, move {dir} aside (keep it for analysis) \
+         and restore the latest backup; or, to continue with what is left, start once with \
+         store.accept_lost_writes = true (agents send again what they still hold)"
+    )]
+    LostWrites {
+        dir: String,
+        db_generation: u64,
+        witness_generation: u64,
+    },
+    #[error("the store's witness file {path} is unreadable: {reason}; move it aside only if the store itself is known to be whole")]
+    Witness { path: String, reason: String },
+    #[error("cannot open the store in {dir}: {source}. {recovery}")]
+    Open {
+        dir: String,
+        source: sled::Error,
+        recovery: String,
+    },
     #[error("store I/O failed: {0}")]
     Io(#[from] sled::Error),
+    #[error("cannot make the store's writes durable in {dir} (fdatasync failed): {source}; nothing was acknowledged")]
+    Sync { dir: String, source: std::io::Error },
     #[error("stored record under key {key} is corrupt: {source}")]
     Corrupt {
         key: String,
@@ -310,11 +337,202 @@ impl CommitBatch {
     }
 }
 
+/// How long an open waits for the data directory's lock. sled 0.34 releases it from a background
+/// thread some moments after the last handle is dropped (spacejam/sled#1234), so a collector
+/// restarted in the same process, or started while the previous process is still exiting, would
+/// otherwise fail; a lock held longer than this is another collector's, and the error says so.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sled reports a held lock as an `Other` I/O error whose text names the lock.
+fn is_lock_contention(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// What went wrong opening the store in `dir`, with what to do about it.
+fn open_error(dir: &Path, source: sled::Error) -> StoreError {
+    let d = dir.display().to_string();
+    if is_lock_contention(&source) {
+        return StoreError::Locked { dir: d };
+    }
+    let recovery = match &source {
+        sled::Error::Corruption { .. } => format!(
+            "{d}/db (the store's log) is damaged. To recover: stop the collector, move {d} aside \
+             (keep it for analysis), then restore the latest backup into {d} or start with an \
+             empty directory; agents send again every report they still hold"
+        ),
+        sled::Error::Unsupported(_) => format!(
+            "The store in {d} was created with other settings: store.compression_level must be \
+             what it was created with (0 for none)"
+        ),
+        sled::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("The collector's user cannot read or write {d}: check its owner and mode")
+        }
+        _ => format!(
+            "Check that {d} is a directory on a writable disk with free space; if its files are \
+             damaged, move it aside and restore the latest backup"
+        ),
+    };
+    StoreError::Open {
+        dir: d,
+        source,
+        recovery,
+    }
+}
+
+/// Opens `config`, retrying while its lock is held, for at most `wait`. Blocking.
+fn open_waiting_for_lock(
+    config: &sled::Config,
+    wait: std::time::Duration,
+) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match config.open() {
+            Err(e) if is_lock_contention(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// What makes a flushed batch survive a power cut. sled 0.34's `flush` ends in
+/// `sync_file_range` on Linux, which persists neither the growing file's size nor the disk's
+/// write cache (spacejam/sled#1351, #1452), and writes its large values ("blobs", over 128 KiB)
+/// without any sync. So after each flush the log file `db` is `fdatasync`ed, and so is every blob
+/// file not synced yet (with its directory, whose entry is new): once per group commit.
+struct Durability {
+    dir: std::path::PathBuf,
+    log: std::fs::File,
+    /// Blob files already synced (pruned to what still exists).
+    synced_blobs: std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>,
+    /// The last commit's number, stored with it under [`GENERATION`].
+    generation: std::sync::atomic::AtomicU64,
+    /// When [`WITNESS_FILE`] was last written.
+    witness_at: std::sync::Mutex<std::time::Instant>,
+}
+
+/// Beside sled's files: the highest commit number known durable, written at most every
+/// [`WITNESS_EVERY`] and at every explicit flush (shutdown). A log that holds less on open lost
+/// acknowledged writes — sled itself recovers a damaged log silently to an earlier point.
+pub const WITNESS_FILE: &str = "oqs-witness";
+const WITNESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const GENERATION: &[u8] = b"Mgeneration";
+
+fn read_witness(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join(WITNESS_FILE);
+    let bad = |reason: String| StoreError::Witness {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix("generation ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "expected \"generation N\", found {:?}",
+                    text.trim()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+impl Durability {
+    fn open(dir: &Path) -> std::io::Result<Self> {
+        let log = std::fs::File::open(dir.join("db"))?;
+        // The files sled just created are only durable once their directory entries are.
+        sync_dir(dir)?;
+        // A full fsync at open (the file's metadata too); each commit then needs only fdatasync.
+        log.sync_all()?;
+        let mut synced = std::collections::HashSet::new();
+        if let Ok(entries) = std::fs::read_dir(dir.join("blobs")) {
+            for entry in entries {
+                let entry = entry?;
+                std::fs::File::open(entry.path())?.sync_all()?;
+                synced.insert(entry.file_name());
+            }
+            sync_dir(&dir.join("blobs"))?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            log,
+            synced_blobs: std::sync::Mutex::new(synced),
+            generation: Default::default(),
+            witness_at: std::sync::Mutex::new(std::time::Instant::now()),
+        })
+    }
+
+    /// Records that every commit up to the current one is durable (call after a sync).
+    fn write_witness(&self, force: bool) -> std::io::Result<()> {
+        let mut at = self.witness_at.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && at.elapsed() < WITNESS_EVERY {
+            return Ok(());
+        }
+        let g = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let path = self.dir.join(WITNESS_FILE);
+        let tmp = self.dir.join(format!("{WITNESS_FILE}.tmp"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "generation {g}")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)?;
+        *at = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.log.sync_data()?;
+        let blobs = self.dir.join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut present = std::collections::HashSet::new();
+        let mut new = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                std::fs::File::open(entry.path())?.sync_data()?;
+                new = true;
+            }
+            present.insert(name);
+        }
+        if new {
+            sync_dir(&blobs)?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
+
+/// fsync of a directory (its entries); a no-op where directories cannot be opened (Windows).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 /// The sled database and the tree the collector uses.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    durability: std::sync::Arc<Durability>,
 }
 
 impl Store {
@@ -331,27 +549,110 @@ impl Store {
         cache_bytes: u64,
         compression: Option<i32>,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        Self::open_checked(dir, cache_bytes, compression, false)
+    }
+
+    /// [`Store::open_with`], refusing a store whose log holds fewer commits than its witness file
+    /// says were durable ([`StoreError::LostWrites`]) unless `accept_lost_writes`, which starts on
+    /// what is left and records that as the new baseline.
+    pub fn open_checked(
+        dir: &Path,
+        cache_bytes: u64,
+        compression: Option<i32>,
+        accept_lost_writes: bool,
+    ) -> Result<Self, StoreError> {
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // The collector flushes explicitly before each ack; no background timer is needed for
             // durability, and one would only add write amplification.
             .flush_every_ms(None)
             .use_compression(compression.is_some())
-            .compression_factor(compression.unwrap_or(3))
-            .open()
-            .map_err(|source| StoreError::Open {
+            .compression_factor(compression.unwrap_or(3));
+        let db = open_waiting_for_lock(&config, LOCK_WAIT).map_err(|e| open_error(dir, e))?;
+        let tree = db.open_tree("ingest")?;
+        let durability = Durability::open(dir).map_err(|source| StoreError::Sync {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        let db_generation =
+            match tree.get(GENERATION)? {
+                Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    StoreError::CorruptValue {
+                        key: "Mgeneration".into(),
+                        reason: format!("{} bytes, expected 8", v.len()),
+                    }
+                })?),
+                None => 0,
+            };
+        let witness_generation = read_witness(dir)?;
+        if db_generation < witness_generation {
+            if !accept_lost_writes {
+                return Err(StoreError::LostWrites {
+                    dir: dir.display().to_string(),
+                    db_generation,
+                    witness_generation,
+                });
+            }
+            tracing::error!(
+                db_generation,
+                witness_generation,
+                "the store lost acknowledged writes; continuing on what is left as \
+                 store.accept_lost_writes asks"
+            );
+        }
+        durability
+            .generation
+            .store(db_generation, std::sync::atomic::Ordering::SeqCst);
+        durability
+            .write_witness(true)
+            .map_err(|source| StoreError::Sync {
                 dir: dir.display().to_string(),
                 source,
             })?;
-        let tree = db.open_tree("ingest")?;
-        Ok(Self { db, tree })
+        Ok(Self {
+            db,
+            tree,
+            durability: std::sync::Arc::new(durability),
+        })
+    }
+
+    /// The number the next commit carries (stored in its own batch, so the log and the number
+    /// cannot disagree).
+    fn next_generation(&self) -> Vec<u8> {
+        let g = self
+            .durability
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        g.to_be_bytes().to_vec()
+    }
+
+    fn witness(&self, force: bool) -> Result<(), StoreError> {
+        self.durability
+            .write_witness(force)
+            .map_err(|source| StoreError::Sync {
+                dir: self.durability.dir.display().to_string(),
+                source,
+            })
+    }
+
+    /// `flush`, then what sled's flush leaves out: the data reaches the disk (see [`Durability`]).
+    fn flush_durably(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.durability.sync().map_err(|source| StoreError::Sync {
+            dir: self.durability.dir.display().to_string(),
+            source,
+        })
     }
 
     /// Writes a batch atomically and flushes it to disk. Blocking: call from a blocking thread.
     pub fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        self.tree.apply_batch(batch.batch)?;
-        self.db.flush()?;
+        let mut b = batch.batch;
+        b.insert(GENERATION, self.next_generation());
+        self.tree.apply_batch(b)?;
+        self.flush_durably()?;
+        self.witness(false)?;
         Ok(())
     }
 
@@ -366,8 +667,11 @@ impl Store {
 
     /// Writes one key and flushes (credentials: durable before anyone is told). Blocking.
     pub fn raw_put_flush(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.tree.insert(key, value)?;
-        self.db.flush()?;
+        let mut b = sled::Batch::default();
+        b.insert(key, value);
+        b.insert(GENERATION, self.next_generation());
+        self.tree.apply_batch(b)?;
+        self.flush_durably()?;
         Ok(())
     }
 
@@ -377,14 +681,16 @@ impl Store {
         for k in keys {
             b.remove(k.as_slice());
         }
+        b.insert(GENERATION, self.next_generation());
         self.tree.apply_batch(b)?;
-        self.db.flush()?;
+        self.flush_durably()?;
         Ok(())
     }
 
-    /// Flushes everything written so far to disk. Blocking.
+    /// Flushes everything written so far to disk, and records it in the witness file. Blocking.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.flush_durably()?;
+        self.witness(true)?;
         Ok(())
     }
 
@@ -402,6 +708,33 @@ impl Store {
     /// Whether a report is stored.
     pub fn has_report(&self, key: &TerminalKey, seq: u64) -> Result<bool, StoreError> {
         Ok(self.tree.contains_key(key.report_key(seq))?)
+    }
+
+    /// Whether the stored report `seq` is this one, byte for byte (an elided one: the same round,
+    /// by its time); `None` when nothing is stored under it.
+    pub fn same_report(
+        &self,
+        key: &TerminalKey,
+        seq: u64,
+        encoded: &[u8],
+        finished_at_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let k = key.report_key(seq);
+        let Some(v) = self.tree.get(&k)? else {
+            return Ok(None);
+        };
+        let at = v
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes);
+        match (v.first(), at) {
+            (Some(&KIND_FULL), Some(_)) => Ok(Some(&v[9..] == encoded)),
+            (Some(&KIND_ELIDED), Some(at)) => Ok(Some(at == finished_at_ms)),
+            _ => Err(StoreError::CorruptValue {
+                key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                reason: "unknown stored report kind".into(),
+            }),
+        }
     }
 
     /// One stored report.
@@ -667,6 +1000,116 @@ fn decode_record(key: &TerminalKey, v: &[u8]) -> Result<TerminalRecord, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_that_lost_acknowledged_writes_stops_the_open_and_says_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for i in 0..5u8 {
+                s.raw_put_flush(&[b'x', i], b"v").unwrap();
+            }
+            s.flush().unwrap(); // as at shutdown: the witness says 5
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Reopened as it is: fine, and the count goes on.
+        drop(Store::open(dir.path()).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The log overwritten: sled may notice (corruption), naming the file and the recovery.
+        let saved = tempfile::tempdir().unwrap();
+        for f in ["db", "conf", WITNESS_FILE] {
+            std::fs::copy(dir.path().join(f), saved.path().join(f)).unwrap();
+        }
+        let log = dir.path().join("db");
+        let len = std::fs::metadata(&log).unwrap().len() as usize;
+        std::fs::write(&log, vec![0x5a; len]).unwrap();
+        if let Err(e) = Store::open(dir.path()) {
+            let text = e.to_string();
+            for needle in ["/db", "move", "backup"] {
+                assert!(text.contains(needle), "{needle}: {text}");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The log cut short: sled silently recovers it to an earlier point (here, empty); the
+        // witness tells.
+        for f in ["db", "conf", WITNESS_FILE] {
+            std::fs::copy(saved.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(10).unwrap();
+        drop(f);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let e = match Store::open(dir.path()) {
+            Err(e) => e,
+            Ok(_) => panic!("a store that lost acknowledged writes opened"),
+        };
+        assert!(
+            matches!(
+                e,
+                StoreError::LostWrites {
+                    witness_generation: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        for needle in ["/db", "oqs-witness", "move", "backup", "accept_lost_writes"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        // Accepted once: it opens on what is left, and the next open is clean again.
+        drop(Store::open_checked(dir.path(), 1 << 20, Some(3), true).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(Store::open(dir.path()).unwrap());
+        // A witness file that is not ours is an error naming it, never ignored.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(dir.path().join(WITNESS_FILE), "junk").unwrap();
+        let e = Store::open(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("oqs-witness"), "{e}");
+    }
+
+    #[test]
+    fn an_open_waits_for_a_released_lock_and_names_a_held_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        let config = sled::Config::new()
+            .path(dir.path())
+            .flush_every_ms(None)
+            .use_compression(true)
+            .compression_factor(3);
+        // Held for longer than the wait: the error is the lock's, and says another collector.
+        let e = open_waiting_for_lock(&config, std::time::Duration::from_millis(100)).unwrap_err();
+        assert!(is_lock_contention(&e), "{e}");
+        let e = open_error(dir.path(), e);
+        assert!(e.to_string().contains("another oqs-collector"), "{e}");
+        // Released while waiting: the open succeeds.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let db = open_waiting_for_lock(&config, LOCK_WAIT).unwrap();
+        releaser.join().unwrap();
+        drop(db);
+        // Another error is not retried.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let started = std::time::Instant::now();
+        let e = open_waiting_for_lock(&sled::Config::new().path(&file), LOCK_WAIT).unwrap_err();
+        assert!(!is_lock_contention(&e), "{e}");
+        assert!(started.elapsed() < LOCK_WAIT);
+    }
 
     #[test]
     fn report_keys_sort_by_seq_within_a_terminal() {

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use oqs_collector::store::{Store, TerminalKey};
+use oqs_proto::v1::collector_message::Body as CollectorBody;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,19 +24,29 @@ impl Drop for Collector {
 
 /// Starts the collector binary on ephemeral ports; returns the child and its (grpc, http) ports.
 fn spawn_collector(dir: &Path) -> (Collector, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oqs-collector"))
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oqs-collector"));
+    let mut child = on_ephemeral_ports(&mut cmd, dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("collector binary runs");
+    let (g, h) = ports(&mut child);
+    (Collector(child), g, h)
+}
+
+/// The collector's arguments: `dir` as its data directory, both listeners on ephemeral ports.
+fn on_ephemeral_ports<'c>(cmd: &'c mut Command, dir: &Path) -> &'c mut Command {
+    cmd.args(["--data-dir", dir.to_str().unwrap()]).args([
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// The (grpc, http) addresses the collector prints on its first line of stdout.
+fn ports(child: &mut Child) -> (SocketAddr, SocketAddr) {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -43,12 +54,11 @@ fn spawn_collector(dir: &Path) -> (Collector, SocketAddr, SocketAddr) {
     let field = |name: &str| -> SocketAddr {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .unwrap_or_else(|| panic!("the collector did not start: no {name} in {line:?}"))
             .parse()
             .unwrap()
     };
-    let (g, h) = (field("grpc="), field("http="));
-    (Collector(child), g, h)
+    (field("grpc="), field("http="))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,4 +271,106 @@ async fn shutdown_does_not_wait_for_a_vanished_agent() {
         "shutdown waited {took:?} for a silent connection"
     );
     drop(s);
+}
+
+/// `strace` and the collector it runs: killing strace alone would leave the collector running
+/// (detached), so the collector (strace's child) is killed first.
+struct Traced(Child);
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", child]).status();
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the collector binary under `strace`, tracing `fdatasync` into `trace`; `inject` adds an
+/// `-e inject=…` fault (e.g. `fdatasync:error=EIO`).
+fn spawn_traced(dir: &Path, trace: &Path, inject: Option<&str>) -> (Traced, SocketAddr) {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=fdatasync", "-o"])
+        .arg(trace);
+    if let Some(i) = inject {
+        cmd.args(["-e", &format!("inject={i}")]);
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_oqs-collector"));
+    let mut child = on_ephemeral_ports(&mut cmd, dir)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace must be installed (apt-get install strace, as .ci/run does)");
+    let (grpc, _) = ports(&mut child);
+    (Traced(child), grpc)
+}
+
+fn fdatasyncs(trace: &Path) -> usize {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("fdatasync(") && l.contains("= 0"))
+        .count()
+}
+
+/// An ack means the report reached the disk: each one is preceded by its own `fdatasync` (sled's
+/// flush alone is only `sync_file_range`), seen in a syscall trace of the real binary; and when
+/// the sync fails (injected EIO), nothing is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ack_follows_an_fdatasync_and_a_failed_sync_acks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let (child, grpc) = spawn_traced(&dir.path().join("data"), &trace, None);
+    // (The store's open fsyncs; commits fdatasync.)
+    let before = fdatasyncs(&trace);
+    let (mut s, _) = AgentStream::hello(channel(grpc).await, hello("clinic-f", "pc-1")).await;
+    // One at a time: each report is its own group commit.
+    for seq in 1..=20 {
+        s.send(report(seq)).await;
+        assert_eq!(s.ack().await.seq, seq);
+    }
+    let after = fdatasyncs(&trace);
+    assert!(
+        after >= before + 20,
+        "20 acks, one commit each, need 20 fdatasyncs: {before} before, {after} after"
+    );
+    drop(s);
+    drop(child);
+
+    // Every fdatasync fails (strace counts `when=` per thread, and commits run on a pool of
+    // threads, so every call is failed, not "from the second on"): no report is acked.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let (_child, grpc) = spawn_traced(
+        &dir.path().join("data"),
+        &trace,
+        Some("fdatasync:error=EIO"),
+    );
+    let mut s = AgentStream::open(channel(grpc).await, msg_hello(hello("clinic-f", "pc-1")))
+        .await
+        .expect("the stream opens");
+    let status = loop {
+        match s.next().await {
+            Ok(Some(CollectorBody::Welcome(_))) => s.send(report(1)).await,
+            Ok(Some(CollectorBody::Ack(a))) => {
+                panic!(
+                    "seq {} acked although its sync failed: {}",
+                    a.seq,
+                    std::fs::read_to_string(&trace).unwrap_or_default()
+                )
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without saying why"),
+            Err(st) => break st,
+        }
+    };
+    assert!(
+        status.message().contains("fdatasync") || status.message().contains("durable"),
+        "the status says the write could not be made durable: {status:?}"
+    );
 }

@@ -89,6 +89,12 @@ fn the_scrape_config_and_rules_load_and_the_rule_tests_pass() {
         "CertUntrusted",
         "AgentSilent",
         "Flapping",
+        "LineAuthFailed",
+        "LineAuthSystemError",
+        "LineAuthPortalUnreachable",
+        "LineAuthDeclined",
+        "LineAuthRetryLater",
+        "LineAuthUnknownPage",
     ] {
         let at = rules
             .find(&format!("alert: {alert}\n"))
@@ -102,6 +108,14 @@ fn the_scrape_config_and_rules_load_and_the_rule_tests_pass() {
         assert!(
             body.contains("runbook: \"Guide") || body.contains("runbook: \"DOMAIN"),
             "{alert}'s runbook does not name the guide"
+        );
+    }
+    // Every flag the collector raises has a rule that alerts on it.
+    for flag in oqs_collector::flags::Flag::ALL {
+        assert!(
+            rules.contains(&format!("flag=\"{}\"", flag.as_str())),
+            "no alert rule for the flag {}",
+            flag.as_str()
         );
     }
 }

@@ -110,13 +110,17 @@ async fn only_enrolled_terminals_report_for_their_own_site() {
         "site A's secret cannot report as site B"
     );
 
-    // Revocation: the open stream is refused at its next message, and nothing more is stored.
+    // Revocation: the open stream is ended at once, before it sends anything more, and nothing
+    // more is stored.
     let (status, body) = request(http, "DELETE", "/api/admin/enrollments/clinic-a", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked_terminals"], 1);
-    s.send(report(3)).await;
-    let (st, _) = s.error().await;
+    assert_eq!(body["closed_streams"], 1);
+    let (st, _) = tokio::time::timeout(std::time::Duration::from_secs(2), s.error())
+        .await
+        .expect("the open stream is ended at revocation, not at its next report");
     assert_eq!(st.code(), tonic::Code::Unauthenticated);
+    assert!(st.message().contains("revoked"), "{st:?}");
     let err = open(&c, with_cred("clinic-a", "pc-1", Some(&secret)))
         .await
         .err()

@@ -106,6 +106,18 @@ async fn tokens_protect_pages_api_and_metrics_and_gate_customer_ids() {
         body.contains("CAF0123456789"),
         "full for an authorised viewer: {body}"
     );
+    // Searching by the customer ID is seeing it: only the reveal token finds the site by it, so
+    // a masked ID cannot be recovered by trying its hidden digits.
+    for (token, found) in [("noc-token", false), ("lead-token", true)] {
+        let (status, _, body) = get_with(
+            http,
+            "/api/sites?q=CAF0123456789",
+            &[("Authorization", &bearer(token))],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body.contains("clinic-auth"), found, "{token}: {body}");
+    }
     drop(s);
     c.stop().await.unwrap();
 }
@@ -285,5 +297,37 @@ async fn open_it_answers_only_its_own_addresses_and_refuses_changes_from_other_s
         assert_eq!(status, 200, "{headers:?}: {body}");
     }
     drop(s);
+    c.stop().await.unwrap();
+}
+
+/// A client that does not send a whole request head within `limits.http_header_timeout_ms` —
+/// silent, or stalled halfway — is disconnected; one that does is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_clients_that_stall_are_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.http_header_timeout_ms = 400;
+    let c = server::start(cfg).await.unwrap();
+    let http = c.http_addr;
+    let (status, _) = get(http, "/healthz").await;
+    assert_eq!(status, 200);
+    for sent in [
+        &b""[..],
+        b"GET /api/sites HTTP/1.1\r\nHost: 127",
+        // Answered, then idle on keep-alive.
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ] {
+        let bytes = sent.to_vec();
+        let (closed, took) =
+            tokio::task::spawn_blocking(move || closed_after_sending(http, &bytes))
+                .await
+                .unwrap();
+        assert!(
+            closed,
+            "a client that sent {:?} is disconnected",
+            String::from_utf8_lossy(sent)
+        );
+        assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    }
     c.stop().await.unwrap();
 }

@@ -215,8 +215,9 @@ async fn an_oversized_message_is_resource_exhausted_and_not_stored() {
         st.message()
     );
     assert_eq!(rejected_total(&c, "too_large").await, 1.0);
-    let site = get_json(c.http_addr, "/api/sites/s").await;
-    assert_eq!(site["terminals"][0]["reports_total"], 0);
+    // Nothing stored: not even the terminal (a Hello alone makes no record).
+    let (status, _) = get(c.http_addr, "/api/sites/s").await;
+    assert_eq!(status, 404);
     c.stop().await.unwrap();
 }
 
@@ -275,6 +276,265 @@ async fn out_of_order_seqs_are_failed_precondition() {
         st.message()
     );
     assert_eq!(rejected_total(&c, "out_of_order").await, 2.0);
+    c.stop().await.unwrap();
+}
+
+/// A seq near 2^64 is a damaged counter, not a bad report: the stream ends OUT_OF_RANGE without a
+/// `Rejected` (on which an agent drops the report), nothing is stored, and nothing overflows; a
+/// Hello claiming such a seq is refused as a bad Hello.
+#[tokio::test]
+async fn a_seq_beyond_the_limit_ends_the_stream_without_refusing_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let ch = channel(c.grpc_addr).await;
+    let (mut s, _) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
+    s.send(report(7)).await;
+    assert_eq!(s.ack().await.seq, 7);
+    for seq in [oqs_proto::MAX_SEQ + 1, u64::MAX] {
+        let (mut s, last) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
+        assert_eq!(last, 7);
+        let mut r = report(8);
+        r.seq = seq;
+        s.send(r).await;
+        let (st, rejected) = s.error().await;
+        assert_eq!(st.code(), Code::OutOfRange, "{seq}: {st:?}");
+        assert!(st.message().contains("spool"), "{}", st.message());
+        assert!(rejected.is_empty(), "{seq}: no Rejected: {rejected:?}");
+    }
+    // The largest allowed seq is stored.
+    let (mut s, _) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
+    let mut r = report(8); // common::report spells the seq into an address
+    r.seq = oqs_proto::MAX_SEQ;
+    s.send(r).await;
+    assert_eq!(s.ack().await.seq, oqs_proto::MAX_SEQ);
+    let mut h = hello("s", "t2");
+    h.highest_held_seq = u64::MAX;
+    let st = match AgentStream::open(ch, msg_hello(h)).await {
+        Err(st) => st,
+        Ok(mut s) => s.error().await.0,
+    };
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(
+        st.message().contains("highest_held_seq"),
+        "{}",
+        st.message()
+    );
+    assert_eq!(rejected_total(&c, "seq_out_of_range").await, 2.0);
+    c.stop().await.unwrap();
+}
+
+/// A Hello alone writes nothing for a terminal that never stored a report (a peer making up ids
+/// cannot grow the store); the first stored report brings the Hello's identity with it.
+#[tokio::test]
+async fn a_hello_alone_creates_no_terminal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let ch = channel(c.grpc_addr).await;
+    for i in 0..20 {
+        let (s, last) = AgentStream::hello(ch.clone(), hello(&format!("ghost-{i}"), "pc-1")).await;
+        assert_eq!(last, 0);
+        drop(s);
+    }
+    let (status, _) = get(c.http_addr, "/api/sites/ghost-3").await;
+    assert_eq!(status, 404, "no site from Hellos alone");
+    let sites = get_json(c.http_addr, "/api/sites").await;
+    assert_eq!(sites["total"], 0, "{sites}");
+    // A Hello then a report: the terminal exists, with what the Hello said.
+    let (mut s, _) = AgentStream::hello(ch, hello("ghost-3", "pc-1")).await;
+    s.send(report(1)).await;
+    assert_eq!(s.ack().await.seq, 1);
+    let site = get_json(c.http_addr, "/api/sites/ghost-3").await;
+    assert_eq!(site["terminals"][0]["hostname"], "OQS-PC", "{site}");
+    assert_eq!(site["prefecture"], "東京都", "{site}");
+    drop(s);
+    c.stop().await.unwrap();
+    let store = oqs_collector::store::Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.terminals().unwrap().len(),
+        1,
+        "one terminal record, the one that reported"
+    );
+}
+
+/// A terminal whose clock is days ahead is not refused (the report is fine, the clock is not):
+/// its reports are stored, stamped with the time they arrived (the bytes as sent are kept), and
+/// the site gets `ntp_skew` saying so.
+#[tokio::test]
+async fn a_report_from_a_clock_far_ahead_is_stored_at_its_receive_time_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flags.evaluate_every_ms = 100;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let (mut s, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-z", "pc-1")).await;
+    let ahead = 3 * 86_400_000; // three days
+    let now = oqs_collector::clock::now_ms();
+    for seq in 1..=3u64 {
+        let mut r = report(seq);
+        r.started_at_ms = now + ahead + seq as i64 * 1000 - 200;
+        r.finished_at_ms = now + ahead + seq as i64 * 1000;
+        s.send(r).await;
+        let a = s.ack().await;
+        assert_eq!((a.seq, a.duplicate), (seq, false), "stored, not refused");
+    }
+    let site = get_json(c.http_addr, "/api/sites/clinic-z").await;
+    let f: Vec<_> = site["active_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["flag"] == "ntp_skew")
+        .collect();
+    assert_eq!(f.len(), 1, "{site}");
+    assert!(f[0]["detail"].as_str().unwrap().contains("ahead"), "{site}");
+    drop(s);
+    c.stop().await.unwrap();
+    let store = oqs_collector::store::Store::open(dir.path()).unwrap();
+    let key = oqs_collector::store::TerminalKey::new("clinic-z", "pc-1");
+    let stored = store.report(&key, 3).unwrap().expect("stored");
+    assert!(
+        stored.finished_at_ms() < now + 60_000,
+        "kept under its receive time, not the terminal's: {}",
+        stored.finished_at_ms() - now
+    );
+}
+
+/// Two machines with the same ids: a different report under a stored seq is not a "duplicate"
+/// (that means the same report, byte for byte): the stream ends FAILED_PRECONDITION with the
+/// conflict marker and no `Rejected` (the agent keeps its report), and the site is flagged
+/// `terminal_id_conflict`; the same report sent again is still a duplicate.
+#[tokio::test]
+async fn another_machines_report_under_a_stored_seq_is_a_conflict_not_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let ch = channel(c.grpc_addr).await;
+    let (mut a, _) = AgentStream::hello(ch.clone(), hello("clinic-twin", "pc-1")).await;
+    let sent: Vec<_> = (1..=3).map(report).collect();
+    for r in &sent {
+        a.send(r.clone()).await;
+        assert!(!a.ack().await.duplicate);
+    }
+    // The same report again (a retry after a lost ack): a duplicate.
+    let (mut again, last) = AgentStream::hello(ch.clone(), hello("clinic-twin", "pc-1")).await;
+    assert_eq!(last, 3);
+    again.send(sent[1].clone()).await;
+    assert!(again.ack().await.duplicate);
+    drop(again);
+    // Another machine's seq 2: another round, another time.
+    let (mut b, _) = AgentStream::hello(ch, hello("clinic-twin", "pc-1")).await;
+    let mut other = report(2);
+    other.started_at_ms += 7_000;
+    other.finished_at_ms += 7_000;
+    b.send(other).await;
+    let (st, rejected) = b.error().await;
+    assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
+    assert!(st.message().contains("two machines"), "{}", st.message());
+    assert!(st.metadata().get(oqs_proto::TERMINAL_ID_CONFLICT).is_some());
+    assert!(
+        rejected.is_empty(),
+        "the agent keeps its report: {rejected:?}"
+    );
+    let site = get_json(c.http_addr, "/api/sites/clinic-twin").await;
+    assert!(
+        site["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "terminal_id_conflict"),
+        "{site}"
+    );
+    assert_eq!(
+        site["terminals"][0]["reports_total"], 3,
+        "nothing of the other machine stored"
+    );
+    assert_eq!(rejected_total(&c, "terminal_id_conflict").await, 1.0);
+    drop(a);
+    c.stop().await.unwrap();
+}
+
+/// More DNS answers or addresses than the limits is the network's doing, not a bad report: the
+/// report is stored with the first ones and the rest counted; the Welcome says the limits so an
+/// agent can cut its lists itself.
+#[tokio::test]
+async fn long_lists_are_cut_to_the_limits_and_the_report_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_list_items = 8;
+    cfg.limits.max_addresses = 4;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let ch = channel(c.grpc_addr).await;
+    let mut s = AgentStream::open(ch, msg_hello(hello("clinic-big", "pc-1")))
+        .await
+        .unwrap();
+    let welcome = match s.next().await {
+        Ok(Some(CollectorBody::Welcome(w))) => w,
+        other => panic!("expected Welcome, got {other:?}"),
+    };
+    assert_eq!((welcome.max_list_items, welcome.max_addresses), (8, 4));
+    let mut r = report(1);
+    r.dns[0].answers = (0..30).map(|i| format!("2408:210:9c0::{i:x}")).collect();
+    let a = r.ipv6.as_ref().unwrap().addresses[0].clone();
+    r.ipv6.as_mut().unwrap().addresses = vec![a; 6];
+    s.send(r).await;
+    let ack = s.ack().await;
+    assert_eq!((ack.seq, ack.duplicate), (1, false), "stored, not refused");
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(metric(&m, "oqs_report_items_trimmed_total"), 22.0 + 2.0);
+    drop(s);
+    c.stop().await.unwrap();
+    let store = oqs_collector::store::Store::open(dir.path()).unwrap();
+    let key = oqs_collector::store::TerminalKey::new("clinic-big", "pc-1");
+    match store.report(&key, 1).unwrap() {
+        Some(oqs_collector::store::StoredReport::Full(r)) => {
+            assert_eq!(r.dns[0].answers.len(), 8);
+            assert_eq!(
+                r.dns[0].answers[0], "2408:210:9c0::0",
+                "the first ones kept"
+            );
+            assert_eq!(r.ipv6.unwrap().addresses.len(), 4);
+        }
+        other => panic!("stored whole: {other:?}"),
+    }
+}
+
+/// A collector restored from an older copy of its data directory is told by the agents: a Hello
+/// saying more was acknowledged than the store holds is counted, logged and flags the site.
+#[tokio::test]
+async fn a_store_behind_what_it_acknowledged_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let ch = channel(c.grpc_addr).await;
+    let (mut s, _) = AgentStream::hello(ch.clone(), hello("clinic-r", "pc-1")).await;
+    for seq in 1..=3 {
+        s.send(report(seq)).await;
+        s.ack().await;
+    }
+    drop(s);
+    // The agent was acknowledged up to 9 (by the collector before its restore).
+    let mut h = hello("clinic-r", "pc-1");
+    h.highest_acked_seq = 9;
+    let (s, last) = AgentStream::hello(ch.clone(), h).await;
+    assert_eq!(last, 3);
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(metric(&m, "oqs_store_lost_acked_reports_total"), 6.0);
+    let site = get_json(c.http_addr, "/api/sites/clinic-r").await;
+    let f: Vec<_> = site["active_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["flag"] == "store_lost_reports")
+        .collect();
+    assert_eq!(f.len(), 1, "{site}");
+    assert!(f[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("6 acknowledged reports lost"));
+    drop(s);
+    // An agent that says what is true raises nothing.
+    let mut h = hello("clinic-r", "pc-2");
+    h.highest_acked_seq = 0;
+    let (_s2, _) = AgentStream::hello(ch, h).await;
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert_eq!(metric(&m, "oqs_store_lost_acked_reports_total"), 6.0);
     c.stop().await.unwrap();
 }
 

@@ -109,3 +109,142 @@ async fn too_many_streams_and_too_fast_a_stream_are_refused() {
     );
     c.stop().await.unwrap();
 }
+
+/// A stream that has sent nothing yet: (its sender, kept to hold it open; the connect result).
+async fn silent(
+    ch: tonic::transport::Channel,
+) -> (
+    tokio::sync::mpsc::Sender<oqs_proto::v1::AgentMessage>,
+    Result<tonic::Response<tonic::Streaming<oqs_proto::v1::CollectorMessage>>, tonic::Status>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let r = oqs_proto::v1::fleet_ingest_client::FleetIngestClient::new(ch)
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    (tx, r)
+}
+
+async fn rejected(c: &server::Running, reason: &str) -> f64 {
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    metric(
+        &m,
+        &format!("oqs_reports_rejected_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// Streams that never say Hello take no agent's slot (`limits.max_streams` counts streams past
+/// their Hello), and one source may hold only `limits.max_pre_hello_per_source` of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_without_a_hello_take_no_agent_slot_and_are_capped_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_streams = 1;
+    cfg.limits.max_pre_hello_per_source = 2;
+    let c = server::start(cfg).await.unwrap();
+    let ch = channel(c.grpc_addr).await;
+    let (_a, ra) = silent(ch.clone()).await;
+    let (b, rb) = silent(ch.clone()).await;
+    assert!(ra.is_ok() && rb.is_ok(), "two silent streams are let in");
+    let (_c, rc) = silent(ch.clone()).await;
+    let st = rc.expect_err("a third silent stream from the same source is refused");
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        st.message().contains("limits.max_pre_hello_per_source"),
+        "{st:?}"
+    );
+    assert_eq!(rejected(&c, "too_many_pre_hello").await, 1.0);
+    // One silent stream goes: an agent's Hello gets the only agent slot although another silent
+    // stream is still open.
+    drop((b, rb));
+    let mut welcomed = None;
+    for _ in 0..50 {
+        if let Ok(mut s) = AgentStream::open(ch.clone(), msg_hello(hello("clinic-p", "pc-1"))).await
+        {
+            if let Ok(Some(oqs_proto::v1::collector_message::Body::Welcome(_))) = s.next().await {
+                welcomed = Some(s);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(welcomed.is_some(), "the agent is welcomed");
+    c.stop().await.unwrap();
+}
+
+/// One HTTP/2 connection carries at most `limits.max_streams_per_connection` streams at once (the
+/// next waits for a free one), and one source at most `limits.max_connections_per_source`
+/// connections (more are closed as they are accepted, and counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_connection_and_connections_per_source_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_streams_per_connection = 2;
+    cfg.limits.max_connections_per_source = 2;
+    let c = server::start(cfg).await.unwrap();
+    let ch = channel(c.grpc_addr).await;
+    let (s1, _) = AgentStream::hello(ch.clone(), hello("clinic-q", "pc-1")).await;
+    let (_s2, _) = AgentStream::hello(ch.clone(), hello("clinic-q", "pc-2")).await;
+    let third = tokio::spawn({
+        let ch = ch.clone();
+        async move { AgentStream::hello(ch, hello("clinic-q", "pc-3")).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        !third.is_finished(),
+        "a third stream on the connection waits"
+    );
+    drop(s1);
+    let (_s3, _) = tokio::time::timeout(std::time::Duration::from_secs(10), third)
+        .await
+        .expect("the third stream gets the freed slot")
+        .unwrap();
+
+    // Connections: this one and one more are let in; a third is closed when accepted.
+    let _second = channel(c.grpc_addr).await;
+    let third = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc_addr))
+        .unwrap()
+        .connect()
+        .await;
+    let refused = match third {
+        Err(_) => true,
+        Ok(ch) => silent(ch).await.1.is_err(),
+    };
+    assert!(refused, "a third connection from the source is refused");
+    assert!(rejected(&c, "too_many_connections").await >= 1.0);
+    c.stop().await.unwrap();
+}
+
+/// A stream that says nothing after its Hello for `limits.stream_idle_secs` is closed
+/// (UNAVAILABLE: the agent reconnects), and a connection that sends nothing at all within
+/// `limits.connect_timeout_ms` is dropped, while one that speaks is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_streams_and_silent_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.stream_idle_secs = 1;
+    cfg.limits.connect_timeout_ms = 300;
+    let c = server::start(cfg).await.unwrap();
+    let (mut s, _) =
+        AgentStream::hello(channel(c.grpc_addr).await, hello("clinic-i", "pc-1")).await;
+    s.send(report(1)).await;
+    assert_eq!(s.ack().await.seq, 1);
+    let started = std::time::Instant::now();
+    let (st, _) = s.error().await;
+    assert_eq!(st.code(), tonic::Code::Unavailable, "{st:?}");
+    assert!(st.message().contains("limits.stream_idle_secs"), "{st:?}");
+    // Idle is counted from the last message received (the report), not from its ack.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    assert_eq!(rejected(&c, "stream_idle").await, 1.0);
+
+    let addr = c.grpc_addr;
+    let closed = tokio::task::spawn_blocking(move || closed_after_sending(addr, b""))
+        .await
+        .unwrap();
+    assert!(closed.0, "the silent connection is closed");
+    assert!(
+        closed.1 < std::time::Duration::from_secs(4),
+        "within the timeout, not the read's own 5 s: {:?}",
+        closed.1
+    );
+    c.stop().await.unwrap();
+}

@@ -62,6 +62,7 @@ mod tests {
         assert!(super::page("site").0.contains("data-page=\"site\""));
         // The script inserts API text as text: no innerHTML anywhere.
         assert!(!super::APP_JS.contains("innerHTML"));
-        assert!(super::APP_JS.contains("0120") || super::APP_JS.contains("support_desk"));
+        // The desks to call come from the API (contact.desks), with whether each is open now.
+        assert!(super::APP_JS.contains("c.desks") && super::APP_JS.contains("open_now"));
     }
 }

@@ -21,6 +21,17 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// is never below it, so an agent's own texts never get its reports refused.
 pub const AGENT_TEXT_CHARS: usize = 256;
 
+/// The highest report seq either side accepts (2^63 − 1): far beyond any terminal's lifetime of
+/// rounds, and low enough that `seq + 1` never overflows. A seq above it means a damaged spool
+/// state, not a report to drop: the collector ends the stream (OUT_OF_RANGE) without refusing a
+/// report, so the agent keeps what it holds.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// The metadata key a collector sets on the status that ends a stream because another machine
+/// reports with the same ids: the agent then takes its sent-but-unacknowledged reports as not
+/// delivered (they were not: the collector holds the other machine's under those seqs).
+pub const TERMINAL_ID_CONFLICT: &str = "oqs-terminal-id-conflict";
+
 /// The encoded `FileDescriptorSet` of `fleet.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));

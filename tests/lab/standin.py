@@ -2,7 +2,9 @@
 """The clinic network lab's stand-ins for the OQS side, run inside the lab's "NW-base" namespace:
 
 - the line-authentication portal (HTTPS, test CA) on www.lineauth.mnw's address, serving the guide's
-  page the lab chose (the file named in STATE, one of tests/fixtures/lineauth/*.html);
+  page the lab chose (the file named in STATE, one of tests/fixtures/lineauth/*.html, or "down" to
+  close each connection unanswered; "sjis:NAME"
+  serves it in Shift_JIS with the charset only in a <meta> tag, as older portals do);
 - OQS web production and verification login pages (HTTPS) and the CRL distribution point (HTTP);
 - an SNTP server for ntp.base.oqs-pdl.org.
 
@@ -11,6 +13,7 @@ Only ever binds the addresses it is given (inside the lab's namespace). Stdlib o
 """
 import http.server
 import os
+import re
 import socket
 import socketserver
 import ssl
@@ -31,8 +34,13 @@ class V6Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def handler(body_of):
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            status, ctype, body = body_of()
-            data = body.encode("utf-8")
+            answer = body_of()
+            if answer is None:
+                # "down": the connection closes before any answer (the portal gives no page).
+                self.close_connection = True
+                return
+            status, ctype, body = answer
+            data = body if isinstance(body, bytes) else body.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
@@ -48,7 +56,18 @@ def handler(body_of):
 def portal_page():
     try:
         name = open(STATE, encoding="utf-8").read().strip()
+        if name == "down":
+            return None
+        encoding = None
+        if ":" in name:
+            encoding, name = name.split(":", 1)
         page = open(os.path.join(FIXTURES, os.path.basename(name)), encoding="utf-8").read()
+        if encoding == "sjis":
+            # The header names no charset; only the page does.
+            page = re.sub(r'<meta[^>]*charset[^>]*>', "", page, flags=re.I)
+            page = re.sub(r"<head>", '<head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">',
+                          page, count=1, flags=re.I)
+            return 200, "text/html", page.encode("shift_jis")
         return 200, "text/html; charset=utf-8", page
     except OSError as e:
         return 500, "text/plain", str(e)

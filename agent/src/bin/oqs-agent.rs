@@ -17,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The daemon: rounds on the interval, streamed to the collector, spooled until acknowledged.
@@ -25,10 +27,15 @@ enum Command {
         /// The agent config file (deploy/agent.example.toml shows every key).
         #[arg(long)]
         config: PathBuf,
-        /// Windows: run under the service control manager (deploy/windows/install-service.ps1
-        /// registers the service with this flag).
+        /// Windows: run under the service control manager (the MSI registers the service with
+        /// this flag).
         #[arg(long)]
         service: bool,
+        /// Log to this file (rotated at 10 MiB, five old files kept) instead of stderr. With
+        /// --service the default is logs\oqs-agent.log beside the config (the MSI:
+        /// %ProgramData%\OQS Agent\logs).
+        #[arg(long)]
+        log_file: Option<PathBuf>,
     },
     /// Run every check of the connection guide once and name the first failing step.
     /// Exit status 0 only when everything passes.
@@ -52,6 +59,55 @@ enum Command {
         #[arg(long, value_enum, default_value = "ja")]
         lang: Lang,
     },
+    /// Write the agent's config file from installer properties (the MSI runs this with
+    /// SITE_ID=… TERMINAL_ID=…). Keeps an existing file unless --replace. A bad value fails,
+    /// naming the property.
+    WriteConfig {
+        /// Where to write (the MSI: %ProgramData%\OQS Agent\agent.toml).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        site_id: Option<String>,
+        #[arg(long)]
+        terminal_id: Option<String>,
+        /// east / west (or give --prefecture).
+        #[arg(long)]
+        area: Option<String>,
+        #[arg(long)]
+        prefecture: Option<String>,
+        #[arg(long)]
+        site_name: Option<String>,
+        #[arg(long)]
+        collector_url: Option<String>,
+        /// PEM of the CA that signed the collector's certificate (https:// collectors). An
+        /// empty value (an unset installer property) is none.
+        #[arg(long)]
+        collector_ca: Option<String>,
+        /// The site's enrollment token (kept in the file until the agent has its own secret).
+        #[arg(long)]
+        enrollment_token: Option<String>,
+        /// The spool directory (empty: the default).
+        #[arg(long)]
+        spool_dir: Option<String>,
+        /// Clear text to a non-loopback collector (collector.insecure = true).
+        #[arg(long)]
+        insecure: bool,
+        /// The same as an installer property's value: empty or 0 / false / no, or 1 / true / yes.
+        #[arg(long)]
+        collector_insecure: Option<String>,
+        /// Overwrite an existing config.
+        #[arg(long)]
+        replace: bool,
+        /// Also append an error to this file (a silent install has no console).
+        #[arg(long)]
+        error_log: Option<PathBuf>,
+    },
+    /// Windows: configure the installed `oqs-agent` service (the MSI runs this).
+    ServiceConfig {
+        /// Restart on failure: 10 s, 10 s, then every 60 s; reset after a day.
+        #[arg(long)]
+        restart_on_failure: bool,
+    },
 }
 
 #[tokio::main]
@@ -65,14 +121,43 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, service } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+        Command::Run {
+            config,
+            service,
+            log_file,
+        } => {
+            // The platform verifier logs every failed verification as an error; the portal
+            // probe reports the verdict itself (cert_untrusted), once per round.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rustls_platform_verifier=off".into());
+            let log_file = log_file.or_else(|| {
+                service.then(|| {
+                    config
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join("logs")
+                        .join("oqs-agent.log")
+                })
+            });
+            match &log_file {
+                Some(path) => {
+                    let file = oqs_agent::logfile::RotatingFile::open(
+                        path,
+                        oqs_agent::logfile::DEFAULT_MAX_BYTES,
+                        oqs_agent::logfile::DEFAULT_KEEP,
+                    )
+                    .with_context(|| format!("cannot open the log file {}", path.display()))?;
+                    tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_ansi(false)
+                        .with_writer(std::sync::Mutex::new(file))
+                        .init();
+                }
+                None => tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init(),
+            }
             let cfg = AgentConfig::from_file(&config)?;
             if service {
                 #[cfg(windows)]
@@ -88,6 +173,80 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             oqs_agent::daemon::run(cfg, shutdown).await?;
             Ok(())
+        }
+        Command::ServiceConfig { restart_on_failure } => {
+            #[cfg(windows)]
+            if restart_on_failure {
+                oqs_agent::winservice::configure_restart_on_failure()?;
+                println!("oqs-agent: the service restarts on failure");
+            }
+            #[cfg(not(windows))]
+            {
+                let _ = restart_on_failure;
+                anyhow::bail!("service-config is for the Windows service control manager");
+            }
+            #[cfg(windows)]
+            Ok(())
+        }
+        Command::WriteConfig {
+            out,
+            site_id,
+            terminal_id,
+            area,
+            prefecture,
+            site_name,
+            collector_url,
+            collector_ca,
+            enrollment_token,
+            spool_dir,
+            insecure,
+            collector_insecure,
+            replace,
+            error_log,
+        } => {
+            let insecure =
+                match oqs_agent::install::flag("COLLECTOR_INSECURE", collector_insecure.as_deref())
+                {
+                    Ok(v) => insecure || v,
+                    Err(e) => anyhow::bail!("write-config: {e}"),
+                };
+            let props = oqs_agent::install::Properties {
+                site_id,
+                terminal_id,
+                area,
+                prefecture,
+                site_name,
+                collector_url,
+                collector_ca: collector_ca.filter(|p| !p.is_empty()).map(PathBuf::from),
+                enrollment_token,
+                spool_dir: spool_dir
+                    .filter(|p| !p.is_empty())
+                    .map(|p| oqs_agent::install::without_trailing_dot(PathBuf::from(p))),
+                insecure,
+            };
+            match oqs_agent::install::write(&out, &props, replace) {
+                Ok(oqs_agent::install::Written::New) => {
+                    println!("oqs-agent: wrote {}", out.display());
+                    Ok(())
+                }
+                Ok(oqs_agent::install::Written::KeptExisting) => {
+                    println!("oqs-agent: kept the existing {}", out.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    if let Some(log) = error_log {
+                        use std::io::Write;
+                        if let Ok(mut f) = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&log)
+                        {
+                            let _ = writeln!(f, "oqs-agent write-config: {e}");
+                        }
+                    }
+                    anyhow::bail!("write-config: {e}")
+                }
+            }
         }
         Command::Check {
             area,
@@ -115,14 +274,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let area = cfg.area;
             let url = cfg.probes.lineauth_url.clone();
+            let customer_id = cfg.customer_id.as_ref().map(|c| c.reveal().to_owned());
             let runner = RoundRunner::new(cfg)?;
             let report = runner.run(1, 0).await;
             let d = diagnosis::diagnose(&report, &url);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&render::json(&report, area.as_str(), &d))?
-                );
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&render::json(
+                        &report,
+                        area.as_str(),
+                        &d,
+                        customer_id.as_deref()
+                    ))?
+                ));
             } else {
                 let label = match (area, lang) {
                     (Area::East, Lang::Ja) => "東日本",
@@ -130,13 +295,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     (Area::East, Lang::En) => "NTT East",
                     (Area::West, Lang::En) => "NTT West",
                 };
-                print!("{}", render::text(&report, label, &d, lang));
+                out(&render::text(
+                    &report,
+                    label,
+                    &d,
+                    lang,
+                    customer_id.as_deref(),
+                ));
             }
             // 0 only when the tree passes and every probe passed (CRL and NTP are outside it).
             let passed = d.step.is_none() && render::failing(&report).is_empty();
             std::process::exit(if passed { 0 } else { 1 });
         }
     }
+}
+
+/// Writes the check's result; a reader that went away (`| head`) is not an error of the check:
+/// the exit status still says how the round went.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
 }
 
 async fn shutdown_signal() {

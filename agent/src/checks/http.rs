@@ -22,7 +22,7 @@ pub async fn probe(
         ..Default::default()
     };
     match get(client, url).await {
-        Ok((status, _)) => {
+        Ok((status, _, _)) => {
             p.status = status;
             p.tls_trusted = url.starts_with("https://");
             let ok = match target {

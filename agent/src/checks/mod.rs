@@ -5,3 +5,4 @@ pub mod http;
 pub mod ipv6;
 pub mod lineauth;
 pub mod ntp;
+pub mod trust;

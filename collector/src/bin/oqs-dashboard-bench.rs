@@ -89,6 +89,8 @@ async fn feed(
                         spool_dropped_total: 0,
                         encoded: r.encode_to_vec(),
                         report: r,
+                        ident: None,
+                        clock_ahead_ms: None,
                     })
                     .await?,
             );

@@ -42,6 +42,8 @@ impl FleetIngest for Floor {
                 AgentBody::Hello(_) => CollectorBody::Welcome(Welcome {
                     last_stored_seq: 0,
                     max_message_bytes: 1 << 20,
+                    max_addresses: 0,
+                    max_list_items: 0,
                     terminal_secret: String::new(),
                 }),
                 AgentBody::Report(report) => CollectorBody::Ack(Ack {

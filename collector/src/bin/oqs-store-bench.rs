@@ -110,6 +110,8 @@ async fn main() -> anyhow::Result<()> {
                 spool_dropped_total: 0,
                 encoded,
                 report: r,
+                ident: None,
+                clock_ahead_ms: None,
             };
             pending.push(handle.report(commit).await?);
             sent += 1;

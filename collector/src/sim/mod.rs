@@ -261,6 +261,7 @@ async fn terminal(
         ),
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
+        highest_acked_seq: 0,
         prefecture: Some(site.prefecture.to_owned()),
         site_name: Some(site.name.clone()),
         credential: None,

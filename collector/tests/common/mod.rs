@@ -48,18 +48,23 @@ pub fn hello(site: &str, terminal: &str) -> Hello {
         boot_id: "boot".into(),
         customer_id: Some("CAF0123456789".into()),
         highest_held_seq: 0,
+        highest_acked_seq: 0,
         prefecture: Some("東京都".into()),
         site_name: None,
         credential: None,
     }
 }
 
+/// Report `seq` of a terminal, the same bytes every time it is made (a replay is a replay):
+/// its round time is fixed per test process and seq (a second apart from the first call on).
 pub fn report(seq: u64) -> Report {
-    let now = oqs_collector::clock::now_ms();
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(oqs_collector::clock::now_ms);
+    let at = base + (seq.min(1_000_000) as i64) * 1000;
     Report {
         seq,
-        started_at_ms: now - 100,
-        finished_at_ms: now,
+        started_at_ms: at - 100,
+        finished_at_ms: at,
         ipv6: Some(Ipv6State {
             outcome: Outcome::Ok as i32,
             prefix: "2408:210:1:2::/64".into(),
@@ -254,4 +259,32 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Connects to `addr`, sends `sent`, then reads until the server closes: (closed, how long after
+/// sending). Gives up after 5 s (not closed). Blocking: call from a blocking thread.
+pub fn closed_after_sending(
+    addr: std::net::SocketAddr,
+    sent: &[u8],
+) -> (bool, std::time::Duration) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.write_all(sent).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return (true, started.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return (false, started.elapsed())
+            }
+            Err(_) => return (true, started.elapsed()),
+        }
+    }
 }

@@ -30,7 +30,11 @@ const T = {
     step_n: n => `手順${n}`, no_data: 'データなし',
     flag_names: { lineauth_error: '回線認証エラー', reauth_required: '再認証が必要', prefix_changed: 'プレフィックス変更',
       ipv6_missing: 'IPv6未取得', dns_failing: 'DNS異常', cert_untrusted: '証明書未導入', oqs_web_unreachable: 'OQS Web不達',
-      agent_silent: 'エージェント無応答', flapping: 'アドレス不安定', ntp_skew: '時刻ずれ' },
+      agent_silent: 'エージェント無応答', flapping: 'アドレス不安定', ntp_skew: '時刻ずれ',
+      lineauth_failed: '回線認証失敗', lineauth_system_error: '回線認証システムエラー',
+      lineauth_unreachable: '回線認証サイト不達', lineauth_declined: '「希望しない」選択',
+      lineauth_retry_later: '回線認証 再試行待ち', lineauth_unknown_page: '回線認証 不明な画面',
+      terminal_id_conflict: '端末ID重複', store_lost_reports: '受信済みデータ消失' },
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -52,13 +56,19 @@ const T = {
     step_n: n => `step ${n}`, no_data: 'no data',
     flag_names: { lineauth_error: 'Line-auth error', reauth_required: 'Re-auth required', prefix_changed: 'Prefix changed',
       ipv6_missing: 'IPv6 missing', dns_failing: 'DNS failing', cert_untrusted: 'Cert untrusted', oqs_web_unreachable: 'OQS web unreachable',
-      agent_silent: 'Agent silent', flapping: 'Flapping', ntp_skew: 'NTP skew' },
+      agent_silent: 'Agent silent', flapping: 'Flapping', ntp_skew: 'NTP skew',
+      lineauth_failed: 'Line-auth failed', lineauth_system_error: 'Portal system error',
+      lineauth_unreachable: 'Portal unreachable', lineauth_declined: 'Declined / not from portal',
+      lineauth_retry_later: 'Portal: retry later', lineauth_unknown_page: 'Portal: unknown page',
+      terminal_id_conflict: 'Terminal id conflict', store_lost_reports: 'Store lost acked reports' },
   },
 }[LANG];
 
-const FLAGS = ['lineauth_error', 'reauth_required', 'prefix_changed', 'ipv6_missing', 'dns_failing',
-  'cert_untrusted', 'oqs_web_unreachable', 'agent_silent', 'flapping', 'ntp_skew'];
-const SEVERE = new Set(['lineauth_error', 'reauth_required', 'ipv6_missing', 'dns_failing', 'cert_untrusted']);
+const FLAGS = ['lineauth_error', 'store_lost_reports', 'terminal_id_conflict', 'lineauth_failed', 'reauth_required', 'prefix_changed', 'ipv6_missing',
+  'dns_failing', 'cert_untrusted', 'lineauth_system_error', 'lineauth_unreachable', 'oqs_web_unreachable',
+  'lineauth_declined', 'lineauth_retry_later', 'lineauth_unknown_page', 'agent_silent', 'flapping', 'ntp_skew'];
+const SEVERE = new Set(['lineauth_error', 'store_lost_reports', 'terminal_id_conflict', 'lineauth_failed', 'reauth_required', 'ipv6_missing', 'dns_failing',
+  'cert_untrusted']);
 const PREFECTURES = ['北海道', '青森県', '岩手県', '宮城県', '秋田県', '山形県', '福島県', '茨城県', '栃木県', '群馬県',
   '埼玉県', '千葉県', '東京都', '神奈川県', '新潟県', '山梨県', '長野県', '富山県', '石川県', '福井県', '岐阜県', '静岡県',
   '愛知県', '三重県', '滋賀県', '京都府', '大阪府', '兵庫県', '奈良県', '和歌山県', '鳥取県', '島根県', '岡山県', '広島県',
@@ -340,6 +350,7 @@ function sitePage() {
       el('h2', {}, T.diagnosis),
       bad ? el('div', {}, el('span', { class: 'step', id: 'diag-step' }, d.step), el('strong', {}, T.step_n(d.step)), ' ', el('span', { class: 'muted' }, d.finding || '')) : el('div', { id: 'diag-step' }, T.healthy_msg),
       bad ? el('p', { id: 'diag-remedy' }, LANG === 'ja' ? d.remedy_ja : d.remedy_en) : null,
+      bad && d.hint_ja ? el('p', { id: 'diag-hint', class: 'hint' }, LANG === 'ja' ? d.hint_ja : d.hint_en) : null,
       bad ? el('dl', { class: 'kv' }, el('dt', {}, T.page), el('dd', {}, d.guide_page), el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')) : null);
   }
 
@@ -358,9 +369,14 @@ function sitePage() {
       try { await navigator.clipboard.writeText(text); copyBtn.textContent = T.copied; } catch (_) { copyBtn.textContent = '✗'; }
     } }, T.copy);
     return el('div', { class: 'panel', id: 'contact' }, el('h2', {}, T.contact),
-      el('div', { class: 'desk' }, `${T.desk} `, el('span', { id: 'desk-number' }, c.support_desk), ' ',
-        el('span', { class: c.support_desk_open_now ? 'open' : 'closed', id: 'desk-open' }, c.support_desk_open_now ? T.open_now : T.closed_now)),
-      el('div', { class: 'muted' }, `${T.hours_today}: ${c.support_desk_hours_today || T.closed_today} (JST)`),
+      // Whom to call for this problem, the desk that can act on it first.
+      (c.desks || []).map(d => {
+        const id = d.desk === 'network' ? 'desk' : `desk-${d.desk}`;
+        return el('div', { class: 'desk-entry', 'data-desk': d.desk },
+          el('div', { class: 'desk' }, `${LANG === 'ja' ? d.name_ja : d.name_en} `, el('span', { id: `${id}-number` }, d.number), ' ',
+            el('span', { class: d.open_now ? 'open' : 'closed', id: `${id}-open` }, d.open_now ? T.open_now : T.closed_now)),
+          el('div', { class: 'muted' }, `${LANG === 'ja' ? d.for_ja : d.for_en} · ${T.hours_today}: ${d.hours_today || T.closed_today} (JST)`));
+      }),
       el('dl', { class: 'kv' }, lines.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
       el('div', { class: 'actions' }, copyBtn),
       site.shares_line_with.length ? el('p', { class: 'muted' }, `${T.shares_line}: ${site.shares_line_with.join(', ')}`) : null);

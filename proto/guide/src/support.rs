@@ -143,6 +143,128 @@ pub fn network_desk_hours_today(unix_ms: i64) -> Option<&'static str> {
     }
 }
 
+/// Whether the FLET'S contract desk answers at `unix_ms`: 9:00–17:00 Japan time, every day but
+/// over the New Year (the guide says 年末年始を除く without dates; 12/29–1/3 as the network desk).
+pub fn flets_desk_open(unix_ms: i64) -> bool {
+    let jst = unix_ms + JST_OFFSET_MS;
+    let minute = jst.rem_euclid(86_400_000) / 60_000;
+    flets_desk_hours_today(unix_ms).is_some() && (9 * 60..17 * 60).contains(&minute)
+}
+
+/// Today's hours of the FLET'S contract desk, or `None` over the New Year.
+pub fn flets_desk_hours_today(unix_ms: i64) -> Option<&'static str> {
+    let (_, m, d) = civil((unix_ms + JST_OFFSET_MS).div_euclid(86_400_000));
+    let new_year = (m == 12 && d >= 29) || (m == 1 && d <= 3);
+    (!new_year).then_some("9:00–17:00")
+}
+
+/// A desk the guide sends people to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desk {
+    /// ネットワークサポートデスク (P28, FAQ Q20): the portal, OQS, everything but the line itself.
+    Network,
+    /// NTT East/West's FLET'S contract desk (P4 手順1, Q6): the line's type and the v6 option.
+    Flets,
+}
+
+impl Desk {
+    pub fn number(self) -> &'static str {
+        match self {
+            Desk::Network => NETWORK_DESK,
+            Desk::Flets => FLETS_DESK,
+        }
+    }
+
+    pub fn name_ja(self) -> &'static str {
+        match self {
+            Desk::Network => "ネットワークサポートデスク",
+            Desk::Flets => "フレッツ光の契約情報の確認窓口（NTT東日本/西日本）",
+        }
+    }
+
+    pub fn name_en(self) -> &'static str {
+        match self {
+            Desk::Network => "Network support desk",
+            Desk::Flets => "FLET'S contract desk (NTT East/West)",
+        }
+    }
+
+    /// What to call it about, in both languages.
+    pub fn purpose(self) -> (&'static str, &'static str) {
+        match self {
+            Desk::Network => (
+                "回線認証・オンライン資格確認の接続（お客さまIDとIPv6アドレスをご用意ください）",
+                "line authentication and the OQS connection (have the customer ID and IPv6 address ready)",
+            ),
+            Desk::Flets => (
+                "回線のタイプ、フレッツ・v6オプションの契約有無（コラボ光は光コラボレーション事業者へ）",
+                "the line's type and the FLET'S v6 option contract (Hikari Collabo lines: their provider)",
+            ),
+        }
+    }
+
+    pub fn open(self, unix_ms: i64) -> bool {
+        match self {
+            Desk::Network => network_desk_open(unix_ms),
+            Desk::Flets => flets_desk_open(unix_ms),
+        }
+    }
+
+    pub fn hours_today(self, unix_ms: i64) -> Option<&'static str> {
+        match self {
+            Desk::Network => network_desk_hours_today(unix_ms),
+            Desk::Flets => flets_desk_hours_today(unix_ms),
+        }
+    }
+}
+
+/// A desk as people are shown it at one moment: the site page's contact bundle
+/// (`contact.desks`) and `oqs-agent check` carry exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeskNow {
+    pub desk: Desk,
+    pub number: &'static str,
+    pub name_ja: &'static str,
+    pub name_en: &'static str,
+    pub for_ja: &'static str,
+    pub for_en: &'static str,
+    pub open_now: bool,
+    /// Today's hours in Japan time, `None` when closed all day.
+    pub hours_today: Option<&'static str>,
+}
+
+/// The desks to call for `finding` ([`desks_for`]), each as it stands at `unix_ms`.
+pub fn desks_now(finding: Option<crate::diagnosis::Finding>, unix_ms: i64) -> Vec<DeskNow> {
+    desks_for(finding)
+        .iter()
+        .map(|&desk| {
+            let (for_ja, for_en) = desk.purpose();
+            DeskNow {
+                desk,
+                number: desk.number(),
+                name_ja: desk.name_ja(),
+                name_en: desk.name_en(),
+                for_ja,
+                for_en,
+                open_now: desk.open(unix_ms),
+                hours_today: desk.hours_today(unix_ms),
+            }
+        })
+        .collect()
+}
+
+/// The desks to call for a finding, first the one that can act on it: the line's own problems
+/// (its type, the v6 option) are the FLET'S desk's, the rest the network support desk's.
+pub fn desks_for(finding: Option<crate::diagnosis::Finding>) -> &'static [Desk] {
+    use crate::diagnosis::Finding::*;
+    match finding {
+        Some(IneligibleLine) => &[Desk::Flets, Desk::Network],
+        Some(Ipv6Missing | NwBaseUnreachable) => &[Desk::Flets, Desk::Network],
+        _ => &[Desk::Network],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +276,32 @@ mod tests {
 
     fn holiday(y: i64, m: u32, d: u32) -> bool {
         is_holiday(days_from_civil(y, m, d))
+    }
+
+    #[test]
+    fn the_flets_desk_answers_nine_to_five_every_day_but_new_year() {
+        // A Sunday and a holiday are open days for it (the network desk is closed on them).
+        assert!(flets_desk_open(jst(2026, 11, 29, 10, 0)));
+        assert!(!network_desk_open(jst(2026, 11, 29, 10, 0)));
+        assert!(flets_desk_open(jst(2026, 11, 3, 16, 59)));
+        assert!(!flets_desk_open(jst(2026, 11, 3, 17, 0)));
+        assert!(!flets_desk_open(jst(2026, 11, 3, 8, 59)));
+        assert!(!flets_desk_open(jst(2026, 12, 30, 10, 0)));
+        assert_eq!(flets_desk_hours_today(jst(2027, 1, 3, 10, 0)), None);
+        assert_eq!(
+            flets_desk_hours_today(jst(2027, 1, 4, 10, 0)),
+            Some("9:00–17:00")
+        );
+    }
+
+    #[test]
+    fn the_line_goes_to_the_flets_desk_the_rest_to_the_network_desk() {
+        use crate::diagnosis::Finding;
+        assert_eq!(desks_for(Some(Finding::IneligibleLine))[0], Desk::Flets);
+        assert_eq!(desks_for(Some(Finding::Ipv6Missing))[0], Desk::Flets);
+        assert_eq!(desks_for(Some(Finding::AuthFailed)), &[Desk::Network]);
+        assert_eq!(desks_for(None), &[Desk::Network]);
+        assert_eq!(Desk::Flets.number(), "0120-116-116");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! servers directly (手順5').
 //!
 //! The judgement here is pure, over an [`Observed`] snapshot; reading the snapshot from the OS is
-//! per platform (`linux.rs`: procfs; `windows.rs`: one PowerShell call, its parser tested on every
-//! platform). Must never change the terminal's settings.
+//! per platform (`linux.rs`: procfs; `windows.rs`: `GetAdaptersAddresses`, its conversion tested on
+//! every platform). Must never change the terminal's settings.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
@@ -69,9 +69,17 @@ fn is_link_local(a: Ipv6Addr) -> bool {
     (a.segments()[0] & 0xffc0) == 0xfe80
 }
 
-fn is_global_unicast(a: Ipv6Addr) -> bool {
-    // 2000::/3, as the guide's 2408: / 2001: examples.
-    (a.segments()[0] & 0xe000) == 0x2000
+/// A global unicast address the line can carry (the guide's 2408: / 2001: examples): 2000::/3,
+/// but not Teredo (2001:0::/32) or 6to4 (2002::/16), tunnels that never reach the closed OQS
+/// network, nor the documentation ranges (2001:db8::/32, 3fff::/20). ULA (fc00::/7) and
+/// link-local lie outside 2000::/3 anyway. Only these count as "IPv6 acquired" (手順6-⑫).
+pub fn is_global_unicast(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    (s[0] & 0xe000) == 0x2000
+        && !(s[0] == 0x2001 && s[1] == 0)
+        && s[0] != 0x2002
+        && !(s[0] == 0x2001 && s[1] == 0x0db8)
+        && (s[0] & 0xfff0) != 0x3ff0
 }
 
 /// The kind of an address.
@@ -232,6 +240,31 @@ mod tests {
             prefix_in_use(&o.addresses).unwrap().to_string(),
             "2408:210:9:9::/64"
         );
+    }
+
+    #[test]
+    fn tunnel_documentation_and_ula_addresses_are_not_ipv6_of_the_line() {
+        for a in [
+            "2001:0:348b:fb58:1c:2e6f:a1b2:c3d4", // Teredo
+            "2002:c000:204::1",                   // 6to4
+            "2001:db8:1:2::10",                   // documentation
+            "3fff:1::10",                         // documentation (RFC 9637)
+            "fd12:3456:789a:1::10",               // ULA
+        ] {
+            let o = Observed {
+                addresses: vec![addr(a, false, false), addr("fe80::1", false, false)],
+                default_gateways: vec!["fe80::1".parse().unwrap()],
+                has_default_route: true,
+                ..Observed::default()
+            };
+            let s = judge(&o, &nw(), 1);
+            assert_eq!(s.outcome, Outcome::Failed as i32, "{a}");
+            assert_eq!(s.prefix, "", "{a}");
+            assert_eq!(s.addresses[0].kind, AddressKind::Other as i32, "{a}");
+        }
+        assert!(is_global_unicast("2408:210:1:2::10".parse().unwrap()));
+        assert!(is_global_unicast("2001:a7ff:5f01::a".parse().unwrap()));
+        assert!(is_global_unicast("2001:f70:1::5".parse().unwrap()));
     }
 
     #[test]

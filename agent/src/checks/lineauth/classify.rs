@@ -2,9 +2,14 @@
 //! table of text patterns: the guide's texts are the built-in defaults, and configuration may put
 //! more patterns in front of them (the portal's wording can change without a new agent).
 //!
+//! Pages are read as a person reads them (`page.rs`: charset, visible text, NFKC) and matched with
+//! all whitespace removed; patterns are normalised the same way, so a configured pattern is
+//! written as a person reads the page, whatever its markup, width or line breaks.
+//!
 //! Pure: text in, classification out. Must never drop what it does not know: an unknown page keeps
 //! its error code and a short excerpt.
 
+use super::page;
 use serde::Deserialize;
 
 /// What a portal page says (the transport-level states — unreachable, certificate untrusted — are
@@ -136,9 +141,19 @@ pub struct Classifier {
 impl Default for Classifier {
     fn default() -> Self {
         Self {
-            patterns: default_patterns(),
+            patterns: default_patterns().into_iter().map(squeezed).collect(),
         }
     }
+}
+
+/// A pattern as it is matched: normalised and without whitespace, like the page.
+fn squeezed(mut p: Pattern) -> Pattern {
+    p.all_of = p
+        .all_of
+        .iter()
+        .map(|s| page::squeeze(&page::normalize(s)))
+        .collect();
+    p
 }
 
 impl Classifier {
@@ -158,25 +173,27 @@ impl Classifier {
                 });
             }
         }
-        let mut patterns: Vec<Pattern> = extra
-            .into_iter()
-            .map(|mut p| {
-                p.all_of = p.all_of.iter().map(|s| normalize(s)).collect();
-                p
-            })
-            .collect();
+        let mut patterns = extra;
         patterns.extend(default_patterns());
-        Ok(Self { patterns })
+        Ok(Self {
+            patterns: patterns.into_iter().map(squeezed).collect(),
+        })
     }
 
-    /// Classifies a page (HTML or text).
+    /// Classifies a page's bytes as served (`content_type`: the response's header, if any).
+    pub fn classify_bytes(&self, body: &[u8], content_type: Option<&str>) -> Classification {
+        self.classify(&page::decode(body, content_type).0)
+    }
+
+    /// Classifies a page (HTML or text, already decoded).
     pub fn classify(&self, page: &str) -> Classification {
-        let text = normalize(&visible_text(page));
+        let text = page::normalize(&page::visible_text(page));
         let code = find_code(&text);
+        let flat = page::squeeze(&text);
         let by_text = self
             .patterns
             .iter()
-            .find(|p| p.all_of.iter().all(|s| text.contains(s.as_str())))
+            .find(|p| p.all_of.iter().all(|s| flat.contains(s.as_str())))
             .map(|p| p.state);
         let state = by_text.unwrap_or(match code.as_ref().map(|c| c.as_str()) {
             Some("P11019") => PageState::IneligibleLine,
@@ -189,70 +206,6 @@ impl Classifier {
             excerpt: text.chars().take(EXCERPT_CHARS).collect(),
         }
     }
-}
-
-/// Full-width ASCII (Ｐ１２３４５, ：) to half-width, and whitespace (incl. U+3000) collapsed.
-fn normalize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.chars() {
-        let c = match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            c => c,
-        };
-        if c.is_whitespace() {
-            if !space && !out.is_empty() {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = false;
-        }
-    }
-    out.trim_end().to_string()
-}
-
-/// The text a person sees: tags, scripts and styles removed, common entities decoded. Button
-/// labels stay (the consent page's 希望する/希望しない are buttons).
-fn visible_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() / 2);
-    let mut rest = html;
-    while let Some(lt) = rest.find('<') {
-        out.push_str(&rest[..lt]);
-        let after = &rest[lt..];
-        let lower: String = after
-            .chars()
-            .take(8)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let skip_to = if lower.starts_with("<script") {
-            Some("</script>")
-        } else if lower.starts_with("<style") {
-            Some("</style>")
-        } else {
-            None
-        };
-        rest = match skip_to {
-            Some(end) => match after.to_ascii_lowercase().find(end) {
-                Some(i) => &after[i + end.len()..],
-                None => "",
-            },
-            None => match after.find('>') {
-                Some(i) => &after[i + 1..],
-                None => "",
-            },
-        };
-        out.push(' ');
-    }
-    out.push_str(rest);
-    out.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
 }
 
 /// The first `P` + 5 digits that stands alone (not inside a longer word or number).
@@ -271,6 +224,10 @@ fn find_code(text: &str) -> Option<ErrorCode> {
     }
     None
 }
+
+#[cfg(test)]
+#[path = "classify_variants.rs"]
+mod variants;
 
 #[cfg(test)]
 mod tests {

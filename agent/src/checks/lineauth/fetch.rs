@@ -6,7 +6,7 @@
 //! Must never submit anything: only GET, never follows the consent form (never presses 希望する).
 
 use super::classify::{Classifier, PageState};
-use oqs_proto::v1::{LineAuthProbe, LineAuthState, Outcome};
+use oqs_proto::v1::{CertProblem, LineAuthProbe, LineAuthState, Outcome};
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -58,9 +58,9 @@ impl LineAuthClient {
             ..Default::default()
         };
         match get(&self.verified, &self.url).await {
-            Ok((status, body)) => {
+            Ok((status, body, content_type)) => {
                 p.http_status = status;
-                let c = classifier.classify(&body);
+                let c = classifier.classify_bytes(&body, content_type.as_deref());
                 p.state = c.state.to_wire() as i32;
                 p.error_code = c.code.map(|c| c.as_str().to_string()).unwrap_or_default();
                 p.excerpt = c.excerpt;
@@ -78,15 +78,14 @@ impl LineAuthClient {
                 }
             }
             Err(e) if is_certificate_error(&e) => {
+                let problem = cert_problem(&e);
                 p.tls_trusted = false;
                 p.state = LineAuthState::CertUntrusted as i32;
+                p.cert_problem = problem as i32;
                 p.outcome = Outcome::Failed as i32;
-                p.error =
-                    "the portal's certificate is not trusted: the OQS connection certificate is \
-                           not installed (guide FAQ Q8)"
-                        .into();
-                if let Ok((status, body)) = get(&self.unverified, &self.url).await {
-                    let c = classifier.classify(&body);
+                p.error = oqs_guide::diagnosis::cert_problem_text(problem).into();
+                if let Ok((status, body, content_type)) = get(&self.unverified, &self.url).await {
+                    let c = classifier.classify_bytes(&body, content_type.as_deref());
                     p.fetched_without_verification = true;
                     p.http_status = status;
                     p.unverified_page_state = c.state.to_wire() as i32;
@@ -119,7 +118,7 @@ impl LineAuthClient {
     }
 }
 
-/// An HTTPS client that trusts `ca_pem` (and the system roots), or, with `verify` false, nothing
+/// An HTTPS client that trusts the system's store and `ca_pem` (`checks/trust.rs`), or, with `verify` false, nothing
 /// at all (only for reading a page whose certificate already failed). `resolve` pins a host to an
 /// address (tests and the lab).
 pub fn https_client(
@@ -138,23 +137,44 @@ pub fn https_client(
     }
     if !verify {
         b = b.tls_danger_accept_invalid_certs(true);
-    }
-    if let Some((path, pem)) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Ca {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        if certs.is_empty() {
-            return Err(ClientError::Ca {
-                path: path.into(),
-                message: "no certificate in the file".into(),
-            });
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
+    } else {
+        let roots = match ca_pem {
+            None => Vec::new(),
+            Some((path, pem)) => pem_roots(path, pem)?,
+        };
+        let tls = crate::checks::trust::SystemThenBundle::new(roots)
+            .and_then(|t| t.client_config())
+            .map_err(|e| match (e, ca_pem) {
+                (e @ crate::checks::trust::TrustError::Bundle(_), Some((path, _))) => {
+                    ClientError::Ca {
+                        path: path.into(),
+                        message: e.to_string(),
+                    }
+                }
+                (e, _) => ClientError::Build(e.to_string()),
+            })?;
+        b = b.tls_backend_preconfigured(tls);
     }
     b.build().map_err(|e| ClientError::Build(e.to_string()))
+}
+
+/// The certificates of a PEM bundle (`oqs_ca`), or an error naming the file.
+fn pem_roots(
+    path: &str,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = |message: String| ClientError::Ca {
+        path: path.into(),
+        message,
+    };
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca(format!("not a PEM certificate bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(ca("no certificate in the file".into()));
+    }
+    Ok(certs)
 }
 
 fn code_suffix(code: &str) -> String {
@@ -165,12 +185,18 @@ fn code_suffix(code: &str) -> String {
     }
 }
 
+/// One GET: the status, the body (at most [`MAX_PAGE_BYTES`]) and the Content-Type header.
 pub(crate) async fn get(
     client: &reqwest::Client,
     url: &str,
-) -> Result<(u32, String), reqwest::Error> {
+) -> Result<(u32, Vec<u8>, Option<String>), reqwest::Error> {
     let mut resp = client.get(url).send().await?;
     let status = u32::from(resp.status().as_u16());
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = MAX_PAGE_BYTES.saturating_sub(body.len());
@@ -179,7 +205,7 @@ pub(crate) async fn get(
             break;
         }
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, body, content_type))
 }
 
 /// The error and its causes, one line.
@@ -192,6 +218,23 @@ pub(crate) fn chain(e: &reqwest::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// What the verifier said was wrong (rustls's and the platform verifier's wording: webpki, and
+/// CryptoAPI's CERT_E_EXPIRED / CERT_E_CN_NO_MATCH mapped by rustls-platform-verifier).
+pub fn cert_problem(e: &reqwest::Error) -> CertProblem {
+    let t = chain(e).to_ascii_lowercase().replace([' ', '_'], "");
+    if t.contains("notvalidforname") {
+        CertProblem::NameMismatch
+    } else if t.contains("notvalidyet") {
+        CertProblem::NotYetValid
+    } else if t.contains("expired") || t.contains("notvalidafter") {
+        CertProblem::Expired
+    } else if t.contains("revoked") {
+        CertProblem::Revoked
+    } else {
+        CertProblem::NotTrusted
+    }
 }
 
 fn is_certificate_error(e: &reqwest::Error) -> bool {
