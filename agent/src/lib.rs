@@ -9,7 +9,8 @@ pub mod checks;
 pub mod config;
 pub mod daemon;
 pub use oqs_guide::diagnosis;
-pub mod guide;
+/// The guide's values (servers, names, URLs, prefectures), shared with the collector.
+pub use oqs_guide::targets as guide;
 pub mod install;
 pub mod logfile;
 pub mod render;

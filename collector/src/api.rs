@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/catalog", get(catalog))
         .route("/api/sites", get(sites))
         .route("/api/sites/{site_id}", get(site))
         .route("/api/sites/{site_id}/history", get(history))
@@ -92,6 +93,11 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
         )],
         s.metrics.render(&s.view),
     )
+}
+
+/// Every check kind and flag with its labels, severity and guide page: the dashboard's only list.
+async fn catalog() -> Json<crate::catalog::CatalogView> {
+    Json(crate::catalog::view())
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
@@ -562,9 +568,11 @@ async fn history(
 ) -> Result<Json<Value>, ApiError> {
     let site_id = site_id_param(&site_id)?;
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
-    let check = Check::parse(q.check.as_deref().ok_or_else(|| {
-        bad_request("check is required: one of ipv6, dns, lineauth, oqs_web, crl, ntp")
-    })?)
+    let check = Check::parse(
+        q.check
+            .as_deref()
+            .ok_or_else(|| bad_request(format!("check is required: one of {}", Check::names())))?,
+    )
     .map_err(bad_request)?;
     let now = crate::clock::now_ms();
     let to = time_param("to", q.to.as_deref(), now)?;

@@ -13,116 +13,9 @@ use oqs_proto::v1::{HttpTarget, LineAuthState, Outcome, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the NOC is told about a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flag {
-    /// P11019, P32031 or any other code on the portal.
-    LineauthError,
-    /// The consent page shows where the site had been authenticated.
-    ReauthRequired,
-    /// The line's /64 differs from the last one seen (cleared after a hold time).
-    PrefixChanged,
-    /// No global IPv6 address or no IPv6 default route.
-    Ipv6Missing,
-    /// The system resolver fails for OQS names (detail `router_table` or `upstream`).
-    DnsFailing,
-    /// The OQS connection certificate is not trusted (not installed, FAQ Q8).
-    CertUntrusted,
-    /// OQS web does not answer although IPv6 and name resolution work.
-    OqsWebUnreachable,
-    /// The terminal's clock is off from ntp.base.oqs-pdl.org.
-    NtpSkew,
-    /// The global address appears/disappears or changes repeatedly (FAQ Q1).
-    Flapping,
-    /// No report for several intervals.
-    AgentSilent,
-    /// 回線認証に失敗しました (FAQ Q12): the customer ID is not registered, or another line.
-    LineauthFailed,
-    /// システムエラーが発生しました (FAQ Q13): the portal may have a fault.
-    LineauthSystemError,
-    /// The portal gives no page although IPv6 works and its name resolves.
-    LineauthUnreachable,
-    /// 希望しない was chosen, or the back button was used (FAQ Q10); detail says which.
-    LineauthDeclined,
-    /// 時間を置いて再度試してください (P17).
-    LineauthRetryLater,
-    /// A page none of the guide's texts match, without a code (with one: `lineauth_error`).
-    LineauthUnknownPage,
-    /// Another machine reports with the same site and terminal ids (a different report under a
-    /// stored seq); held for `conflict_hold_secs` after the last one.
-    TerminalIdConflict,
-    /// An agent's Hello says the collector acknowledged more than its store holds: the store lost
-    /// acknowledged reports (a damaged disk, a restore from an older backup); held like
-    /// `terminal_id_conflict`.
-    StoreLostReports,
-}
+pub use crate::catalog::Flag;
 
 impl Flag {
-    /// Every flag, most severe first: the order the overview sorts by.
-    pub const ALL: [Flag; 18] = [
-        Flag::LineauthError,
-        Flag::StoreLostReports,
-        Flag::TerminalIdConflict,
-        Flag::LineauthFailed,
-        Flag::ReauthRequired,
-        Flag::PrefixChanged,
-        Flag::Ipv6Missing,
-        Flag::DnsFailing,
-        Flag::CertUntrusted,
-        Flag::LineauthSystemError,
-        Flag::LineauthUnreachable,
-        Flag::OqsWebUnreachable,
-        Flag::LineauthDeclined,
-        Flag::LineauthRetryLater,
-        Flag::LineauthUnknownPage,
-        Flag::AgentSilent,
-        Flag::Flapping,
-        Flag::NtpSkew,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flag::LineauthError => "lineauth_error",
-            Flag::ReauthRequired => "reauth_required",
-            Flag::PrefixChanged => "prefix_changed",
-            Flag::Ipv6Missing => "ipv6_missing",
-            Flag::DnsFailing => "dns_failing",
-            Flag::CertUntrusted => "cert_untrusted",
-            Flag::OqsWebUnreachable => "oqs_web_unreachable",
-            Flag::NtpSkew => "ntp_skew",
-            Flag::Flapping => "flapping",
-            Flag::AgentSilent => "agent_silent",
-            Flag::LineauthFailed => "lineauth_failed",
-            Flag::LineauthSystemError => "lineauth_system_error",
-            Flag::LineauthUnreachable => "lineauth_unreachable",
-            Flag::LineauthDeclined => "lineauth_declined",
-            Flag::LineauthRetryLater => "lineauth_retry_later",
-            Flag::LineauthUnknownPage => "lineauth_unknown_page",
-            Flag::TerminalIdConflict => "terminal_id_conflict",
-            Flag::StoreLostReports => "store_lost_reports",
-        }
-    }
-
-    /// Parses a flag name; the error lists the valid ones.
-    pub fn parse(s: &str) -> Result<Flag, String> {
-        Flag::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Flag::ALL.iter().map(|f| f.as_str()).collect();
-                format!("unknown flag {s:?}; one of: {}", names.join(", "))
-            })
-    }
-
-    /// Position in [`Flag::ALL`]: lower is more severe.
-    pub fn severity_rank(self) -> usize {
-        Flag::ALL
-            .iter()
-            .position(|f| *f == self)
-            .unwrap_or(usize::MAX)
-    }
-
     /// Flags judged on each report with hysteresis (the others follow time or transitions).
     const CONDITIONS: [Flag; 13] = [
         Flag::LineauthError,
@@ -614,7 +507,7 @@ impl Engine {
             .as_ref()
             .map(|l| l.url.as_str())
             .filter(|u| !u.is_empty())
-            .unwrap_or("https://www.lineauth.mnw/");
+            .unwrap_or(oqs_guide::targets::LINEAUTH_URL);
         let d = diagnosis::diagnose(r, url);
         if d.finding.is_none() {
             ts.failing_since_ms = None;
@@ -917,7 +810,7 @@ pub fn site_finding(st: &SiteState) -> Option<(&str, Finding, Option<i64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::{report, Scenario, SiteProfile};
+    use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
 
     fn engine() -> Engine {
         Engine::new(FlagSettings::default(), 1)

@@ -98,7 +98,11 @@ impl FleetMetrics {
         };
         // Writing to a String cannot fail.
         let _ = (|| -> std::fmt::Result {
-            header(out, "oqs_check_success", "gauge", "1 when the check passed on the terminal's latest report, else 0. check: ipv6, dns, lineauth, oqs_web, crl, ntp.")?;
+            let help = format!(
+                "1 when the check passed on the terminal's latest report, else 0. check: {}.",
+                Check::names()
+            );
+            header(out, "oqs_check_success", "gauge", &help)?;
             for ((site, term), t) in &g.terminals {
                 for (i, c) in Check::ALL.iter().enumerate() {
                     if let Some((ok, _)) = t.checks[i] {
@@ -130,10 +134,9 @@ impl FleetMetrics {
                     writeln!(out, "oqs_agent_last_report_timestamp_seconds{{site=\"{site}\",terminal=\"{term}\"}} {}", t.last_report_ms as f64 / 1000.0)?;
                 }
             }
-            let names: Vec<&str> = Flag::ALL.iter().map(|f| f.as_str()).collect();
             let help = format!(
                 "1 while the flag is raised for the site, else 0. flag: {}.",
-                names.join(", ")
+                Flag::names()
             );
             header(out, "oqs_site_flag", "gauge", &help)?;
             for st in &sites {

@@ -119,7 +119,7 @@ pub fn record(
 mod tests {
     use super::*;
     use crate::samples::samples;
-    use crate::sim::scenario::{report, Scenario, SiteProfile};
+    use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
 
     #[test]
     fn steady_state_writes_keyframes_only_and_counts_every_sample() {

@@ -2,10 +2,12 @@
 //! ingest (validate, persist, ack) → store → outputs (metrics, JSON API, dashboard).
 //!
 //! Modules, in that order: [`validate`], [`ingest`], [`committer`], [`store`], [`presence`],
-//! [`metrics`], [`api`]; [`server`] wires them; [`sim`] is the fleet simulator (a client of the
-//! real protocol, used by `oqs-fleet-sim` and `--demo`).
+//! [`metrics`], [`api`]; [`server`] wires them. [`catalog`] names every check kind and flag once.
+//! The fleet simulator (`oqs-fleet-sim`, used by `--demo`) and the benchmarks (`oqs-bench`) are
+//! crates of their own beside this one.
 
 pub mod api;
+pub mod catalog;
 pub mod clock;
 pub mod committer;
 pub mod config;
@@ -22,7 +24,6 @@ pub mod metrics;
 pub mod presence;
 pub mod samples;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod validate;
 pub mod view;

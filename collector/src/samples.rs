@@ -7,54 +7,10 @@
 
 use oqs_proto::v1::{AddressKind, HttpTarget, Outcome, Report, ResolverRole};
 use oqs_proto::wire_name;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::Ipv6Addr;
 
-/// A check kind, as the history API and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Check {
-    Ipv6,
-    Dns,
-    Lineauth,
-    OqsWeb,
-    Crl,
-    Ntp,
-}
-
-impl Check {
-    pub const ALL: [Check; 6] = [
-        Check::Ipv6,
-        Check::Dns,
-        Check::Lineauth,
-        Check::OqsWeb,
-        Check::Crl,
-        Check::Ntp,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Check::Ipv6 => "ipv6",
-            Check::Dns => "dns",
-            Check::Lineauth => "lineauth",
-            Check::OqsWeb => "oqs_web",
-            Check::Crl => "crl",
-            Check::Ntp => "ntp",
-        }
-    }
-
-    /// Parses a check name; the error lists the valid ones.
-    pub fn parse(s: &str) -> Result<Check, String> {
-        Check::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Check::ALL.iter().map(|c| c.as_str()).collect();
-                format!("unknown check {s:?}; one of: {}", names.join(", "))
-            })
-    }
-}
+pub use crate::catalog::Check;
 
 /// One check of one report.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,7 +241,7 @@ pub fn is_system(p: &oqs_proto::v1::DnsProbe) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::{report, Scenario, SiteProfile};
+    use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
 
     #[test]
     fn check_names_round_trip_and_errors_list_them() {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -31,29 +31,66 @@ async fn pages_and_assets_are_served_with_their_types() {
     c.stop().await.unwrap();
 }
 
-/// Every flag the collector raises has a Japanese and an English label in the dashboard, and is
-/// in its flag filter (until the catalogue serves them, app.js keeps its own table).
-#[test]
-fn the_dashboard_names_every_flag_in_both_languages() {
+/// The dashboard keeps no list of flags, checks or prefectures of its own: it draws what
+/// `/api/catalog` serves, and that is every flag and check with both labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_takes_every_name_from_the_catalogue() {
     let js = include_str!("../../dashboard/src/assets/app.js");
-    let tables: Vec<&str> = js.split("flag_names: {").skip(1).collect();
-    assert_eq!(tables.len(), 2, "one flag_names table per language");
-    let filter = &js[js.find("const FLAGS = [").unwrap()..];
-    let filter = &filter[..filter.find("];").unwrap()];
-    for flag in oqs_collector::flags::Flag::ALL {
-        let name = flag.as_str();
-        for (lang, t) in ["ja", "en"].iter().zip(&tables) {
-            let t = &t[..t.find('}').unwrap()];
-            assert!(
-                t.contains(&format!("{name}:")),
-                "no {lang} label for {name}"
-            );
-        }
+    for f in oqs_collector::catalog::FLAGS.iter() {
         assert!(
-            filter.contains(&format!("'{name}'")),
-            "{name} missing from FLAGS"
+            !js.contains(&format!("'{}'", f.name)) && !js.contains(&format!("{}:", f.name)),
+            "app.js names the flag {} itself",
+            f.name
         );
     }
+    for c in oqs_collector::catalog::CHECKS
+        .iter()
+        .filter(|c| c.name.len() > 3)
+    {
+        assert!(
+            !js.contains(&format!("'{}'", c.name)),
+            "app.js names the check {} itself",
+            c.name
+        );
+    }
+    assert!(
+        !js.contains("東京都"),
+        "app.js keeps its own prefecture list"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let (status, body) = get(c.http_addr, "/api/catalog").await;
+    c.stop().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(f["label_ja"].as_str().is_some_and(|l| !l.is_empty()), "{f}");
+            assert!(f["label_en"].as_str().is_some_and(|l| !l.is_empty()), "{f}");
+            assert!(["critical", "warning"].contains(&f["severity"].as_str().unwrap()));
+            f["name"].as_str().unwrap()
+        })
+        .collect();
+    let all: Vec<&str> = oqs_collector::flags::Flag::ALL
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
+    assert_eq!(
+        names, all,
+        "the catalogue serves every flag, most severe first"
+    );
+    let checks: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["ipv6", "dns", "lineauth", "oqs_web", "crl", "ntp"]);
+    assert_eq!(v["prefectures"].as_array().unwrap().len(), 47);
 }
 
 fn screenshots() -> PathBuf {
@@ -409,7 +446,7 @@ async fn in_chromium_run_now_brings_a_fresh_result_on_a_japanese_page_with_a_mas
         .await;
     let contact = contact.as_str().unwrap().to_owned();
     let full_id =
-        oqs_collector::sim::scenario::SiteProfile::new(0, "rn-", Scenario::Healthy, 1).customer_id;
+        oqs_fleet_sim::scenario::SiteProfile::new(0, "rn-", Scenario::Healthy, 1).customer_id;
     assert!(
         contact.contains("ネットワークサポートデスク") && contact.contains("CAF*"),
         "{contact}"

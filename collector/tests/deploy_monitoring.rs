@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -110,14 +110,69 @@ fn the_scrape_config_and_rules_load_and_the_rule_tests_pass() {
             "{alert}'s runbook does not name the guide"
         );
     }
-    // Every flag the collector raises has a rule that alerts on it.
-    for flag in oqs_collector::flags::Flag::ALL {
-        assert!(
-            rules.contains(&format!("flag=\"{}\"", flag.as_str())),
-            "no alert rule for the flag {}",
-            flag.as_str()
-        );
+    // The rules are the catalogue's: every alert it names exists on its flag (or the flag's
+    // detail) with its severity, and no rule alerts on a flag or detail the catalogue lacks.
+    let blocks: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    let block = |name: &str| {
+        blocks
+            .iter()
+            .find(|b| b.starts_with(&format!("{name}\n")))
+            .copied()
+            .unwrap_or_else(|| panic!("the catalogue's alert {name} is not in oqs-alerts.yml"))
+    };
+    let mut cataloged = BTreeSet::new();
+    for f in oqs_collector::catalog::FLAGS.iter() {
+        for a in f.alerts {
+            let b = block(a.name);
+            let expr = match a.detail {
+                None => format!("oqs_site_flag{{flag=\"{}\"}} == 1", f.name),
+                Some(d) => format!(
+                    "oqs_site_flag_detail{{flag=\"{}\", detail=\"{d}\"}} == 1",
+                    f.name
+                ),
+            };
+            assert!(
+                b.contains(&expr),
+                "{} does not alert on {expr}:\n{b}",
+                a.name
+            );
+            assert!(
+                b.contains(&format!("severity: {}\n", a.severity.as_str())),
+                "{} is not severity {} as the catalogue says",
+                a.name,
+                a.severity.as_str()
+            );
+            cataloged.insert(a.name);
+        }
     }
+    for b in &blocks {
+        let name = b.lines().next().unwrap();
+        if b.contains("flag=") {
+            assert!(
+                cataloged.contains(name),
+                "the rule {name} alerts on a flag but is not in the catalogue"
+            );
+        }
+    }
+    // The portal codes with their own label are the ones the catalogue alerts on.
+    let codes: Vec<&str> = oqs_collector::flags::Flag::LineauthError
+        .info()
+        .alerts
+        .iter()
+        .filter_map(|a| a.detail)
+        .filter(|d| *d != "other")
+        .collect();
+    assert_eq!(
+        oqs_collector::config::FlagSettings::default().known_codes,
+        codes
+    );
+    let dns: Vec<&str> = oqs_collector::flags::Flag::DnsFailing
+        .info()
+        .alerts
+        .iter()
+        .filter_map(|a| a.detail)
+        .collect();
+    assert_eq!(dns, oqs_collector::flags::DNS_CAUSES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +244,20 @@ async fn a_real_scrape_is_clean_and_the_grafana_queries_parse() {
                     .map(|(_, s)| s)
                     .collect::<Vec<_>>()
                     .join(" ");
+                // Label values of flag and check are the catalogue's names.
+                for (label, known) in [
+                    ("flag=\"", oqs_collector::flags::Flag::names()),
+                    ("check=\"", oqs_collector::samples::Check::names()),
+                ] {
+                    for v in expr.split(label).skip(1) {
+                        let v = &v[..v.find('"').unwrap()];
+                        assert!(
+                            v.split('|').all(|v| known.split(", ").any(|k| k == v)),
+                            "{file} panel {:?} uses {label}{v}, not a catalogue name",
+                            p["title"]
+                        );
+                    }
+                }
                 for word in unquoted.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                     if let Some(base) = word.strip_prefix("oqs_") {
                         let base = format!("oqs_{base}");

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::server::{self, Running};
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -550,7 +550,7 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
     assert_eq!(ids, vec!["mx-00001", "mx-00013", "mx-00047"]);
     // Search by part of the name, not by the customer ID without the reveal token (that is in
     // tests/http_auth.rs), and filter by prefecture.
-    let five = oqs_collector::sim::scenario::SiteProfile::new(5, "mx-", Scenario::Mixed, 1);
+    let five = oqs_fleet_sim::scenario::SiteProfile::new(5, "mx-", Scenario::Mixed, 1);
     let by_name = get_json(
         c.http_addr,
         &format!("/api/sites?q={}", urlencode(&five.name)),
@@ -571,8 +571,7 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
         pref["total"].as_u64().unwrap() as usize,
         (0..50)
             .filter(|i| {
-                oqs_collector::sim::scenario::SiteProfile::new(*i, "mx-", Scenario::Mixed, 1)
-                    .prefecture
+                oqs_fleet_sim::scenario::SiteProfile::new(*i, "mx-", Scenario::Mixed, 1).prefecture
                     == five.prefecture
             })
             .count()

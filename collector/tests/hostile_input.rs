@@ -6,7 +6,7 @@
 mod common;
 
 use oqs_collector::config::{CollectorConfig, Limits};
-use oqs_collector::sim::scenario::{report, Scenario, SiteProfile};
+use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
 use oqs_proto::v1::{Hello, Report};
 use prost::Message;
 

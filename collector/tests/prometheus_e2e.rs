@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::server;
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

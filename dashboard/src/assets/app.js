@@ -28,13 +28,6 @@ const T = {
     truncated: t => `点が多いため、${t} 以降のみ表示しています（期間を短くすると全体が見られます）。`,
     shares_line: '同じ回線の拠点', raised: '発生', cleared: '解消', updated_a: '更新', loading: '読み込み中…',
     step_n: n => `手順${n}`, no_data: 'データなし',
-    flag_names: { lineauth_error: '回線認証エラー', reauth_required: '再認証が必要', prefix_changed: 'プレフィックス変更',
-      ipv6_missing: 'IPv6未取得', dns_failing: 'DNS異常', cert_untrusted: '証明書未導入', oqs_web_unreachable: 'OQS Web不達',
-      agent_silent: 'エージェント無応答', flapping: 'アドレス不安定', ntp_skew: '時刻ずれ',
-      lineauth_failed: '回線認証失敗', lineauth_system_error: '回線認証システムエラー',
-      lineauth_unreachable: '回線認証サイト不達', lineauth_declined: '「希望しない」選択',
-      lineauth_retry_later: '回線認証 再試行待ち', lineauth_unknown_page: '回線認証 不明な画面',
-      terminal_id_conflict: '端末ID重複', store_lost_reports: '受信済みデータ消失' },
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -54,25 +47,24 @@ const T = {
     truncated: t => `Too many points: showing from ${t} on (choose a shorter range to see it all).`,
     shares_line: 'Same line as', raised: 'raised', cleared: 'cleared', updated_a: 'updated', loading: 'Loading…',
     step_n: n => `step ${n}`, no_data: 'no data',
-    flag_names: { lineauth_error: 'Line-auth error', reauth_required: 'Re-auth required', prefix_changed: 'Prefix changed',
-      ipv6_missing: 'IPv6 missing', dns_failing: 'DNS failing', cert_untrusted: 'Cert untrusted', oqs_web_unreachable: 'OQS web unreachable',
-      agent_silent: 'Agent silent', flapping: 'Flapping', ntp_skew: 'NTP skew',
-      lineauth_failed: 'Line-auth failed', lineauth_system_error: 'Portal system error',
-      lineauth_unreachable: 'Portal unreachable', lineauth_declined: 'Declined / not from portal',
-      lineauth_retry_later: 'Portal: retry later', lineauth_unknown_page: 'Portal: unknown page',
-      terminal_id_conflict: 'Terminal id conflict', store_lost_reports: 'Store lost acked reports' },
   },
 }[LANG];
 
-const FLAGS = ['lineauth_error', 'store_lost_reports', 'terminal_id_conflict', 'lineauth_failed', 'reauth_required', 'prefix_changed', 'ipv6_missing',
-  'dns_failing', 'cert_untrusted', 'lineauth_system_error', 'lineauth_unreachable', 'oqs_web_unreachable',
-  'lineauth_declined', 'lineauth_retry_later', 'lineauth_unknown_page', 'agent_silent', 'flapping', 'ntp_skew'];
-const SEVERE = new Set(['lineauth_error', 'store_lost_reports', 'terminal_id_conflict', 'lineauth_failed', 'reauth_required', 'ipv6_missing', 'dns_failing',
-  'cert_untrusted']);
-const PREFECTURES = ['北海道', '青森県', '岩手県', '宮城県', '秋田県', '山形県', '福島県', '茨城県', '栃木県', '群馬県',
-  '埼玉県', '千葉県', '東京都', '神奈川県', '新潟県', '山梨県', '長野県', '富山県', '石川県', '福井県', '岐阜県', '静岡県',
-  '愛知県', '三重県', '滋賀県', '京都府', '大阪府', '兵庫県', '奈良県', '和歌山県', '鳥取県', '島根県', '岡山県', '広島県',
-  '山口県', '徳島県', '香川県', '愛媛県', '高知県', '福岡県', '佐賀県', '長崎県', '熊本県', '大分県', '宮崎県', '鹿児島県', '沖縄県'];
+// The collector's catalogue (GET /api/catalog): every flag and check kind with its labels, the
+// prefectures. The page keeps no list of its own; it is fetched once, before the page is drawn.
+let CATALOG = { flags: [], checks: [], prefectures: [] };
+let FLAGS = [];
+let SEVERE = new Set();
+const flagInfo = f => CATALOG.flags.find(x => x.name === f);
+const flagLabel = f => { const i = flagInfo(f); return i ? (LANG === 'ja' ? i.label_ja : i.label_en) : f; };
+const checkLabel = c => { const i = CATALOG.checks.find(x => x.name === c); return i ? (LANG === 'ja' ? i.label_ja : i.label_en) : c; };
+const checksDrawnAs = t => CATALOG.checks.filter(c => c.timeline === t).map(c => c.name);
+
+async function loadCatalog() {
+  CATALOG = await api('/api/catalog');
+  FLAGS = CATALOG.flags.map(f => f.name);
+  SEVERE = new Set(CATALOG.flags.filter(f => f.severity === 'critical').map(f => f.name));
+}
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -115,7 +107,7 @@ function when(iso) {
 
 function flagBadge(f, detail) {
   const cls = SEVERE.has(f) ? 'bad' : 'warn';
-  return el('span', { class: `badge ${cls}`, title: detail || '' }, T.flag_names[f] || f, detail && f === 'lineauth_error' ? ` ${detail}` : '');
+  return el('span', { class: `badge ${cls}`, title: detail || '' }, flagLabel(f), detail && (flagInfo(f) || {}).badge_detail ? ` ${detail}` : '');
 }
 
 function langToggle() {
@@ -213,9 +205,9 @@ function overviewPage() {
   const areaSel = el('select', { id: 'f-area', onchange: e => { state.area = e.target.value; state.offset = 0; load(); } },
     el('option', { value: '' }, `${T.area}: ${T.all}`), el('option', { value: 'east' }, T.east), el('option', { value: 'west' }, T.west));
   const prefSel = el('select', { id: 'f-pref', onchange: e => { state.prefecture = e.target.value; state.offset = 0; load(); } },
-    el('option', { value: '' }, `${T.prefecture}: ${T.all}`), PREFECTURES.map(p => el('option', { value: p }, p)));
+    el('option', { value: '' }, `${T.prefecture}: ${T.all}`), CATALOG.prefectures.map(p => el('option', { value: p }, p)));
   const flagSel = el('select', { id: 'f-flag', onchange: e => { state.flag = e.target.value; state.offset = 0; load(); } },
-    el('option', { value: '' }, `${T.flag}: ${T.all}`), FLAGS.map(f => el('option', { value: f }, T.flag_names[f])));
+    el('option', { value: '' }, `${T.flag}: ${T.all}`), FLAGS.map(f => el('option', { value: f }, flagLabel(f))));
   let timer = null;
   const search = el('input', { type: 'search', id: 'f-q', placeholder: T.search,
     oninput: e => { clearTimeout(timer); timer = setTimeout(() => { state.q = e.target.value; state.offset = 0; load(); }, 250); } });
@@ -250,7 +242,7 @@ function overviewPage() {
       ...FLAGS.filter(f => data.flag_counts[f]).map(f => el('div', {
         class: `tile ${SEVERE.has(f) ? 'bad' : 'warn'} ${state.flag === f ? 'active' : ''}`,
         onclick: () => { state.flag = state.flag === f ? '' : f; flagSel.value = state.flag; state.offset = 0; load(); },
-      }, el('div', { class: 'n' }, data.flag_counts[f]), T.flag_names[f])));
+      }, el('div', { class: 'n' }, data.flag_counts[f]), flagLabel(f))));
     rows.replaceChildren(...data.sites.map(s => {
       const sev = s.flags.some(f => SEVERE.has(f)) ? 'bad' : s.flags.length ? 'warn' : 'ok';
       return el('tr', { class: `sev-${sev}`, 'data-site': s.site_id },
@@ -316,7 +308,7 @@ function sitePage() {
       [site, events, ...hist] = await Promise.all([
         api(`/api/sites/${encodeURIComponent(id)}`),
         api(`/api/events?site=${encodeURIComponent(id)}&since=${to - 30 * 86400e3}&limit=200`),
-        ...['ipv6', 'lineauth', 'dns', 'oqs_web', 'crl', 'ntp'].map(c => api(`/api/sites/${encodeURIComponent(id)}/history?check=${c}&${q}`)),
+        ...CATALOG.checks.map(c => api(`/api/sites/${encodeURIComponent(id)}/history?check=${c.name}&${q}`)),
       ]);
     } catch (e) { body.textContent = e.message; return; }
     lastSeqs = site.terminals.map(t => t.last_seq);
@@ -327,7 +319,9 @@ function sitePage() {
       if (Date.now() - first < 3600e3 && range !== '1h') { range = '1h'; rangeSel.value = '1h'; return load(); }
     }
     document.getElementById('title').textContent = `${T.site} ${site.site_id}${site.site_name ? ' — ' + site.site_name : ''}`;
-    const [h6, hla, hdns, hweb, hcrl, hntp] = hist.map(h => h.points);
+    // Each check's points, by name; the charts take the checks the catalogue draws their way.
+    const points = Object.fromEntries(CATALOG.checks.map((c, i) => [c.name, hist[i].points]));
+    const drawn = t => checksDrawnAs(t).map(c => points[c]).flat();
     // The API keeps the newest points of an over-long window: say from when the charts are whole.
     const cut = hist.filter(h => h.truncated).map(h => Date.parse(h.complete_from)).filter(t => !isNaN(t));
     const note = cut.length ? el('p', { class: 'muted', id: 'truncated' }, T.truncated(jst(new Date(Math.max(...cut))))) : null;
@@ -335,11 +329,11 @@ function sitePage() {
       el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
       el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
       el('div', { class: 'grid' },
-        el('div', { class: 'panel' }, el('h2', {}, T.prefix_hist), prefixChart(site, h6, from, to)),
-        el('div', { class: 'panel' }, el('h2', {}, T.lineauth_hist), lineauthChart(hla, from, to))),
+        el('div', { class: 'panel' }, el('h2', {}, T.prefix_hist), prefixChart(site, drawn('prefix'), from, to)),
+        el('div', { class: 'panel' }, el('h2', {}, T.lineauth_hist), lineauthChart(drawn('states'), from, to))),
       el('div', { class: 'grid' },
-        el('div', { class: 'panel' }, el('h2', {}, T.dns_lat), dnsChart(hdns, from, to)),
-        el('div', { class: 'panel' }, el('h2', {}, T.web_hist), webChart([['OQS web', hweb], ['CRL', hcrl], ['NTP', hntp]], from, to))),
+        el('div', { class: 'panel' }, el('h2', {}, T.dns_lat), dnsChart(drawn('latency_per_server'), from, to)),
+        el('div', { class: 'panel' }, el('h2', {}, T.web_hist), webChart(checksDrawnAs('up_down').map(c => [checkLabel(c), points[c]]), from, to))),
       el('div', { class: 'panel' }, el('h2', {}, T.events), eventsTable(events.events)));
   }
 
@@ -465,4 +459,5 @@ function sitePage() {
 }
 
 document.documentElement.lang = LANG;
-if (document.body.dataset.page === 'site') sitePage(); else overviewPage();
+loadCatalog().then(() => { if (document.body.dataset.page === 'site') sitePage(); else overviewPage(); },
+  e => { document.body.textContent = `${T.loading} /api/catalog: ${e.message}`; });

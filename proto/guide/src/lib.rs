@@ -1,5 +1,6 @@
-//! `oqs-guide`: what the connection guide concludes from one round of results, and who to call
-//! ([`support`]). The agent's
+//! `oqs-guide`: what the connection guide concludes from one round of results ([`diagnosis`]),
+//! who to call ([`support`]) and the guide's values: servers, names, URLs, prefectures
+//! ([`targets`]). The agent's
 //! `check` and the collector's per-site diagnosis both call this one implementation, so the engineer
 //! on site and the NOC always read the same step, remedy and page.
 //!
@@ -7,3 +8,6 @@
 
 pub mod diagnosis;
 pub mod support;
+pub mod targets;
+
+pub use targets::PREFECTURES;

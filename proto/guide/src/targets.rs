@@ -1,6 +1,7 @@
 //! The connection guide's values (接続ガイド 1.2版, DOMAIN.md §2–§7), per NTT area: DNS servers,
-//! the domain table, the names to resolve, the URLs to open. These are the agent's defaults; the
-//! guide says they may change, so every one of them can be overridden in configuration.
+//! the domain table, the names to resolve, the URLs to open, the prefectures' areas. These are the
+//! agent's defaults (the guide says they may change, so the agent's configuration can override every
+//! one of them) and the collector's knowledge of the same facts (the portal URL, the prefectures).
 //!
 //! Data only. Must never do I/O, and never hold a value that is not in the guide (our own choices
 //! live in `config`).
@@ -108,67 +109,75 @@ pub fn probe_names(area: Area) -> Vec<ProbeName> {
     v
 }
 
-const EAST: [&str; 17] = [
-    "北海道",
-    "青森県",
-    "岩手県",
-    "宮城県",
-    "秋田県",
-    "山形県",
-    "福島県",
-    "茨城県",
-    "栃木県",
-    "群馬県",
-    "埼玉県",
-    "千葉県",
-    "東京都",
-    "神奈川県",
-    "新潟県",
-    "山梨県",
-    "長野県",
+/// The 47 prefectures in the JIS X 0401 order, each with its NTT area (FAQ Q18/Q19: NTT East
+/// serves the 17 prefectures from 北海道 to 新潟県 and 山梨県, 長野県; NTT West the other 30).
+pub const PREFECTURE_AREAS: [(&str, Area); 47] = [
+    ("北海道", Area::East),
+    ("青森県", Area::East),
+    ("岩手県", Area::East),
+    ("宮城県", Area::East),
+    ("秋田県", Area::East),
+    ("山形県", Area::East),
+    ("福島県", Area::East),
+    ("茨城県", Area::East),
+    ("栃木県", Area::East),
+    ("群馬県", Area::East),
+    ("埼玉県", Area::East),
+    ("千葉県", Area::East),
+    ("東京都", Area::East),
+    ("神奈川県", Area::East),
+    ("新潟県", Area::East),
+    ("富山県", Area::West),
+    ("石川県", Area::West),
+    ("福井県", Area::West),
+    ("山梨県", Area::East),
+    ("長野県", Area::East),
+    ("岐阜県", Area::West),
+    ("静岡県", Area::West),
+    ("愛知県", Area::West),
+    ("三重県", Area::West),
+    ("滋賀県", Area::West),
+    ("京都府", Area::West),
+    ("大阪府", Area::West),
+    ("兵庫県", Area::West),
+    ("奈良県", Area::West),
+    ("和歌山県", Area::West),
+    ("鳥取県", Area::West),
+    ("島根県", Area::West),
+    ("岡山県", Area::West),
+    ("広島県", Area::West),
+    ("山口県", Area::West),
+    ("徳島県", Area::West),
+    ("香川県", Area::West),
+    ("愛媛県", Area::West),
+    ("高知県", Area::West),
+    ("福岡県", Area::West),
+    ("佐賀県", Area::West),
+    ("長崎県", Area::West),
+    ("熊本県", Area::West),
+    ("大分県", Area::West),
+    ("宮崎県", Area::West),
+    ("鹿児島県", Area::West),
+    ("沖縄県", Area::West),
 ];
-const WEST: [&str; 30] = [
-    "富山県",
-    "石川県",
-    "福井県",
-    "岐阜県",
-    "静岡県",
-    "愛知県",
-    "三重県",
-    "滋賀県",
-    "京都府",
-    "大阪府",
-    "兵庫県",
-    "奈良県",
-    "和歌山県",
-    "鳥取県",
-    "島根県",
-    "岡山県",
-    "広島県",
-    "山口県",
-    "徳島県",
-    "香川県",
-    "愛媛県",
-    "高知県",
-    "福岡県",
-    "佐賀県",
-    "長崎県",
-    "熊本県",
-    "大分県",
-    "宮崎県",
-    "鹿児島県",
-    "沖縄県",
-];
+
+/// The prefectures' names in the JIS order (a filter's options).
+pub const PREFECTURES: [&str; 47] = {
+    let mut names = [""; 47];
+    let mut i = 0;
+    while i < 47 {
+        names[i] = PREFECTURE_AREAS[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// The NTT area of a prefecture (FAQ Q18/Q19), by its full name ("東京都", "大阪府", "北海道").
 pub fn prefecture_area(name: &str) -> Option<Area> {
-    if EAST.contains(&name) {
-        Some(Area::East)
-    } else if WEST.contains(&name) {
-        Some(Area::West)
-    } else {
-        None
-    }
+    PREFECTURE_AREAS
+        .iter()
+        .find(|(p, _)| *p == name)
+        .map(|(_, a)| *a)
 }
 
 #[cfg(test)]
@@ -177,7 +186,16 @@ mod tests {
 
     #[test]
     fn all_47_prefectures_map_to_one_area() {
-        assert_eq!(EAST.len() + WEST.len(), 47);
+        let east = PREFECTURE_AREAS
+            .iter()
+            .filter(|(_, a)| *a == Area::East)
+            .count();
+        assert_eq!((east, 47 - east), (17, 30));
+        let mut names = PREFECTURES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 47);
+        assert_eq!((PREFECTURES[0], PREFECTURES[46]), ("北海道", "沖縄県"));
         assert_eq!(prefecture_area("東京都"), Some(Area::East));
         assert_eq!(prefecture_area("長野県"), Some(Area::East));
         assert_eq!(prefecture_area("富山県"), Some(Area::West));

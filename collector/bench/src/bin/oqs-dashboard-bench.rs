@@ -8,9 +8,9 @@ use clap::Parser;
 use oqs_collector::committer::{self, CommitterSettings, ReportCommit};
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::metrics::Metrics;
-use oqs_collector::sim::scenario::{report, Scenario, SiteProfile};
 use oqs_collector::store::{Store, TerminalKey};
 use oqs_collector::view::FleetView;
+use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
 use prost::Message;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -194,9 +194,11 @@ async fn main() -> anyhow::Result<()> {
         format!("/api/sites/{site}"),
         format!("/api/events?site={site}&since={from}&limit=200"),
     ];
-    for c in ["ipv6", "lineauth", "dns", "oqs_web", "crl", "ntp"] {
+    // What the site page loads: every check's history.
+    for c in oqs_collector::samples::Check::ALL {
         site_paths.push(format!(
-            "/api/sites/{site}/history?check={c}&from={from}&to={now}"
+            "/api/sites/{site}/history?check={}&from={from}&to={now}",
+            c.as_str()
         ));
     }
     let (t_site, b_site) = time(http, &site_paths, args.repeat).await?;

@@ -2,7 +2,7 @@
 //! scenario tests. Exits 0 only if every report it sent was acknowledged.
 
 use clap::Parser;
-use oqs_collector::sim::{self, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -24,8 +24,8 @@ struct Args {
     /// Milliseconds between a terminal's reports.
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
-    /// healthy, prefix-change, p11019, p32031, consent, dns-table, ipv6-missing, silent, flapping, mixed.
-    #[arg(long, default_value = "healthy")]
+    /// What the simulated terminals report.
+    #[arg(long, value_enum, default_value = "healthy")]
     scenario: Scenario,
     /// Site ids are this prefix plus a 5-digit number.
     #[arg(long, default_value = "site-")]

@@ -1,8 +1,9 @@
 //! The fleet simulator: many simulated terminals speaking the real `oqs.fleet.v1` protocol to a
 //! collector, each sending reports built by [`scenario`], measuring ack latency.
 //!
-//! Used by the `oqs-fleet-sim` binary (load tests, scenario tests) and by `oqs-collector --demo`.
-//! Must never reach into the collector's internals: it is a client, like a real agent.
+//! Used by the `oqs-fleet-sim` binary (load tests, scenario tests), by `oqs-collector --demo` and by
+//! the benchmarks. Must never reach into the collector's internals: it is a client, like a real
+//! agent (its own crate, so it cannot).
 
 pub mod scenario;
 
@@ -255,10 +256,7 @@ async fn terminal(
         agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
         area: site.area.to_wire() as i32,
         os: "windows 10.0.19045 (simulated)".into(),
-        boot_id: format!(
-            "{:016x}",
-            scenario::mix(site.index as u64, crate::clock::now_ms() as u64)
-        ),
+        boot_id: format!("{:016x}", scenario::mix(site.index as u64, now_ms() as u64)),
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
@@ -329,7 +327,7 @@ async fn terminal(
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(next_send), if more => {
                 let seq = last_stored + round + 1;
-                let r = scenario::report(&site, index, round, seq, crate::clock::now_ms());
+                let r = scenario::report(&site, index, round, seq, now_ms());
                 round += 1;
                 next_send += opts.interval;
                 pending.push_back((seq, Instant::now()));
@@ -384,4 +382,12 @@ async fn terminal(
             }
         }
     }
+}
+
+/// Unix milliseconds now (the simulated terminals' clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -12,117 +12,87 @@ use oqs_proto::v1::{
 use std::fmt;
 use std::str::FromStr;
 
-/// A fleet behaviour to simulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scenario {
-    Healthy,
-    /// The line's prefix changes at round [`CHANGE_ROUND`]; the portal then shows the consent page.
-    PrefixChange,
+macro_rules! scenarios {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
+        /// A fleet behaviour to simulate.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Scenario { $( $(#[doc = $doc])* $variant, )* }
+
+        impl Scenario {
+            /// Every scenario, in the table's order.
+            pub const ALL: [Scenario; [$($name),*].len()] = [$(Scenario::$variant),*];
+
+            /// The scenario's name on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $(Scenario::$variant => $name,)* }
+            }
+
+            /// What the scenario simulates (`--help`).
+            pub fn about(self) -> &'static str {
+                match self { $(Scenario::$variant => concat!($($doc),*).trim_ascii(),)* }
+            }
+        }
+    };
+}
+
+// The scenario table: each scenario once, its name and what it simulates.
+scenarios! {
+    /// Every check passes.
+    Healthy = "healthy",
+    /// The line's prefix changes at the third round (`CHANGE_ROUND`); the portal then shows the
+    /// consent page.
+    PrefixChange = "prefix-change",
     /// The line is not eligible: the portal shows P11019.
-    P11019,
+    P11019 = "p11019",
     /// The portal's provider does not answer: P32031.
-    P32031,
+    P32031 = "p32031",
     /// Authenticated at first, then the consent page (re-authentication needed), same prefix.
-    Consent,
+    Consent = "consent",
     /// The router's DNS table is wrong: the system resolver fails, direct NW-base queries work.
-    DnsTable,
+    DnsTable = "dns-table",
     /// No global IPv6 address and no default route.
-    Ipv6Missing,
+    Ipv6Missing = "ipv6-missing",
     /// One report, then nothing.
-    Silent,
+    Silent = "silent",
     /// The global address disappears every other round (FAQ Q1, RA behind a Hikari Denwa router).
-    Flapping,
+    Flapping = "flapping",
     /// The OQS certificate is not installed (FAQ Q8): the portal and OQS web do not verify; the
     /// portal's page, read without verification, says authenticated.
-    CertUntrusted,
+    CertUntrusted = "cert-untrusted",
     /// IPv6 works but the NW-base DNS servers answer neither the router nor the terminal (an
     /// upstream router's DNS, P5 注意 / P30 4-3).
-    DnsUpstream,
+    DnsUpstream = "dns-upstream",
     /// The terminal's clock is 5 s off the OQS NTP server.
-    NtpSkew,
+    NtpSkew = "ntp-skew",
     /// Authenticated, but the OQS web login pages do not answer (the OQS side, FAQ Q17).
-    WebDown,
+    WebDown = "web-down",
     /// The portal shows a code the guide does not list (P99999): kept with its excerpt.
-    UnknownCode,
+    UnknownCode = "unknown-code",
     /// 回線認証に失敗しました (FAQ Q12).
-    AuthFailed,
+    AuthFailed = "auth-failed",
     /// システムエラーが発生しました (FAQ Q13).
-    SystemError,
+    SystemError = "system-error",
     /// 希望しない was chosen (FAQ Q10).
-    Declined,
+    Declined = "declined",
     /// The back button was used: 回線認証ポータルサイトからアクセスしてください (FAQ Q10).
-    NotFromPortal,
+    NotFromPortal = "not-from-portal",
     /// 時間を置いて再度試してください (P17).
-    RetryLater,
+    RetryLater = "retry-later",
     /// A page none of the guide's texts match, without a code.
-    UnknownPage,
+    UnknownPage = "unknown-page",
     /// The portal gives no page (TLS handshake fails) while IPv6 and DNS work.
-    PortalDown,
+    PortalDown = "portal-down",
     /// The router truncates the large answers (pweb/ntp.base.oqs-pdl.org, about 30 addresses)
     /// and does not serve DNS over TCP: those names fail through the system resolver only.
-    DnsTruncated,
+    DnsTruncated = "dns-truncated",
     /// A realistic blend of all the above, decided per site.
-    Mixed,
+    Mixed = "mixed",
 }
 
 /// The round at which time-dependent scenarios (prefix change, consent) change.
 pub const CHANGE_ROUND: u64 = 2;
 
 impl Scenario {
-    pub const ALL: [Scenario; 23] = [
-        Scenario::Healthy,
-        Scenario::PrefixChange,
-        Scenario::P11019,
-        Scenario::P32031,
-        Scenario::Consent,
-        Scenario::DnsTable,
-        Scenario::Ipv6Missing,
-        Scenario::Silent,
-        Scenario::Flapping,
-        Scenario::CertUntrusted,
-        Scenario::DnsUpstream,
-        Scenario::NtpSkew,
-        Scenario::WebDown,
-        Scenario::UnknownCode,
-        Scenario::AuthFailed,
-        Scenario::SystemError,
-        Scenario::Declined,
-        Scenario::NotFromPortal,
-        Scenario::RetryLater,
-        Scenario::UnknownPage,
-        Scenario::PortalDown,
-        Scenario::DnsTruncated,
-        Scenario::Mixed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Healthy => "healthy",
-            Scenario::PrefixChange => "prefix-change",
-            Scenario::P11019 => "p11019",
-            Scenario::P32031 => "p32031",
-            Scenario::Consent => "consent",
-            Scenario::DnsTable => "dns-table",
-            Scenario::Ipv6Missing => "ipv6-missing",
-            Scenario::Silent => "silent",
-            Scenario::Flapping => "flapping",
-            Scenario::CertUntrusted => "cert-untrusted",
-            Scenario::DnsUpstream => "dns-upstream",
-            Scenario::NtpSkew => "ntp-skew",
-            Scenario::WebDown => "web-down",
-            Scenario::UnknownCode => "unknown-code",
-            Scenario::AuthFailed => "auth-failed",
-            Scenario::SystemError => "system-error",
-            Scenario::Declined => "declined",
-            Scenario::NotFromPortal => "not-from-portal",
-            Scenario::RetryLater => "retry-later",
-            Scenario::UnknownPage => "unknown-page",
-            Scenario::PortalDown => "portal-down",
-            Scenario::DnsTruncated => "dns-truncated",
-            Scenario::Mixed => "mixed",
-        }
-    }
-
     /// The concrete scenario of site `index`: itself, or for `Mixed` a blend in which about one
     /// site in four has a problem (DNS table errors most often, as FAQ Q3 says).
     pub fn for_site(self, index: usize) -> Scenario {
@@ -165,6 +135,17 @@ impl Scenario {
             49 => Scenario::WebDown,
             _ => Scenario::Healthy,
         }
+    }
+}
+
+/// `--scenario NAME`: clap lists every scenario of the table with what it simulates.
+impl clap::ValueEnum for Scenario {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Scenario::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.about()))
     }
 }
 
@@ -667,7 +648,7 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
+    use oqs_collector::config::Limits;
 
     #[test]
     fn every_scenario_parses_by_name() {
@@ -682,13 +663,13 @@ mod tests {
 
     #[test]
     fn every_scenario_produces_reports_the_collector_accepts() {
-        let now = crate::clock::now_ms();
+        let now = crate::now_ms();
         for s in Scenario::ALL {
             for i in 0..50 {
                 let site = SiteProfile::new(i, "s", s, 0);
                 for round in 0..4 {
                     let r = report(&site, 0, round, round + 1, now);
-                    crate::validate::report(&r, &Limits::default())
+                    oqs_collector::validate::report(&r, &Limits::default())
                         .unwrap_or_else(|e| panic!("{s} site {i} round {round}: {e}"));
                 }
             }
