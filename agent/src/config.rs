@@ -184,9 +184,9 @@ pub struct AgentConfig {
     pub probes: Probes,
 }
 
-/// Bounds, our choices.
-pub const INTERVAL_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
-pub const PROBE_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// Bounds, our choices (the ones a `ConfigUpdate` can change are the protocol's, shared with the
+/// collector).
+pub use oqs_proto::{INTERVAL_SECS, PROBE_TIMEOUT_MS};
 pub const MIN_SPOOL_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5_000;

@@ -385,7 +385,7 @@ struct SessionEnd {
 fn pushback(status: &tonic::Status) -> Option<Duration> {
     status
         .metadata()
-        .get("grpc-retry-pushback-ms")
+        .get(oqs_proto::RETRY_PUSHBACK)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| Duration::from_millis(ms.min(10 * 60 * 1000)))

@@ -142,7 +142,7 @@ impl RateWindows {
 }
 
 /// The metadata key of a refusal that says when to try again (gRFC A6's server pushback).
-pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+pub use oqs_proto::RETRY_PUSHBACK;
 
 /// The tonic service.
 #[derive(Clone)]

@@ -32,6 +32,17 @@ pub const MAX_SEQ: u64 = i64::MAX as u64;
 /// delivered (they were not: the collector holds the other machine's under those seqs).
 pub const TERMINAL_ID_CONFLICT: &str = "oqs-terminal-id-conflict";
 
+/// The trailer a collector sets when it refuses a report for being busy: how long the agent
+/// waits before sending again (gRPC's standard retry-pushback key).
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+
+/// `ConfigUpdate.interval_seconds` (and the agent's `interval_secs`): the seconds between rounds.
+pub const INTERVAL_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// `ConfigUpdate.probe_timeout_ms` (and the agent's `probe_timeout_ms`).
+pub const PROBE_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// The longest `ConfigUpdate.lineauth_url` (an `https://` URL).
+pub const LINEAUTH_URL_MAX_BYTES: usize = 2048;
+
 /// The encoded `FileDescriptorSet` of `fleet.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));

@@ -1,0 +1,133 @@
+//! The collector's HTTP side: `/healthz`, `/metrics`, the JSON query API under `/api`, and the
+//! dashboard mounted at `/`. Built by one function, [`router`], that tests call without a socket.
+//!
+//! One module per part of the API: [`sites`] (the overview), [`site`] (a site's page),
+//! [`history`] (charts and events), [`commands`] (run now, config), [`admin`] (enrollment);
+//! [`error`] is the one error type every refusal goes through.
+//!
+//! Must never write to the store: it reads, and its only actions are commands to connected agents
+//! (`RunNow`, `ConfigUpdate`) through [`Presence`]. Customer IDs leave here masked.
+
+pub mod admin;
+pub mod commands;
+pub mod error;
+pub mod history;
+pub mod site;
+pub mod sites;
+
+pub use error::ApiError;
+
+use crate::config::HistorySettings;
+use crate::flags::{self, Flag, SiteState};
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::Store;
+use crate::view::FleetView;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// What the HTTP handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub presence: Presence,
+    pub view: FleetView,
+    pub history: HistorySettings,
+    pub auth: crate::config::HttpAuth,
+    pub enrollment: crate::enrollment::Enrollment,
+    /// Whether ingest can still store reports (`/healthz`).
+    pub committer: crate::committer::CommitterWatch,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: ApiState) -> Router {
+    let guard = crate::http_auth::Guard::new(state.auth.clone(), state.metrics.clone());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/catalog", get(catalog))
+        .route("/api/sites", get(sites::sites))
+        .route("/api/sites/{site_id}", get(site::site))
+        .route("/api/sites/{site_id}/history", get(history::history))
+        .route("/api/events", get(history::events))
+        .route("/api/sites/{site_id}/run-now", post(commands::run_now))
+        .route("/api/sites/{site_id}/config", post(commands::config_update))
+        .route("/api/admin/enrollments", get(admin::enrollments))
+        .route(
+            "/api/admin/enrollments/{site_id}",
+            post(admin::enroll).delete(admin::revoke),
+        )
+        .with_state(state)
+        .merge(oqs_dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::http_auth::guard,
+        ))
+}
+
+/// 200 while reports can be stored; 503 once the store's writer stopped (the process then exits
+/// non-zero so its supervisor restarts it).
+async fn healthz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
+    if s.committer.is_running() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ingest stopped: the store's writer is not running\n",
+        )
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(&s.view),
+    )
+}
+
+/// Every check kind and flag with its labels, severity and guide page: the dashboard's only list.
+async fn catalog() -> Json<crate::catalog::CatalogView> {
+    Json(crate::catalog::view())
+}
+
+pub(crate) fn when(ms: i64) -> Option<String> {
+    (ms > 0).then(|| crate::clock::rfc3339_ms(ms))
+}
+
+fn area_name(a: i32) -> Option<&'static str> {
+    oqs_proto::v1::Area::try_from(a)
+        .ok()
+        .and_then(oqs_proto::ident::Area::from_wire)
+        .map(|a| a.as_str())
+}
+
+/// A store read, off the async threads.
+async fn read<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??)
+}
+
+/// A site's raised flags, most severe first.
+pub(crate) fn flag_names(st: Option<&SiteState>) -> Vec<&'static str> {
+    let mut v: Vec<Flag> = st
+        .map(|s| s.flags.keys().copied().collect())
+        .unwrap_or_default();
+    v.sort_by_key(|f| f.severity_rank());
+    v.into_iter().map(Flag::as_str).collect()
+}
+
+fn diagnosis_step(st: Option<&SiteState>) -> Option<u8> {
+    st.and_then(flags::site_finding)
+        .and_then(|(_, f, _)| oqs_guide::diagnosis::verdict(f).step)
+}
