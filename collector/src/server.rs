@@ -2,7 +2,7 @@
 //! everything down in order (stop reading → finish acks → drain the committer → last flush).
 //!
 //! Must never own business rules; it only connects the pieces. Both the binary and the in-process
-//! tests start the collector through [`start`].
+//! tests start the collector through [`start`]; the HTTP side's tests use a [`Core`] alone.
 
 use crate::api::{self, ApiState};
 use crate::committer;
@@ -176,33 +176,114 @@ pub fn grpc_transport(builder: tonic::transport::Server) -> tonic::transport::Se
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
 }
 
-pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
-    config.validate()?;
-    let dir = config.data_dir.clone();
-    let cache = config.store.cache_bytes;
-    let compression = config.store.compression();
-    let accept_lost_writes = config.store.accept_lost_writes;
-    let store = tokio::task::spawn_blocking(move || {
-        Store::open_checked(&dir, cache, compression, accept_lost_writes)
-    })
-    .await
-    .context("opening the store panicked")??;
-    let metrics = Arc::new(Metrics::new());
-    let presence = Presence::new(metrics.agents_connected.clone());
-    let view = FleetView::default();
-    let (committer, committer_task) = committer::spawn(
-        store.clone(),
-        committer::CommitterSettings {
-            batch_max: config.ingest.commit_batch_max,
-            queue: config.ingest.commit_queue,
-            flags: config.flags.clone(),
+/// The collector without its listeners: the store, its writer, and the state both sides read.
+/// [`start`] serves it; tests drive its HTTP side through [`Core::router`] without a socket.
+pub struct Core {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub presence: Presence,
+    pub view: FleetView,
+    pub enrollment: Enrollment,
+    /// Where reports are committed (the ingest streams' way in; tests submit through it too).
+    pub committer: committer::CommitterHandle,
+    committer_task: JoinHandle<()>,
+}
+
+impl Core {
+    /// Opens the store (refusing one that lost acknowledged writes unless told), loads the
+    /// derived state and the enrollments, and starts the committer.
+    pub async fn open(config: &CollectorConfig) -> anyhow::Result<Core> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        let cache = config.store.cache_bytes;
+        let compression = config.store.compression();
+        let accept_lost_writes = config.store.accept_lost_writes;
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open_checked(&dir, cache, compression, accept_lost_writes)
+        })
+        .await
+        .context("opening the store panicked")??;
+        let metrics = Arc::new(Metrics::new());
+        let presence = Presence::new(metrics.agents_connected.clone());
+        let view = FleetView::default();
+        let (committer, committer_task) = committer::spawn(
+            store.clone(),
+            committer::CommitterSettings {
+                batch_max: config.ingest.commit_batch_max,
+                queue: config.ingest.commit_queue,
+                flags: config.flags.clone(),
+                history: config.history.clone(),
+            },
+            metrics.clone(),
+            view.clone(),
+        )
+        .await
+        .context("loading the fleet's derived state")?;
+        let enrollment = {
+            let store = store.clone();
+            let settings = config.enrollment.clone();
+            tokio::task::spawn_blocking(move || Enrollment::load(store, settings))
+                .await
+                .context("loading enrollments panicked")??
+        };
+        Ok(Core {
+            store,
+            metrics,
+            presence,
+            view,
+            enrollment,
+            committer,
+            committer_task,
+        })
+    }
+
+    /// What the HTTP handlers read.
+    pub fn api_state(&self, config: &CollectorConfig) -> ApiState {
+        ApiState {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            presence: self.presence.clone(),
+            view: self.view.clone(),
             history: config.history.clone(),
-        },
-        metrics.clone(),
-        view.clone(),
-    )
-    .await
-    .context("loading the fleet's derived state")?;
+            auth: config.http_auth.clone(),
+            enrollment: self.enrollment.clone(),
+            committer: self.committer.watch(),
+        }
+    }
+
+    /// The whole HTTP surface over this core (`tower::ServiceExt::oneshot` in tests).
+    pub fn router(&self, config: &CollectorConfig) -> axum::Router {
+        api::router(self.api_state(config))
+    }
+
+    /// Stops the committer once everything submitted is stored, and flushes.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.committer.close().await;
+        drop(self.committer);
+        self.committer_task
+            .await
+            .context("the committer panicked")?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .context("the last flush panicked")??;
+        Ok(())
+    }
+}
+
+/// Opens the [`Core`] and serves it: gRPC ingest and the HTTP side on their listeners.
+pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
+    let core = Core::open(&config).await?;
+    let api_state = core.api_state(&config);
+    // The HTTP side holds its own clones of the store and the view (in `api_state`).
+    let Core {
+        metrics,
+        presence,
+        enrollment,
+        committer,
+        committer_task,
+        ..
+    } = core;
     let shutdown = CancellationToken::new();
 
     let grpc_listener = listen(config.grpc_listen)
@@ -213,14 +294,6 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let enrollment = {
-        let store = store.clone();
-        let settings = config.enrollment.clone();
-        tokio::task::spawn_blocking(move || Enrollment::load(store, settings))
-            .await
-            .context("loading enrollments panicked")??
-    };
-    let committer_watch = committer.watch();
     let committer_closer = committer.clone();
     let ingest_state = Arc::new(IngestState {
         enrollment: enrollment.clone(),
@@ -272,16 +345,7 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             .add_service(reflection)
             .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned()),
     );
-    let app = api::router(ApiState {
-        store,
-        metrics,
-        presence,
-        view,
-        history: config.history.clone(),
-        auth: config.http_auth.clone(),
-        enrollment,
-        committer: committer_watch,
-    });
+    let app = api::router(api_state);
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(serve_http(
         http_listener,

@@ -5,11 +5,9 @@
 
 mod common;
 
-use common::*;
-use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
+use common::api::Api;
+use oqs_fleet_sim::scenario::Scenario;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// A value's shape: objects keep their keys, arrays the union of their elements' shapes, scalars
 /// become their type's name ("null" where absent).
@@ -75,10 +73,11 @@ fn merge(a: Value, b: Value) -> Value {
     }
 }
 
+/// Through the router alone (no socket), over a store fed straight through the committer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_keeps_its_recorded_shape() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path()).await;
+    let api = Api::open(dir.path()).await;
     // Scenarios that fill every optional part of the answers (a code, a hint, a prefix history,
     // a DNS cause, a silent terminal), two sites each.
     let scenarios = [
@@ -93,60 +92,43 @@ async fn every_answer_keeps_its_recorded_shape() {
         ("cu-", Scenario::CertUntrusted),
     ];
     for (prefix, scenario) in scenarios {
-        let opts = SimOptions {
-            collector: format!("http://{}", c.grpc_addr),
-            sites: 2,
-            reports: 4,
-            interval: Duration::from_millis(5),
-            scenario,
-            site_prefix: prefix.into(),
-            terminals_per_site: 1,
-            ..SimOptions::default()
-        };
-        let s = sim::run(opts, CancellationToken::new()).await.unwrap();
-        assert!(s.all_acked(), "{s}");
+        api.feed(prefix, scenario, 2, 4).await;
     }
     let mut shapes = Map::new();
     let mut record = |name: &str, v: Value| {
         let old = shapes.remove(name).unwrap_or(Value::Null);
         shapes.insert(name.to_owned(), merge(old, shape(&v)));
     };
-    record("GET /api/sites", get_json(c.http_addr, "/api/sites").await);
+    record("GET /api/sites", api.get_json("/api/sites").await);
     record(
         "GET /api/sites?flag=…&area=…",
-        get_json(
-            c.http_addr,
-            "/api/sites?flag=lineauth_error&area=east&limit=5",
-        )
-        .await,
+        api.get_json("/api/sites?flag=lineauth_error&area=east&limit=5")
+            .await,
     );
     for site in scenarios.map(|(p, _)| format!("{p}00000")) {
         record(
             "GET /api/sites/{id}",
-            get_json(c.http_addr, &format!("/api/sites/{site}")).await,
+            api.get_json(&format!("/api/sites/{site}")).await,
         );
         for check in oqs_collector::samples::Check::ALL {
             record(
                 "GET /api/sites/{id}/history",
-                get_json(
-                    c.http_addr,
-                    &format!("/api/sites/{site}/history?check={}", check.as_str()),
-                )
+                api.get_json(&format!(
+                    "/api/sites/{site}/history?check={}",
+                    check.as_str()
+                ))
                 .await,
             );
         }
     }
     record(
         "GET /api/events",
-        get_json(c.http_addr, "/api/events?limit=50").await,
+        api.get_json("/api/events?limit=50").await,
     );
-    record(
-        "GET /api/catalog",
-        get_json(c.http_addr, "/api/catalog").await,
-    );
+    record("GET /api/catalog", api.get_json("/api/catalog").await);
     record(
         "GET /api/admin/enrollments",
-        get_json(c.http_addr, "/api/admin/enrollments").await,
+        api.get_json("/api/admin/enrollments").await,
     );
     for (what, path, status) in [
         ("unknown site", "/api/sites/never-seen", 404),
@@ -164,14 +146,14 @@ async fn every_answer_keeps_its_recorded_shape() {
             400,
         ),
     ] {
-        let (got, body) = get(c.http_addr, path).await;
+        let (got, body) = api.get(path).await;
         assert_eq!(got, status, "{what}: {body}");
         record(
             &format!("error: {what} ({status})"),
             serde_json::from_str(&body).unwrap(),
         );
     }
-    c.stop().await.unwrap();
+    api.close().await;
 
     let got = Value::Object(shapes);
     let file =

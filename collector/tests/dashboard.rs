@@ -1,7 +1,7 @@
-//! The NOC dashboard: handler tests, and an end-to-end test in headless Chromium (Debian's
+//! The NOC dashboard: its names come from the catalogue, and an end-to-end test in headless Chromium (Debian's
 //! `chromium`, installed by .ci/run) against a collector fed by oqs-fleet-sim — the overview lists
 //! the P11019 site before healthy ones; its site page shows the code, diagnosis step 5 and the
-//! support desk's number. Screenshots are saved under target/tmp/dashboard-screenshots/.
+//! support desk's number (its handlers alone: api_router.rs). Screenshots are saved under target/tmp/dashboard-screenshots/.
 
 mod common;
 
@@ -11,25 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_and_assets_are_served_with_their_types() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path()).await;
-    for (path, needle) in [
-        ("/", "data-page=\"overview\""),
-        ("/sites/anything", "data-page=\"site\""),
-        ("/assets/app.js", "function sitePage"),
-        ("/assets/app.css", "--red"),
-    ] {
-        let (status, body) = get(c.http_addr, path).await;
-        assert_eq!(status, 200, "{path}");
-        assert!(body.contains(needle), "{path}");
-    }
-    let (status, _) = get(c.http_addr, "/assets/nope.js").await;
-    assert_eq!(status, 404);
-    c.stop().await.unwrap();
-}
 
 /// The dashboard keeps no list of flags, checks or prefectures of its own: it draws what
 /// `/api/catalog` serves, and that is every flag and check with both labels.

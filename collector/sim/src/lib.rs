@@ -248,22 +248,7 @@ async fn terminal(
     }
     let terminal_id = format!("pc-{}", index + 1);
     let (tx, rx) = mpsc::channel::<AgentMessage>(32);
-    let hello = Hello {
-        protocol_version: oqs_proto::PROTOCOL_VERSION,
-        site_id: site.site_id.clone(),
-        terminal_id: terminal_id.clone(),
-        hostname: format!("OQS-{}-{}", site.index, index + 1),
-        agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
-        area: site.area.to_wire() as i32,
-        os: "windows 10.0.19045 (simulated)".into(),
-        boot_id: format!("{:016x}", scenario::mix(site.index as u64, now_ms() as u64)),
-        customer_id: Some(site.customer_id.clone()),
-        highest_held_seq: 0,
-        highest_acked_seq: 0,
-        prefecture: Some(site.prefecture.to_owned()),
-        site_name: Some(site.name.clone()),
-        credential: None,
-    };
+    let hello = hello(&site, index);
     if tx
         .send(AgentMessage {
             body: Some(AgentBody::Hello(hello)),
@@ -390,4 +375,24 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The Hello of terminal `index` (0-based; its id is `pc-{index + 1}`) of a simulated site.
+pub fn hello(site: &SiteProfile, index: usize) -> Hello {
+    Hello {
+        protocol_version: oqs_proto::PROTOCOL_VERSION,
+        site_id: site.site_id.clone(),
+        terminal_id: format!("pc-{}", index + 1),
+        hostname: format!("OQS-{}-{}", site.index, index + 1),
+        agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
+        area: site.area.to_wire() as i32,
+        os: "windows 10.0.19045 (simulated)".into(),
+        boot_id: format!("{:016x}", scenario::mix(site.index as u64, now_ms() as u64)),
+        customer_id: Some(site.customer_id.clone()),
+        highest_held_seq: 0,
+        highest_acked_seq: 0,
+        prefecture: Some(site.prefecture.to_owned()),
+        site_name: Some(site.name.clone()),
+        credential: None,
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared test plumbing: an in-process collector on loopback, a raw protocol client, a tiny HTTP GET.
 #![allow(dead_code)]
 
+pub mod api;
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::server::{self, Running};
 use oqs_proto::v1::agent_message::Body as AgentBody;
@@ -9,7 +10,6 @@ use oqs_proto::v1::fleet_ingest_client::FleetIngestClient;
 use oqs_proto::v1::*;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -189,60 +189,32 @@ pub async fn get_with(
     request_raw(http, "GET", path, headers).await
 }
 
-/// Any method with extra request headers (a `Host` among them replaces the default, the address);
-/// returns (status, response head, body).
+/// Any method with extra request headers (a `Host` among them replaces the default, the address),
+/// through reqwest; returns (status, response head as `name: value` lines, body).
 pub async fn request_raw(
     http: std::net::SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
-    let host = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_else(|| http.to_string());
-    let extra: String = headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text[9..12].parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, head.to_string(), body)
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(method, format!("http://{http}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
-    out
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (k, v) in res.headers() {
+        head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
+    }
+    let body = res.text().await.unwrap();
+    (status, head, body)
 }
 
 pub async fn get_json(http: std::net::SocketAddr, path: &str) -> serde_json::Value {
