@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod checks;
 pub mod clock;
 pub mod committer;
 pub mod config;

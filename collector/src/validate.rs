@@ -8,7 +8,6 @@ use crate::config::Limits;
 use oqs_proto::ident::{Area, CustomerId, SiteId, TerminalId};
 use oqs_proto::v1::{self, Hello, Report};
 use oqs_proto::PROTOCOL_VERSION;
-use std::net::Ipv6Addr;
 
 /// Why a message was refused. `label()` is the bounded metric label; `Display` is for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,16 +49,7 @@ pub struct AgentIdentity {
     pub site_name: Option<String>,
 }
 
-fn text(field: &str, s: &str, max: usize) -> Result<(), String> {
-    let n = s.chars().count();
-    if n > max {
-        return Err(format!("{field} is {n} characters; the limit is {max}"));
-    }
-    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(format!("{field} contains control characters"));
-    }
-    Ok(())
-}
+use crate::checks::text;
 
 /// Checks a `Hello` and turns it into an identity.
 pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
@@ -135,21 +125,7 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
 /// is the network's doing (a DNS name with many addresses, a terminal with many adapters), not a
 /// bad report: it is stored with what fits, never refused for it.
 pub fn trim_lists(r: &mut Report, l: &Limits) -> u64 {
-    fn keep<T>(v: &mut Vec<T>, max: usize) -> u64 {
-        let extra = v.len().saturating_sub(max);
-        v.truncate(max);
-        extra as u64
-    }
-    let mut dropped = 0;
-    if let Some(s) = &mut r.ipv6 {
-        dropped += keep(&mut s.addresses, l.max_addresses);
-        dropped += keep(&mut s.default_gateways, l.max_list_items);
-        dropped += keep(&mut s.dns_servers, l.max_list_items);
-    }
-    for p in &mut r.dns {
-        dropped += keep(&mut p.answers, l.max_list_items);
-    }
-    dropped
+    crate::checks::trim(r, l)
 }
 
 /// Checks a report's content against the limits. Its times are not judged against the
@@ -157,34 +133,6 @@ pub fn trim_lists(r: &mut Report, l: &Limits) -> u64 {
 /// refused (the clock is what is wrong, not the report).
 pub fn report(r: &Report, limits: &Limits) -> Result<(), Rejection> {
     report_inner(r, limits).map_err(|reason| Rejection::Report { seq: r.seq, reason })
-}
-
-fn count(field: &str, n: usize, max: usize) -> Result<(), String> {
-    if n > max {
-        return Err(format!("{field} has {n} entries; the limit is {max}"));
-    }
-    Ok(())
-}
-
-fn ipv6(field: &str, s: &str) -> Result<(), String> {
-    s.parse::<Ipv6Addr>()
-        .map(|_| ())
-        .map_err(|_| format!("{field} = {s:?} is not an IPv6 address"))
-}
-
-fn ip(field: &str, s: &str) -> Result<(), String> {
-    s.parse::<std::net::IpAddr>()
-        .map(|_| ())
-        .map_err(|_| format!("{field} = {s:?} is not an IP address"))
-}
-
-fn outcome(field: &str, v: i32) -> Result<(), String> {
-    match v1::Outcome::try_from(v) {
-        Ok(v1::Outcome::Unspecified) | Err(_) => Err(format!(
-            "{field}.outcome is {v}; it must be ok (1), failed (2) or timed out (3)"
-        )),
-        Ok(_) => Ok(()),
-    }
 }
 
 fn report_inner(r: &Report, l: &Limits) -> Result<(), String> {
@@ -202,93 +150,7 @@ fn report_inner(r: &Report, l: &Limits) -> Result<(), String> {
             r.finished_at_ms, r.started_at_ms
         ));
     }
-    let t = l.max_text_chars;
-    if let Some(s) = &r.ipv6 {
-        outcome("ipv6", s.outcome)?;
-        text("ipv6.error", &s.error, t)?;
-        count("ipv6.addresses", s.addresses.len(), l.max_addresses)?;
-        for (i, a) in s.addresses.iter().enumerate() {
-            ipv6(&format!("ipv6.addresses[{i}].address"), &a.address)?;
-            text(&format!("ipv6.addresses[{i}].interface"), &a.interface, 64)?;
-            if a.prefix_len > 128 {
-                return Err(format!(
-                    "ipv6.addresses[{i}].prefix_len {} is over 128",
-                    a.prefix_len
-                ));
-            }
-        }
-        if !s.prefix.is_empty() {
-            let (addr, len) = s
-                .prefix
-                .split_once('/')
-                .ok_or_else(|| format!("ipv6.prefix {:?} is not addr/len", s.prefix))?;
-            ipv6("ipv6.prefix", addr)?;
-            match len.parse::<u8>() {
-                Ok(n) if n <= 128 => {}
-                _ => return Err(format!("ipv6.prefix {:?} has a bad length", s.prefix)),
-            }
-        }
-        count(
-            "ipv6.default_gateways",
-            s.default_gateways.len(),
-            l.max_list_items,
-        )?;
-        for (i, g) in s.default_gateways.iter().enumerate() {
-            ipv6(&format!("ipv6.default_gateways[{i}]"), g)?;
-        }
-        count("ipv6.dns_servers", s.dns_servers.len(), l.max_list_items)?;
-        for (i, g) in s.dns_servers.iter().enumerate() {
-            ip(&format!("ipv6.dns_servers[{i}]"), g)?;
-        }
-    }
-    count("dns", r.dns.len(), l.max_dns_probes)?;
-    for (i, p) in r.dns.iter().enumerate() {
-        let f = format!("dns[{i}]");
-        outcome(&f, p.outcome)?;
-        text(&format!("{f}.error"), &p.error, t)?;
-        text(&format!("{f}.name"), &p.name, 253)?;
-        if p.name.is_empty() {
-            return Err(format!("{f}.name is empty"));
-        }
-        if p.server != "system" {
-            ip(&format!("{f}.server"), &p.server)?;
-        }
-        text(&format!("{f}.rcode"), &p.rcode, 16)?;
-        count(&format!("{f}.answers"), p.answers.len(), l.max_list_items)?;
-        for (j, a) in p.answers.iter().enumerate() {
-            ip(&format!("{f}.answers[{j}]"), a)?;
-        }
-    }
-    if let Some(p) = &r.lineauth {
-        outcome("lineauth", p.outcome)?;
-        text("lineauth.error", &p.error, t)?;
-        text("lineauth.url", &p.url, l.max_url_chars)?;
-        text("lineauth.excerpt", &p.excerpt, t)?;
-        let code = p.error_code.as_bytes();
-        let well_formed =
-            code.len() == 6 && code[0] == b'P' && code[1..].iter().all(u8::is_ascii_digit);
-        if !code.is_empty() && !well_formed {
-            return Err(format!(
-                "lineauth.error_code {:?} is not \"P\" + 5 digits",
-                p.error_code
-            ));
-        }
-    }
-    count("http", r.http.len(), l.max_http_probes)?;
-    for (i, p) in r.http.iter().enumerate() {
-        let f = format!("http[{i}]");
-        outcome(&f, p.outcome)?;
-        text(&format!("{f}.error"), &p.error, t)?;
-        text(&format!("{f}.url"), &p.url, l.max_url_chars)?;
-    }
-    count("ntp", r.ntp.len(), l.max_ntp_probes)?;
-    for (i, p) in r.ntp.iter().enumerate() {
-        let f = format!("ntp[{i}]");
-        outcome(&f, p.outcome)?;
-        text(&format!("{f}.error"), &p.error, t)?;
-        text(&format!("{f}.server"), &p.server, 253)?;
-    }
-    Ok(())
+    crate::checks::validate(r, l)
 }
 
 #[cfg(test)]

@@ -1,0 +1,118 @@
+//! The `dns` check (guide step 3): OQS names through the terminal's resolver and straight at the
+//! NW-base (and NGN) servers.
+
+use super::{count, ip, keep, outcome, sample_of, text, worst};
+use crate::catalog::Check;
+use crate::config::Limits;
+use crate::samples::Sample;
+use oqs_proto::v1::{DnsProbe, Report, ResolverRole};
+use oqs_proto::wire_name;
+use serde_json::json;
+
+pub fn validate(r: &Report, l: &Limits) -> Result<(), String> {
+    count("dns", r.dns.len(), l.max_dns_probes)?;
+    for (i, p) in r.dns.iter().enumerate() {
+        let f = format!("dns[{i}]");
+        outcome(&f, p.outcome)?;
+        text(&format!("{f}.error"), &p.error, l.max_text_chars)?;
+        text(&format!("{f}.name"), &p.name, 253)?;
+        if p.name.is_empty() {
+            return Err(format!("{f}.name is empty"));
+        }
+        if p.server != "system" {
+            ip(&format!("{f}.server"), &p.server)?;
+        }
+        text(&format!("{f}.rcode"), &p.rcode, 16)?;
+        count(&format!("{f}.answers"), p.answers.len(), l.max_list_items)?;
+        for (j, a) in p.answers.iter().enumerate() {
+            ip(&format!("{f}.answers[{j}]"), a)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn trim(r: &mut Report, l: &Limits) -> u64 {
+    r.dns
+        .iter_mut()
+        .map(|p| keep(&mut p.answers, l.max_list_items))
+        .sum()
+}
+
+pub fn sample(r: &Report) -> Option<Sample> {
+    if r.dns.is_empty() {
+        return None;
+    }
+    let sig = json!({ "probes": r.dns.iter().map(|p| json!({
+        "name": p.name,
+        "type": wire_name!(RecordType, p.record_type),
+        "resolver": wire_name!(ResolverRole, p.role),
+        "server": p.server,
+        "outcome": wire_name!(Outcome, p.outcome),
+        "rcode": p.rcode,
+        "answers": p.answers,
+    })).collect::<Vec<_>>() });
+    let extra = json!({
+        "latencies_ms": r.dns.iter().map(|p| p.latency_ms).collect::<Vec<_>>(),
+    });
+    Some(sample_of(
+        Check::Dns,
+        worst(r.dns.iter().map(|p| p.outcome)),
+        r.dns.iter().map(|p| p.latency_ms).max().unwrap_or(0),
+        sig,
+        extra,
+    ))
+}
+
+/// Whether a probe went through the terminal's own resolver.
+pub fn is_system(p: &DnsProbe) -> bool {
+    p.role == ResolverRole::System as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oqs_proto::v1::Outcome;
+
+    fn probe(answers: &[&str]) -> DnsProbe {
+        DnsProbe {
+            name: "www.lineauth.mnw".into(),
+            server: "system".into(),
+            outcome: Outcome::Ok as i32,
+            answers: answers.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn answers_are_addresses_and_long_lists_are_trimmed_not_refused() {
+        let l = Limits::default();
+        let mut r = Report {
+            dns: vec![probe(&["2404:1a8:f583:d00::53:1"])],
+            ..Default::default()
+        };
+        validate(&r, &l).unwrap();
+        r.dns[0].answers.push("not-an-ip".into());
+        assert!(validate(&r, &l).unwrap_err().contains("dns[0].answers[1]"));
+        r.dns[0].answers = vec!["2001:db8::1".into(); l.max_list_items + 3];
+        assert_eq!(trim(&mut r, &l), 3);
+        assert_eq!(r.dns[0].answers.len(), l.max_list_items);
+        validate(&r, &l).unwrap();
+    }
+
+    #[test]
+    fn the_sample_signs_answers_but_not_latencies() {
+        let mut r = Report {
+            dns: vec![probe(&["2001:db8::1"])],
+            ..Default::default()
+        };
+        let a = sample(&r).unwrap();
+        r.dns[0].latency_ms = 900;
+        let b = sample(&r).unwrap();
+        assert_eq!(a.signature, b.signature);
+        assert_eq!(b.latency_ms, 900);
+        r.dns[0].answers = vec!["2001:db8::2".into()];
+        assert_ne!(sample(&r).unwrap().signature, a.signature);
+        assert!(is_system(&r.dns[0]) || r.dns[0].role != ResolverRole::System as i32);
+        assert!(sample(&Report::default()).is_none());
+    }
+}
