@@ -399,7 +399,7 @@ impl AgentConfig {
             Some(names) => {
                 let mut out = Vec::with_capacity(names.len());
                 for n in names {
-                    if n.name.is_empty() || n.name.len() > 253 {
+                    if n.name.is_empty() || n.name.len() > oqs_proto::text_limits::DNS_NAME {
                         return Err(invalid(
                             "dns.names",
                             format!("name {:?} is not a DNS name", n.name),
@@ -434,7 +434,10 @@ impl AgentConfig {
             .ntp
             .servers
             .unwrap_or_else(|| vec![guide::NTP_SERVER.to_string()]);
-        if ntp_servers.iter().any(|s| s.is_empty() || s.len() > 253) {
+        if ntp_servers
+            .iter()
+            .any(|s| s.is_empty() || s.len() > oqs_proto::text_limits::DNS_NAME)
+        {
             return Err(invalid("ntp.servers", "has an empty or over-long name"));
         }
         // Checked now, so a bad pattern fails at start, not at the first round.
@@ -721,14 +724,10 @@ impl AgentConfig {
         if !u.dns_names.is_empty() {
             let mut names = Vec::with_capacity(u.dns_names.len());
             for n in &u.dns_names {
-                if n.is_empty() || n.len() > 253 {
+                if n.is_empty() || n.len() > oqs_proto::text_limits::DNS_NAME {
                     return Err(invalid("dns_names", format!("{n:?} is not a DNS name")));
                 }
-                let resolver = if n.contains(".flets-east.jp") || n.contains(".flets-west.jp") {
-                    Resolver::Ngn
-                } else {
-                    Resolver::NwBase
-                };
+                let resolver = guide::resolver_for(n);
                 names.push(DnsName {
                     name: n.clone(),
                     resolver,

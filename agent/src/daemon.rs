@@ -42,19 +42,14 @@ pub enum DaemonError {
 }
 
 fn read_pem(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, DaemonError> {
-    let pem = std::fs::read(path).map_err(|e| DaemonError::Tls {
+    oqs_runtime::read_pem(path).map_err(|e| DaemonError::Tls {
         key,
         path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN ") {
-        return Err(DaemonError::Tls {
-            key,
-            path: path.display().to_string(),
-            message: "not a PEM file".into(),
-        });
-    }
-    Ok(pem)
+        message: match e {
+            oqs_runtime::PemError::Read { source, .. } => source.to_string(),
+            oqs_runtime::PemError::NotPem { .. } => "not a PEM file".into(),
+        },
+    })
 }
 
 /// TLS towards the collector: its CA, and this terminal's certificate when configured.
@@ -267,7 +262,12 @@ fn hostname() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|s| s.trim().chars().take(253).collect())
+        .map(|s| {
+            s.trim()
+                .chars()
+                .take(oqs_proto::text_limits::HOSTNAME)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -11,7 +11,7 @@ use oqs_proto::v1::Report;
 use oqs_proto::AGENT_TEXT_CHARS;
 
 /// Interface names the collector takes (Windows aliases can be long and localised).
-const INTERFACE_CHARS: usize = 64;
+const INTERFACE_CHARS: usize = oqs_proto::text_limits::INTERFACE;
 
 /// Cuts `s` to `max` characters and replaces control characters (keeping newline and tab).
 fn text(s: &mut String, max: usize) {

@@ -236,7 +236,7 @@ async fn a_router_table_without_the_oqs_domains_fails_only_the_system_resolver()
     probes.nw_base_servers = vec!["::1".parse().unwrap()];
     probes.ngn_servers = vec!["::1".parse().unwrap()];
     let system = dns::SystemResolver::with_servers(&[router.addr], T).unwrap();
-    let results = dns::run(&probes, Ok(&system), base.addr.port(), T).await;
+    let results = dns::resolve(&probes, Ok(&system), base.addr.port(), T).await;
     // 6 names (East) × 2 record types × (system + one direct server).
     assert_eq!(results.len(), 24);
     for p in &results {

@@ -69,14 +69,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 fn read_pem(what: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    anyhow::ensure!(
-        String::from_utf8_lossy(&pem).contains("-----BEGIN "),
-        "{what} {} is not a PEM file",
-        path.display()
-    );
-    Ok(pem)
+    oqs_runtime::read_pem(path).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 fn server_tls(

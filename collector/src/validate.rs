@@ -50,6 +50,7 @@ pub struct AgentIdentity {
 }
 
 use crate::checks::text;
+use oqs_proto::text_limits as TL;
 
 /// Checks a `Hello` and turns it into an identity.
 pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
@@ -72,10 +73,10 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
         .map(|s| CustomerId::parse(s, Some(area)))
         .transpose()
         .map_err(|e| bad(e.to_string()))?;
-    text("hostname", &h.hostname, 253).map_err(bad)?;
-    text("agent_version", &h.agent_version, 64).map_err(bad)?;
-    text("os", &h.os, 128).map_err(bad)?;
-    text("boot_id", &h.boot_id, 64).map_err(bad)?;
+    text("hostname", &h.hostname, TL::HOSTNAME).map_err(bad)?;
+    text("agent_version", &h.agent_version, TL::AGENT_VERSION).map_err(bad)?;
+    text("os", &h.os, TL::OS).map_err(bad)?;
+    text("boot_id", &h.boot_id, TL::BOOT_ID).map_err(bad)?;
     let line = |field: &str, v: &Option<String>, max: usize| -> Result<Option<String>, Rejection> {
         match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(None),
@@ -85,8 +86,14 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
             Some(s) => text(field, s, max).map(|_| Some(s.to_owned())).map_err(bad),
         }
     };
-    if h.credential.as_deref().is_some_and(|c| c.len() > 256) {
-        return Err(bad("credential is longer than 256 characters".into()));
+    if h.credential
+        .as_deref()
+        .is_some_and(|c| c.len() > TL::CREDENTIAL)
+    {
+        return Err(bad(format!(
+            "credential is longer than {} characters",
+            TL::CREDENTIAL
+        )));
     }
     if h.highest_acked_seq > oqs_proto::MAX_SEQ {
         return Err(bad(format!(
@@ -102,8 +109,8 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
             oqs_proto::MAX_SEQ
         )));
     }
-    let prefecture = line("prefecture", &h.prefecture, 16)?;
-    let site_name = line("site_name", &h.site_name, 128)?;
+    let prefecture = line("prefecture", &h.prefecture, TL::PREFECTURE)?;
+    let site_name = line("site_name", &h.site_name, TL::SITE_NAME)?;
     Ok(AgentIdentity {
         prefecture,
         site_name,

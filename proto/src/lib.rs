@@ -21,6 +21,24 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// is never below it, so an agent's own texts never get its reports refused.
 pub const AGENT_TEXT_CHARS: usize = 256;
 
+/// The longest texts of a Hello and a report that are names rather than messages, in characters:
+/// a collector refuses longer ones, so an agent cuts or never produces them.
+pub mod text_limits {
+    pub const HOSTNAME: usize = 253;
+    pub const AGENT_VERSION: usize = 64;
+    pub const OS: usize = 128;
+    pub const BOOT_ID: usize = 64;
+    /// An adapter's name (Windows aliases can be long and localised).
+    pub const INTERFACE: usize = 64;
+    /// A DNS name (RFC 1035), also an NTP server's.
+    pub const DNS_NAME: usize = 253;
+    pub const RCODE: usize = 16;
+    pub const PREFECTURE: usize = 16;
+    pub const SITE_NAME: usize = 128;
+    /// An enrollment token or a terminal secret, in bytes.
+    pub const CREDENTIAL: usize = 256;
+}
+
 /// The highest report seq either side accepts (2^63 − 1): far beyond any terminal's lifetime of
 /// rounds, and low enough that `seq + 1` never overflows. A seq above it means a damaged spool
 /// state, not a report to drop: the collector ends the stream (OUT_OF_RANGE) without refusing a

@@ -168,7 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = tokio_util::sync::CancellationToken::new();
             let s = shutdown.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                oqs_runtime::shutdown_signal().await;
                 s.cancel();
             });
             oqs_agent::daemon::run(cfg, shutdown).await?;
@@ -318,25 +318,4 @@ fn out(text: &str) {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|_| stdout.flush());
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

@@ -290,7 +290,7 @@ pub async fn probe(
 /// Every DNS probe of a round, run concurrently: per name, AAAA and A through the system resolver
 /// and directly of each server of its kind. When the system configuration could not be read, each
 /// system probe fails with that reason (a terminal without DNS servers is 手順6-⑬'s failure).
-pub async fn run(
+pub async fn resolve(
     probes: &Probes,
     system: Result<&SystemResolver, &ResolverError>,
     port: u16,
@@ -426,6 +426,33 @@ async fn join_all(futs: Vec<ProbeFuture<'_>>) -> Vec<DnsProbe> {
     futures::future::join_all(futs).await
 }
 
+/// The `dns` check of a round. The system's DNS configuration is read afresh every round: in the
+/// guide's normal setup the DNS server is the router's global address (手順5), which moves with
+/// the prefix.
+pub async fn run(ctx: &super::Context<'_>) -> Vec<DnsProbe> {
+    let system = system_resolver(ctx.timeout).await;
+    resolve(ctx.probes, system.as_ref(), 53, ctx.timeout).await
+}
+
+/// The resolver the OS is configured with now, read on a blocking thread within `timeout`.
+async fn system_resolver(timeout: Duration) -> Result<SystemResolver, ResolverError> {
+    match tokio::time::timeout(
+        timeout,
+        tokio::task::spawn_blocking(move || system(timeout)),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ResolverError::new(format!(
+            "reading the system DNS configuration failed: {e}"
+        ))),
+        Err(_) => Err(ResolverError::new(format!(
+            "reading the system DNS configuration took longer than {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,7 +502,7 @@ mod tests {
         let t = Duration::from_millis(500);
         let sys = SystemResolver::with_servers(&[addr], t).unwrap();
         let probes = only("pweb.base.oqs-pdl.org");
-        let results = run(&probes, Ok(&sys), 53, t).await;
+        let results = resolve(&probes, Ok(&sys), 53, t).await;
         let aaaa = results
             .iter()
             .find(|p| p.record_type == RecordType::Aaaa as i32)
@@ -491,7 +518,7 @@ mod tests {
         let (addr, server) = udp_only_server(false).await;
         let t = Duration::from_millis(500);
         let sys = SystemResolver::with_servers(&[addr], t).unwrap();
-        let results = run(&only("pweb.base.oqs-pdl.org"), Ok(&sys), 53, t).await;
+        let results = resolve(&only("pweb.base.oqs-pdl.org"), Ok(&sys), 53, t).await;
         assert!(results.iter().all(|p| p.outcome != Outcome::Ok as i32));
         assert!(results.iter().all(|p| !p.truncated), "{results:?}");
         server.abort();
@@ -515,7 +542,7 @@ mod tests {
         probes.nw_base_servers.clear();
         probes.ngn_servers.clear();
         let err = ResolverError::new("cannot read the system DNS configuration: no nameservers");
-        let results = run(&probes, Err(&err), 53, Duration::from_millis(100)).await;
+        let results = resolve(&probes, Err(&err), 53, Duration::from_millis(100)).await;
         assert_eq!(results.len(), probes.dns_names.len() * 2);
         for p in &results {
             assert_eq!(p.role, ResolverRole::System as i32);

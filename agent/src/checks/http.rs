@@ -46,3 +46,24 @@ pub async fn probe(
     p.latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
     p
 }
+
+/// The `oqs_web` and `crl` probes of a round: both OQS web login pages and the CRL host.
+pub async fn run(ctx: &super::Context<'_>) -> Vec<HttpProbe> {
+    let p = ctx.probes;
+    futures::future::join_all([
+        probe(
+            ctx.web,
+            HttpTarget::OqsWebProduction,
+            &p.oqs_web_production_url,
+            ctx.timeout,
+        ),
+        probe(
+            ctx.web,
+            HttpTarget::OqsWebVerification,
+            &p.oqs_web_verification_url,
+            ctx.timeout,
+        ),
+        probe(ctx.web, HttpTarget::Crl, &p.crl_url, ctx.timeout),
+    ])
+    .await
+}

@@ -127,6 +127,11 @@ async fn exchange(server: &str) -> Result<(i64, u32), String> {
     }
 }
 
+/// The `ntp` check of a round: every configured server, concurrently.
+pub async fn run(ctx: &super::Context<'_>) -> Vec<NtpProbe> {
+    futures::future::join_all(ctx.probes.ntp_servers.iter().map(|s| probe(s, ctx.timeout))).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,46 +268,19 @@ fn prefix_text(p: [u16; 4]) -> String {
     )
 }
 
-/// The guide's probe names (手順7-⑭) and the example answers it prints.
+/// The guide's probe names (手順7-⑭), who answers each directly, and the example answers it
+/// prints (`oqs_guide::targets`, which the agent's defaults come from too).
 fn probe_names(area: Area) -> Vec<(&'static str, ResolverRole, &'static [&'static str])> {
-    let mut v: Vec<(&'static str, ResolverRole, &'static [&'static str])> = vec![(
-        "www.lineauth.mnw",
-        ResolverRole::NwBase,
-        &["2404:1a8:f583:af0::1"],
-    )];
-    if area == Area::East {
-        v.push((
-            "assv.asc.flets-east.jp",
-            ResolverRole::Ngn,
-            &["2404:1a8:ff43:1612::f"],
-        ));
-    }
-    v.extend([
-        (
-            "hweb.oqs-st.onshikaku.org",
-            ResolverRole::NwBase,
-            &["2404:1a8:f583:1b00:ad7d:7594:6198:6ce0"][..],
-        ),
-        (
-            "crldownload.obn.managedpki.ne.jp",
-            ResolverRole::NwBase,
-            &[
-                "2404:1a8:f583:4a06:a0c6:842b:cc00:fa1f",
-                "2404:1a8:f583:4a07:6905:9f85:2d17:d650",
-            ][..],
-        ),
-        (
-            "pweb.base.oqs-pdl.org",
-            ResolverRole::NwBase,
-            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
-        ),
-        (
-            "ntp.base.oqs-pdl.org",
-            ResolverRole::NwBase,
-            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
-        ),
-    ]);
-    v
+    oqs_guide::targets::probe_names(area)
+        .into_iter()
+        .map(|n| {
+            let role = match n.resolver {
+                oqs_guide::targets::Resolver::Ngn => ResolverRole::Ngn,
+                oqs_guide::targets::Resolver::NwBase => ResolverRole::NwBase,
+            };
+            (n.name, role, n.example_answers)
+        })
+        .collect()
 }
 
 fn servers(area: Area, role: ResolverRole) -> &'static str {

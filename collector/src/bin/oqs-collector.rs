@@ -200,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     // A signal, or the collector stopping on its own (its store writer failed): either way the
     // process ends, with the collector's error as its exit status.
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = oqs_runtime::shutdown_signal() => {}
         _ = running.shutdown.cancelled() => {}
     }
     demo_cancel.cancel();
@@ -210,25 +210,4 @@ async fn main() -> anyhow::Result<()> {
     running.stop().await?;
     tracing::info!("collector stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

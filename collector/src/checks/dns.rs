@@ -5,6 +5,7 @@ use super::{count, ip, keep, outcome, sample_of, text, worst};
 use crate::catalog::Check;
 use crate::config::Limits;
 use crate::samples::Sample;
+use oqs_proto::text_limits as TL;
 use oqs_proto::v1::{DnsProbe, Report, ResolverRole};
 use oqs_proto::wire_name;
 use serde_json::json;
@@ -15,14 +16,14 @@ pub fn validate(r: &Report, l: &Limits) -> Result<(), String> {
         let f = format!("dns[{i}]");
         outcome(&f, p.outcome)?;
         text(&format!("{f}.error"), &p.error, l.max_text_chars)?;
-        text(&format!("{f}.name"), &p.name, 253)?;
+        text(&format!("{f}.name"), &p.name, TL::DNS_NAME)?;
         if p.name.is_empty() {
             return Err(format!("{f}.name is empty"));
         }
         if p.server != "system" {
             ip(&format!("{f}.server"), &p.server)?;
         }
-        text(&format!("{f}.rcode"), &p.rcode, 16)?;
+        text(&format!("{f}.rcode"), &p.rcode, TL::RCODE)?;
         count(&format!("{f}.answers"), p.answers.len(), l.max_list_items)?;
         for (j, a) in p.answers.iter().enumerate() {
             ip(&format!("{f}.answers[{j}]"), a)?;

@@ -19,7 +19,11 @@ pub fn validate(r: &Report, l: &Limits) -> Result<(), String> {
     count("ipv6.addresses", s.addresses.len(), l.max_addresses)?;
     for (i, a) in s.addresses.iter().enumerate() {
         ipv6_addr(&format!("ipv6.addresses[{i}].address"), &a.address)?;
-        text(&format!("ipv6.addresses[{i}].interface"), &a.interface, 64)?;
+        text(
+            &format!("ipv6.addresses[{i}].interface"),
+            &a.interface,
+            oqs_proto::text_limits::INTERFACE,
+        )?;
         if a.prefix_len > 128 {
             return Err(format!(
                 "ipv6.addresses[{i}].prefix_len {} is over 128",

@@ -14,7 +14,11 @@ pub fn validate(r: &Report, l: &Limits) -> Result<(), String> {
         let f = format!("ntp[{i}]");
         outcome(&f, p.outcome)?;
         text(&format!("{f}.error"), &p.error, l.max_text_chars)?;
-        text(&format!("{f}.server"), &p.server, 253)?;
+        text(
+            &format!("{f}.server"),
+            &p.server,
+            oqs_proto::text_limits::DNS_NAME,
+        )?;
     }
     Ok(())
 }

@@ -76,37 +76,65 @@ pub fn nw_base_servers(area: Area) -> [Ipv6Addr; 2] {
     }
 }
 
-/// A name the guide resolves with nslookup (手順7-⑭ P15), and who answers it directly.
+/// A name the guide resolves with nslookup (手順7-⑭ P15), who answers it directly, and (some of)
+/// the answers the guide's example shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeName {
     pub name: &'static str,
     pub resolver: Resolver,
+    pub example_answers: &'static [&'static str],
+}
+
+/// Who answers `name` directly: the NGN servers for names under the NGN domains
+/// (flets-east.jp, flets-west.jp), the NW-base servers for everything else (手順3 P7).
+pub fn resolver_for(name: &str) -> Resolver {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let ngn = [Area::East, Area::West].into_iter().any(|a| {
+        let d = ngn_domain(a);
+        name == d || name.ends_with(&format!(".{d}"))
+    });
+    if ngn {
+        Resolver::Ngn
+    } else {
+        Resolver::NwBase
+    }
 }
 
 /// The names to resolve for an area. The guide gives no West NGN name, so the West has none.
 pub fn probe_names(area: Area) -> Vec<ProbeName> {
-    let mut v = vec![ProbeName {
-        name: "www.lineauth.mnw",
-        resolver: Resolver::NwBase,
-    }];
+    let mut names = vec![("www.lineauth.mnw", &["2404:1a8:f583:af0::1"][..])];
     if area == Area::East {
-        v.push(ProbeName {
-            name: "assv.asc.flets-east.jp",
-            resolver: Resolver::Ngn,
-        });
+        names.push(("assv.asc.flets-east.jp", &["2404:1a8:ff43:1612::f"][..]));
     }
-    for name in [
-        "hweb.oqs-st.onshikaku.org",
-        "crldownload.obn.managedpki.ne.jp",
-        "pweb.base.oqs-pdl.org",
-        "ntp.base.oqs-pdl.org",
-    ] {
-        v.push(ProbeName {
+    names.extend([
+        (
+            "hweb.oqs-st.onshikaku.org",
+            &["2404:1a8:f583:1b00:ad7d:7594:6198:6ce0"][..],
+        ),
+        (
+            "crldownload.obn.managedpki.ne.jp",
+            &[
+                "2404:1a8:f583:4a06:a0c6:842b:cc00:fa1f",
+                "2404:1a8:f583:4a07:6905:9f85:2d17:d650",
+            ][..],
+        ),
+        (
+            "pweb.base.oqs-pdl.org",
+            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
+        ),
+        (
+            "ntp.base.oqs-pdl.org",
+            &["2408:210:9c0::1", "2408:210:9c0::2", "2408:210:9c0::3"][..],
+        ),
+    ]);
+    names
+        .into_iter()
+        .map(|(name, example_answers)| ProbeName {
             name,
-            resolver: Resolver::NwBase,
-        });
-    }
-    v
+            resolver: resolver_for(name),
+            example_answers,
+        })
+        .collect()
 }
 
 /// The 47 prefectures in the JIS X 0401 order, each with its NTT area (FAQ Q18/Q19: NTT East
@@ -201,6 +229,19 @@ mod tests {
         assert_eq!(prefecture_area("富山県"), Some(Area::West));
         assert_eq!(prefecture_area("沖縄県"), Some(Area::West));
         assert_eq!(prefecture_area("東京"), None);
+    }
+
+    #[test]
+    fn ngn_names_go_to_the_ngn_servers_and_the_rest_to_nw_base() {
+        assert_eq!(resolver_for("assv.asc.flets-east.jp"), Resolver::Ngn);
+        assert_eq!(resolver_for("x.FLETS-WEST.JP."), Resolver::Ngn);
+        assert_eq!(resolver_for("flets-east.jp.example.org"), Resolver::NwBase);
+        assert_eq!(resolver_for("notflets-east.jp"), Resolver::NwBase);
+        assert_eq!(resolver_for("www.lineauth.mnw"), Resolver::NwBase);
+        let east = probe_names(Area::East);
+        assert_eq!(east.len(), 6);
+        assert!(east.iter().all(|n| !n.example_answers.is_empty()));
+        assert_eq!(probe_names(Area::West).len(), 5);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod windows;
 
 use oqs_proto::v1::{AddressKind, DnsServerMode, Ipv6Address, Ipv6State, Outcome};
 use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
 /// One address as the OS reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +179,55 @@ pub fn judge(o: &Observed, nw_base: &[Ipv6Addr], latency_ms: u32) -> Ipv6State {
         dns_servers: o.dns_servers.iter().map(|s| s.to_string()).collect(),
         dns_mode: dns_mode(&o.dns_servers, &own, nw_base) as i32,
         latency_ms,
+    }
+}
+
+/// The `ipv6` check of a round: the terminal's state, read and judged within the probe timeout.
+pub async fn run(ctx: &super::Context<'_>) -> Ipv6State {
+    observe_and_judge(&ctx.probes.nw_base_servers, ctx.timeout).await
+}
+
+/// Reads and judges the terminal's IPv6 state within the probe timeout (a reader that hangs must
+/// not stall the rounds). On Windows the route to the area's first NW-base DNS server picks the
+/// adapter that decides (`windows.rs`).
+pub async fn observe_and_judge(nw_base: &[Ipv6Addr], probe_timeout: Duration) -> Ipv6State {
+    let timeout = probe_timeout;
+    let started = Instant::now();
+    #[cfg(target_os = "linux")]
+    let observe = tokio::task::spawn_blocking(linux::observe);
+    #[cfg(windows)]
+    let observe = {
+        let target = nw_base.first().copied();
+        tokio::task::spawn_blocking(move || windows::observe(target))
+    };
+    #[cfg(not(any(target_os = "linux", windows)))]
+    let observe = async {
+        Ok::<std::io::Result<Observed>, String>(Err(std::io::Error::other(
+            "reading IPv6 state is not implemented on this platform yet",
+        )))
+    };
+    let observed = tokio::time::timeout(timeout, observe).await;
+    let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    let failed = |outcome: Outcome, error: String| Ipv6State {
+        outcome: outcome as i32,
+        error,
+        latency_ms: ms,
+        ..Default::default()
+    };
+    match observed {
+        Ok(Ok(Ok(o))) => judge(&o, nw_base, ms),
+        Ok(Ok(Err(e))) => failed(Outcome::Failed, format!("cannot read the IPv6 state: {e}")),
+        Ok(Err(e)) => failed(
+            Outcome::Failed,
+            format!("reading the IPv6 state failed: {e}"),
+        ),
+        Err(_) => failed(
+            Outcome::TimedOut,
+            format!(
+                "reading the IPv6 state took longer than {} ms",
+                timeout.as_millis()
+            ),
+        ),
     }
 }
 

@@ -6,3 +6,8 @@
 pub mod classify;
 pub mod fetch;
 pub mod page;
+
+/// The `lineauth` check of a round: the portal's page, fetched and classified.
+pub async fn run(ctx: &super::Context<'_>) -> oqs_proto::v1::LineAuthProbe {
+    ctx.lineauth.probe(ctx.classifier).await
+}
