@@ -269,7 +269,10 @@ pub struct StoreTuning {
 impl Default for StoreTuning {
     fn default() -> Self {
         Self {
-            cache_bytes: 128 * 1024 * 1024,
+            // 8 MiB: at 10,000 terminals 65 MB less resident than 128 MiB, with the same ack
+            // latency, 3% less overload capacity and the dashboard's reads within 2 ms (README,
+            // "Memory per terminal").
+            cache_bytes: 8 * 1024 * 1024,
             compression_level: 3,
             accept_lost_writes: false,
         }

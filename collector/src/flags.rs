@@ -8,6 +8,7 @@
 
 use crate::config::FlagSettings;
 use crate::samples;
+use crate::small_map::SmallMap;
 use oqs_guide::diagnosis::{self, Finding};
 use oqs_proto::v1::{HttpTarget, LineAuthState, Outcome, Report};
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,7 @@ pub struct Condition {
 /// What the engine keeps per terminal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TerminalState {
-    pub conditions: BTreeMap<Flag, Condition>,
+    pub conditions: SmallMap<Flag, Condition>,
     /// The /64 last seen from preferred global addresses.
     pub prefix: Option<String>,
     pub has_global: Option<bool>,
@@ -96,8 +97,8 @@ pub struct CodeSeen {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SiteState {
     pub site: String,
-    pub terminals: BTreeMap<String, TerminalState>,
-    pub flags: BTreeMap<Flag, ActiveFlag>,
+    pub terminals: SmallMap<String, TerminalState>,
+    pub flags: SmallMap<Flag, ActiveFlag>,
     /// The line's current /64.
     pub prefix: Option<String>,
     /// Newest last, bounded.
@@ -385,7 +386,7 @@ impl Engine {
         // Hysteresis per condition on this terminal.
         for (flag, verdict) in &verdicts {
             // An absent condition is a long-good one: only departures from it are stored.
-            let c = ts.conditions.entry(*flag).or_insert(Condition {
+            let c = ts.conditions.get_or_insert_with(*flag, || Condition {
                 good: cap,
                 ..Default::default()
             });

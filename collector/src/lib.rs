@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod presence;
 pub mod samples;
 pub mod server;
+pub mod small_map;
 pub mod store;
 pub mod validate;
 pub mod view;

@@ -5,8 +5,9 @@
 /// jemalloc rather than glibc's malloc: under `tests/bench/ingest`'s 10,000 terminals, perf put
 /// ~28% of the collector's CPU in glibc's allocator (`_int_malloc`, `malloc_consolidate`, ...);
 /// with jemalloc the collector used 12% less CPU and its median ack latency halved, for ~5% more
-/// resident memory (README, "Benchmark: ingest").
-#[cfg(not(target_env = "msvc"))]
+/// resident memory (README, "Benchmark: ingest"). The `system-allocator` feature turns it off for
+/// heap profilers that hook malloc (heaptrack, massif).
+#[cfg(all(not(target_env = "msvc"), not(feature = "system-allocator")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -29,6 +29,9 @@ struct Args {
     /// Timed repetitions of each request (the median is printed).
     #[arg(long, default_value_t = 7)]
     repeat: usize,
+    /// sled's page cache (`store.cache_bytes`; default: the collector's default).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
 }
 
 /// GET over HTTP/1.1; returns the body's length.
@@ -118,6 +121,9 @@ async fn main() -> anyhow::Result<()> {
         ..CollectorConfig::default()
     };
     config.history.max_points_per_query = 100_000;
+    if let Some(c) = args.cache_bytes {
+        config.store.cache_bytes = c;
+    }
     let now = oqs_collector::clock::now_ms();
     {
         let store = Store::open_with(
