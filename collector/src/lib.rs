@@ -1,10 +1,23 @@
 //! `oqs-collector`: the NOC's central service. Data flows one way:
 //! ingest (validate, persist, ack) → store → outputs (metrics, JSON API, dashboard).
 //!
-//! Modules, in that order: [`validate`], [`ingest`], [`committer`], [`store`], [`presence`],
-//! [`metrics`], [`api`]; [`server`] wires them. [`catalog`] names every check kind and flag once.
+//! The map, in the order data flows:
+//! - What things are: [`catalog`] (every check kind and flag, once), [`config`] (settings and
+//!   their limits), [`clock`].
+//! - In: [`conn_limit`] (connections per source, the first-byte timeout), [`ingest`] (the gRPC
+//!   streams: Hello, reports, acks, refusals), [`enrollment`] (tokens and terminal secrets),
+//!   [`validate`] (a Hello and a report's envelope) with [`checks`] (each kind's validation,
+//!   trimming and sample), [`presence`] (who is connected, commands to them).
+//! - Stored: [`committer`] (the single writer, group commit, fdatasync before ack) with
+//!   [`derived`] (what each stored report changes), [`store`] (sled: keys, durability, lost-write
+//!   detection), [`samples`] and [`history`] (points per check), [`flags`] (the flag engine and
+//!   the guide's diagnosis per site) with [`small_map`].
+//! - Out: [`view`] (the fleet's state the API reads), [`metrics`] and [`fleet_metrics`]
+//!   (`/metrics`), [`api`] (the JSON API and the dashboard), [`http_auth`] and [`failure_limit`]
+//!   (who may read and act), [`server`] (wires it all, shuts down in order).
+//!
 //! The fleet simulator (`oqs-fleet-sim`, used by `--demo`) and the benchmarks (`oqs-bench`) are
-//! crates of their own beside this one.
+//! crates of their own beside this one. What a new check kind or flag touches: `docs/ADDING.md`.
 
 pub mod api;
 pub mod catalog;

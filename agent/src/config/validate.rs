@@ -1,0 +1,299 @@
+//! Raw configuration to trusted types: every rule, with the guide's values as the area's defaults.
+//! Errors name the key and the rule; none quotes a secret or a full customer ID.
+
+use super::raw::*;
+use super::*;
+
+pub(super) fn url(
+    key: &'static str,
+    v: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let v = v.unwrap_or_else(|| default.to_string());
+    if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() > 2048 {
+        return Err(invalid(key, format!("{v:?} is not an http(s) URL")));
+    }
+    Ok(v)
+}
+
+/// A TOML error as "line N: what": never the offending line itself, which may hold the
+/// enrollment token or the customer ID (the error goes to the service's log).
+pub(super) fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let n = text.get(..span.start).unwrap_or("").matches('\n').count();
+            // The key of that line is safe to name; its value is not.
+            let key = text
+                .lines()
+                .nth(n)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                });
+            match key {
+                Some(k) => format!("line {} ({k}): ", n + 1),
+                None => format!("line {}: ", n + 1),
+            }
+        }
+        None => String::new(),
+    };
+    ConfigError::Parse(format!("{at}{}", e.message().trim()))
+}
+
+/// Whether a collector URL's host is this machine (clear text is then acceptable).
+pub(super) fn loopback_host(url: &str) -> bool {
+    let Some(u) = reqwest::Url::parse(url).ok() else {
+        return false;
+    };
+    let host = u.host_str().unwrap_or("");
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub(super) fn prefix(s: &str) -> Option<(Ipv6Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    let len: u8 = l.parse().ok().filter(|l| *l <= 128)?;
+    Some((a.parse().ok()?, len))
+}
+
+impl AgentConfig {
+    pub(super) fn from_raw(r: Raw) -> Result<Self, ConfigError> {
+        let site = SiteId::parse(
+            r.site_id
+                .as_deref()
+                .ok_or_else(|| invalid("site_id", "is required"))?,
+        )
+        .map_err(|e| invalid("site_id", e.to_string()))?;
+        let terminal = TerminalId::parse(
+            r.terminal_id
+                .as_deref()
+                .ok_or_else(|| invalid("terminal_id", "is required"))?,
+        )
+        .map_err(|e| invalid("terminal_id", e.to_string()))?;
+        let from_pref = match &r.prefecture {
+            None => None,
+            Some(p) => Some(guide::prefecture_area(p).ok_or_else(|| {
+                invalid(
+                    "prefecture",
+                    format!("{p:?} is not a prefecture's full name (e.g. \"東京都\", \"大阪府\")"),
+                )
+            })?),
+        };
+        let from_area = match &r.area {
+            None => None,
+            Some(a) => Some(
+                a.parse::<Area>()
+                    .map_err(|e| invalid("area", e.to_string()))?,
+            ),
+        };
+        let area = match (from_area, from_pref) {
+            (Some(a), Some(p)) if a != p => {
+                return Err(invalid(
+                    "area",
+                    format!(
+                        "is {a} but prefecture {:?} is in the {p}",
+                        r.prefecture.unwrap_or_default()
+                    ),
+                ))
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => {
+                return Err(invalid(
+                    "area",
+                    "is required: set area (east/west) or prefecture",
+                ))
+            }
+        };
+        let customer_id = r
+            .customer_id
+            .as_deref()
+            .map(|c| CustomerId::parse(c, Some(area)))
+            .transpose()
+            .map_err(|e| invalid("customer_id", e.to_string()))?;
+        let interval_secs = r.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS);
+        if !INTERVAL_SECS.contains(&interval_secs) {
+            return Err(invalid(
+                "interval_secs",
+                format!("{interval_secs} is outside {INTERVAL_SECS:?}"),
+            ));
+        }
+        let timeout_ms = r.probe_timeout_ms.unwrap_or(DEFAULT_PROBE_TIMEOUT_MS);
+        if !PROBE_TIMEOUT_MS.contains(&timeout_ms) {
+            return Err(invalid(
+                "probe_timeout_ms",
+                format!("{timeout_ms} is outside {PROBE_TIMEOUT_MS:?}"),
+            ));
+        }
+        let spool_max_bytes = r.spool.max_bytes.unwrap_or(DEFAULT_SPOOL_BYTES);
+        if spool_max_bytes < MIN_SPOOL_BYTES {
+            return Err(invalid(
+                "spool.max_bytes",
+                format!("{spool_max_bytes} is below {MIN_SPOOL_BYTES}"),
+            ));
+        }
+        let collector_url = r
+            .collector
+            .url
+            .map(|u| url("collector.url", Some(u), ""))
+            .transpose()?;
+        if r.collector.client_cert.is_some() != r.collector.client_key.is_some() {
+            return Err(invalid(
+                "collector.client_cert",
+                "client_cert and client_key go together: set both or neither",
+            ));
+        }
+        let https = collector_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !https && (r.collector.ca.is_some() || r.collector.client_cert.is_some()) {
+            return Err(invalid(
+                "collector.url",
+                "collector.ca / client_cert are set but the URL is not https://",
+            ));
+        }
+        if let Some(u) = collector_url.as_deref() {
+            if !https && !loopback_host(u) && r.collector.insecure != Some(true) {
+                return Err(invalid(
+                    "collector.url",
+                    format!(
+                        "{u:?} would carry this site's reports and credentials across the network in \
+                         clear text: use https:// with collector.ca, or set collector.insecure = true \
+                         to accept that"
+                    ),
+                ));
+            }
+        }
+        if https && r.collector.ca.is_none() {
+            return Err(invalid(
+                "collector.ca",
+                "an https:// collector.url needs collector.ca, the PEM of the CA that signed the collector's certificate",
+            ));
+        }
+        let dns_names = match r.dns.names {
+            None => guide::probe_names(area)
+                .into_iter()
+                .map(|p| DnsName {
+                    name: p.name.to_string(),
+                    resolver: p.resolver,
+                    expected_prefix: None,
+                })
+                .collect(),
+            Some(names) => {
+                let mut out = Vec::with_capacity(names.len());
+                for n in names {
+                    if n.name.is_empty() || n.name.len() > oqs_proto::text_limits::DNS_NAME {
+                        return Err(invalid(
+                            "dns.names",
+                            format!("name {:?} is not a DNS name", n.name),
+                        ));
+                    }
+                    let expected_prefix = match n.expected_prefix {
+                        None => None,
+                        Some(p) => Some(prefix(&p).ok_or_else(|| {
+                            invalid(
+                                "dns.names",
+                                format!("expected_prefix {p:?} of {} is not addr/len", n.name),
+                            )
+                        })?),
+                    };
+                    out.push(DnsName {
+                        name: n.name,
+                        resolver: n.resolver,
+                        expected_prefix,
+                    });
+                }
+                out
+            }
+        };
+        let servers = |key: &'static str, v: Option<Vec<Ipv6Addr>>, d: [Ipv6Addr; 2]| {
+            let v = v.unwrap_or_else(|| d.to_vec());
+            if v.is_empty() {
+                return Err(invalid(key, "needs at least one server"));
+            }
+            Ok(v)
+        };
+        let ntp_servers = r
+            .ntp
+            .servers
+            .unwrap_or_else(|| vec![guide::NTP_SERVER.to_string()]);
+        if ntp_servers
+            .iter()
+            .any(|s| s.is_empty() || s.len() > oqs_proto::text_limits::DNS_NAME)
+        {
+            return Err(invalid("ntp.servers", "has an empty or over-long name"));
+        }
+        // Checked now, so a bad pattern fails at start, not at the first round.
+        crate::checks::lineauth::classify::Classifier::with_extra(r.lineauth.patterns.clone())
+            .map_err(|e| invalid("lineauth.patterns", e.to_string()))?;
+        let site_name = match r.site_name.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) if n.chars().count() > 128 || n.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "site_name",
+                    "must be one line of at most 128 characters",
+                ))
+            }
+            Some(n) => Some(n.to_owned()),
+        };
+        Ok(Self {
+            prefecture: r.prefecture.clone(),
+            site_name,
+            site,
+            terminal,
+            area,
+            customer_id,
+            interval: Duration::from_secs(interval_secs),
+            probe_timeout: Duration::from_millis(timeout_ms),
+            oqs_ca: r.oqs_ca,
+            collector_url,
+            collector_ca: r.collector.ca,
+            collector_client_cert: r.collector.client_cert,
+            collector_client_key: r.collector.client_key,
+            collector_enrollment_token: r
+                .collector
+                .enrollment_token
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .map(Secret),
+            spool_dir: r
+                .spool
+                .dir
+                .unwrap_or_else(|| PathBuf::from("./oqs-agent-spool")),
+            spool_max_bytes,
+            probes: Probes {
+                dns_names,
+                nw_base_servers: servers(
+                    "dns.nw_base_servers",
+                    r.dns.nw_base_servers,
+                    guide::nw_base_servers(area),
+                )?,
+                ngn_servers: servers(
+                    "dns.ngn_servers",
+                    r.dns.ngn_servers,
+                    guide::ngn_servers(area),
+                )?,
+                lineauth_url: url("lineauth.url", r.lineauth.url, guide::LINEAUTH_URL)?,
+                lineauth_patterns: r.lineauth.patterns,
+                oqs_web_production_url: url(
+                    "http.production_url",
+                    r.http.production_url,
+                    guide::OQS_WEB_PRODUCTION_URL,
+                )?,
+                oqs_web_verification_url: url(
+                    "http.verification_url",
+                    r.http.verification_url,
+                    guide::OQS_WEB_VERIFICATION_URL,
+                )?,
+                crl_url: url("http.crl_url", r.http.crl_url, guide::CRL_URL)?,
+                ntp_servers,
+            },
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! What the engine does on the collector's clock rather than on a report: silence, the holds of
+//! `prefix_changed`, `terminal_id_conflict` and `store_lost_reports`, and their expiry.
+//!
+//! Pure: the time is an argument, never read here.
+
+use super::*;
+
+impl Engine {
+    /// Whether [`Engine::on_tick`] would change anything: a cheap look, so that a tick over
+    /// thousands of quiet sites copies none of them.
+    pub fn tick_due(
+        &self,
+        st: &SiteState,
+        now_ms: i64,
+        last_seen: &dyn Fn(&str) -> Option<(i64, i64)>,
+    ) -> bool {
+        let intervals = i64::from(self.settings.silent_intervals.max(1));
+        let default_ms = self.settings.default_interval_ms();
+        let window = self.settings.flapping_window_ms();
+        st.terminals.iter().any(|(id, ts)| {
+            let silent = last_seen(id).map(|(seen_ms, interval_ms)| {
+                let interval = if interval_ms > 0 {
+                    interval_ms
+                } else {
+                    default_ms
+                };
+                now_ms - seen_ms > intervals * interval
+            });
+            silent.is_some_and(|s| s != ts.silent)
+                || ts.transitions_ms.iter().any(|t| now_ms - *t > window)
+        }) || st
+            .flags
+            .get(&Flag::PrefixChanged)
+            .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.prefix_changed_hold_ms())
+            || [Flag::TerminalIdConflict, Flag::StoreLostReports]
+                .iter()
+                .any(|flag| {
+                    st.flags.get(flag).is_some_and(|f| {
+                        now_ms - f.raised_at_ms >= self.settings.conflict_hold_ms()
+                    })
+                })
+    }
+
+    /// Time-driven changes: silence (the collector's clock against each terminal's last report),
+    /// prefix-change hold and flapping windows. `last_seen` gives each terminal's last stored
+    /// report (collector time) and its interval estimate.
+    pub fn on_tick(
+        &mut self,
+        st: &mut SiteState,
+        now_ms: i64,
+        last_seen: &dyn Fn(&str) -> Option<(i64, i64)>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        let intervals = i64::from(self.settings.silent_intervals.max(1));
+        let default_ms = self.settings.default_interval_ms();
+        for (id, ts) in st.terminals.iter_mut() {
+            if let Some((seen_ms, interval_ms)) = last_seen(id) {
+                let interval = if interval_ms > 0 {
+                    interval_ms
+                } else {
+                    default_ms
+                };
+                ts.silent = now_ms - seen_ms > intervals * interval;
+            }
+        }
+        self.expire(st, now_ms, now_ms, &mut events);
+        self.aggregate(st, now_ms, now_ms, None, &mut events);
+        events
+    }
+
+    /// A different report arrived under `terminal`'s stored `seq`: another machine uses its ids.
+    pub fn on_conflict(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let detail = format!(
+            "{terminal}: seq {seq} arrived with another report than the one stored: two machines \
+             report as this terminal"
+        );
+        self.hold(st, Flag::TerminalIdConflict, terminal, detail, now_ms)
+    }
+
+    /// `terminal`'s agent was acknowledged up to `acked` but the store holds up to `stored`.
+    pub fn on_lost_reports(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        stored: u64,
+        acked: u64,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let detail = format!(
+            "{terminal}: the agent was acknowledged up to seq {acked}, the store holds up to \
+             {stored}: {} acknowledged reports lost",
+            acked - stored
+        );
+        self.hold(st, Flag::StoreLostReports, terminal, detail, now_ms)
+    }
+
+    /// Raises (or renews) a flag held for `conflict_hold_secs` on the collector's clock.
+    pub(super) fn hold(
+        &mut self,
+        st: &mut SiteState,
+        flag: Flag,
+        terminal: &str,
+        detail: String,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let action = if st.flags.contains_key(&flag) {
+            Action::Updated
+        } else {
+            Action::Raised
+        };
+        let site = st.site.clone();
+        let ev = self.event(
+            &site,
+            now_ms,
+            now_ms,
+            flag,
+            action,
+            Some(terminal),
+            Some(detail.clone()),
+        );
+        st.flags.insert(
+            flag,
+            ActiveFlag {
+                raised_at_ms: now_ms,
+                detail: Some(detail),
+                event_id: ev.id,
+            },
+        );
+        vec![ev]
+    }
+
+    /// Ages out prefix-change and id-conflict holds and flapping windows.
+    pub(super) fn expire(
+        &mut self,
+        st: &mut SiteState,
+        at: i64,
+        now_ms: i64,
+        events: &mut Vec<Event>,
+    ) {
+        let window = self.settings.flapping_window_ms();
+        for ts in st.terminals.values_mut() {
+            ts.transitions_ms.retain(|t| at - *t <= window);
+            let n = ts.transitions_ms.len();
+            if n >= self.settings.flapping_transitions.max(1) as usize {
+                ts.flapping = true;
+            } else if n == 0 {
+                ts.flapping = false;
+            }
+        }
+        for (flag, hold) in [
+            (Flag::PrefixChanged, self.settings.prefix_changed_hold_ms()),
+            (Flag::TerminalIdConflict, self.settings.conflict_hold_ms()),
+            (Flag::StoreLostReports, self.settings.conflict_hold_ms()),
+        ] {
+            if let Some(f) = st.flags.get(&flag) {
+                // Held flags are timed by the collector's clock (they have no report time).
+                let t = if flag != Flag::PrefixChanged {
+                    now_ms
+                } else {
+                    at
+                };
+                if t - f.raised_at_ms >= hold {
+                    let detail = f.detail.clone();
+                    st.flags.remove(&flag);
+                    let site = st.site.clone();
+                    events.push(self.event(&site, t, now_ms, flag, Action::Cleared, None, detail));
+                }
+            }
+        }
+    }
+}
