@@ -143,13 +143,16 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     }
     let dir = cfg.spool_dir.clone();
     let max = cfg.spool_max_bytes;
+    let keep_acked = cfg.spool_keep_acked;
     let spool: Shared = Arc::new(Mutex::new(
-        tokio::task::spawn_blocking(move || Spool::open(&dir, max))
-            .await
-            .map_err(|e| SpoolError::Io {
-                path: cfg.spool_dir.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })??,
+        tokio::task::spawn_blocking(move || {
+            Spool::open(&dir, max).map(|s| s.keeping_acked_for(keep_acked))
+        })
+        .await
+        .map_err(|e| SpoolError::Io {
+            path: cfg.spool_dir.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })??,
     ));
     let runner = Arc::new(build_runner(cfg.clone()).await?);
     let new_report = Arc::new(Notify::new());
@@ -463,6 +466,15 @@ async fn session(
     let welcomed = spool_op(spool, move |s| s.accept_welcome(stored))
         .await
         .map_err(|e| e.to_string())?;
+    if let crate::spool::Welcomed::Resent(n) = welcomed {
+        tracing::error!(
+            last_stored_seq = stored,
+            resent = n,
+            "the collector holds fewer reports than it acknowledged to this agent (a store \
+             restored from a backup, or a damaged disk): sending the acknowledged reports still \
+             kept again"
+        );
+    }
     if let crate::spool::Welcomed::Renumbered(n) = welcomed {
         tracing::warn!(
             last_stored_seq = stored,
@@ -549,7 +561,7 @@ async fn session(
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
                         spool_op(spool, move |s| {
-                            s.remove(seq)?;
+                            s.acknowledge(seq)?;
                             s.mark_acked(seq)
                         })
                         .await

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// What the spool could not do.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,12 @@ pub struct Spool {
     /// first new seq. Persisted (the state file's fourth field) so a crash midway resumes instead
     /// of taking the reports not yet moved for delivered ones.
     renumbering_from: Option<u64>,
+    /// Acknowledged reports still kept (`{seq}.acked`): seq → (size, when written). A collector
+    /// restored from an older backup asks for them again ([`Spool::accept_welcome`]).
+    kept: BTreeMap<u64, (u64, SystemTime)>,
+    kept_bytes: u64,
+    /// How long an acknowledged report is kept (zero: not at all).
+    keep_acked: Duration,
 }
 
 /// What a collector's `last_stored_seq` did to the spool ([`Spool::accept_welcome`]).
@@ -62,6 +69,9 @@ pub enum Welcomed {
     /// machine with the same ids): nothing held was delivered, and this many reports now carry
     /// seqs above it.
     Renumbered(usize),
+    /// It is below what this collector had acknowledged (a store restored from a backup, a
+    /// damaged disk): this many kept acknowledged reports above it are sent again.
+    Resent(usize),
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
@@ -79,6 +89,8 @@ impl Spool {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut held = BTreeMap::new();
         let mut bytes = 0;
+        let mut kept = BTreeMap::new();
+        let mut kept_bytes = 0;
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name().to_string_lossy().to_string();
@@ -89,6 +101,14 @@ impl Spool {
                 let len = entry.metadata().map_err(io(&entry.path()))?.len();
                 held.insert(seq, len);
                 bytes += len;
+            } else if let Some(seq) = name
+                .strip_suffix(".acked")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                let meta = entry.metadata().map_err(io(&entry.path()))?;
+                let written = meta.modified().unwrap_or_else(|_| SystemTime::now());
+                kept.insert(seq, (meta.len(), written));
+                kept_bytes += meta.len();
             } else if name.ends_with(".tmp") {
                 // A write that never finished: it was never sent, so it is not lost data.
                 let _ = fs::remove_file(entry.path());
@@ -140,11 +160,90 @@ impl Spool {
             dropped_total,
             sent_through,
             renumbering_from,
+            kept,
+            kept_bytes,
+            keep_acked: Duration::ZERO,
         })
+    }
+
+    /// Keeps acknowledged reports for `window` (within the spool's bytes) instead of deleting
+    /// them at once, so a collector that lost them can be given them again.
+    pub fn keeping_acked_for(mut self, window: Duration) -> Self {
+        self.keep_acked = window;
+        self
     }
 
     fn path(&self, seq: u64) -> PathBuf {
         self.dir.join(format!("{seq:020}.report"))
+    }
+
+    fn kept_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.acked"))
+    }
+
+    /// A report the collector acknowledged: kept for the window, else forgotten.
+    pub fn acknowledge(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if self.keep_acked.is_zero() {
+            return self.remove(seq);
+        }
+        if let Some(size) = self.held.remove(&seq) {
+            let (from, to) = (self.path(seq), self.kept_path(seq));
+            fs::rename(&from, &to).map_err(io(&from))?;
+            self.bytes -= size;
+            let written = fs::metadata(&to)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now());
+            self.kept.insert(seq, (size, written));
+            self.kept_bytes += size;
+        }
+        self.expire_kept(SystemTime::now())
+    }
+
+    /// Forgets kept reports older than the window.
+    pub fn expire_kept(&mut self, now: SystemTime) -> Result<(), SpoolError> {
+        let old: Vec<u64> = self
+            .kept
+            .iter()
+            .filter(|(_, (_, t))| now.duration_since(*t).unwrap_or_default() > self.keep_acked)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in old {
+            self.forget_kept(s)?;
+        }
+        Ok(())
+    }
+
+    fn forget_kept(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some((size, _)) = self.kept.remove(&seq) {
+            let p = self.kept_path(seq);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p)(e)),
+            }
+            self.kept_bytes -= size;
+        }
+        Ok(())
+    }
+
+    /// How many acknowledged reports are kept, and their bytes.
+    pub fn kept(&self) -> (usize, u64) {
+        (self.kept.len(), self.kept_bytes)
+    }
+
+    /// Puts the kept acknowledged reports above `stored` back in the queue (the collector lost
+    /// them); returns how many.
+    fn resend_kept_above(&mut self, stored: u64) -> Result<usize, SpoolError> {
+        let back: Vec<u64> = self.kept.range(stored + 1..).map(|(s, _)| *s).collect();
+        for &seq in &back {
+            let (size, _) = self.kept.remove(&seq).expect("listed");
+            self.kept_bytes -= size;
+            let (from, to) = (self.kept_path(seq), self.path(seq));
+            fs::rename(&from, &to).map_err(io(&from))?;
+            self.held.insert(seq, size);
+            self.bytes += size;
+        }
+        Ok(back.len())
     }
 
     fn save_state(&self) -> Result<(), SpoolError> {
@@ -244,9 +343,29 @@ impl Spool {
         if stored > MAX_SEQ {
             return Err(SpoolError::SeqLimit(stored));
         }
+        // Below what it acknowledged: the collector lost reports; what is still kept goes again.
+        let resent = if stored < self.acked_through() {
+            self.resend_kept_above(stored)?
+        } else {
+            0
+        };
+        match self.welcome_held(stored)? {
+            Welcomed::Delivered(_) if resent > 0 => Ok(Welcomed::Resent(resent)),
+            w => Ok(w),
+        }
+    }
+
+    fn welcome_held(&mut self, stored: u64) -> Result<Welcomed, SpoolError> {
         let delivered = stored.min(self.sent_through);
         let n = self.held.range(..=delivered).count();
-        self.remove_through(delivered)?;
+        for seq in self
+            .held
+            .range(..=delivered)
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>()
+        {
+            self.acknowledge(seq)?;
+        }
         let unsent_claimed = stored > self.sent_through
             && self
                 .held
@@ -333,6 +452,14 @@ impl Spool {
         report.spool_dropped_total = self.dropped_total;
         let data = report.encode_to_vec();
         let len = data.len() as u64;
+        // Room is made from the kept acknowledged reports first, oldest first: they were
+        // delivered; an unsent report was not.
+        while self.bytes + self.kept_bytes + len > self.max_bytes {
+            let Some((&oldest, _)) = self.kept.iter().next() else {
+                break;
+            };
+            self.forget_kept(oldest)?;
+        }
         while !self.held.is_empty() && self.bytes + len > self.max_bytes {
             let (&oldest, &size) = self.held.iter().next().expect("not empty");
             let p = self.path(oldest);
@@ -631,5 +758,93 @@ mod tests {
         let s = Spool::open(dir.path(), 1 << 20).unwrap();
         assert!(s.is_empty());
         assert!(!dir.path().join("00000000000000000005.tmp").exists());
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// Sends and acks seqs 1..=n through a spool that keeps acknowledged reports.
+    fn acked_spool(dir: &Path, n: u64) -> Spool {
+        let mut s = Spool::open(dir, 1 << 20).unwrap().keeping_acked_for(DAY);
+        for _ in 0..n {
+            s.push(report(1)).unwrap();
+        }
+        s.mark_sent(n).unwrap();
+        for seq in 1..=n {
+            s.acknowledge(seq).unwrap();
+            s.mark_acked(seq).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn acknowledged_reports_are_kept_and_given_back_to_a_collector_that_lost_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = acked_spool(dir.path(), 5);
+        assert!(s.is_empty(), "nothing waits for delivery");
+        assert_eq!(s.kept().0, 5);
+        drop(s);
+        // Across a restart, and a collector restored from a backup that holds seq 2.
+        let mut s = Spool::open(dir.path(), 1 << 20)
+            .unwrap()
+            .keeping_acked_for(DAY);
+        assert_eq!(s.kept().0, 5);
+        assert_eq!(s.accept_welcome(2).unwrap(), Welcomed::Resent(3));
+        let again: Vec<u64> = s.after(2).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(again, [3, 4, 5], "the lost ones go again, in order");
+        assert_eq!(s.kept().0, 2, "the ones it still holds stay kept");
+        assert_eq!(s.next_seq(), 6);
+        // A collector that holds everything it acknowledged takes nothing back.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = acked_spool(dir.path(), 3);
+        assert_eq!(s.accept_welcome(3).unwrap(), Welcomed::Delivered(0));
+        assert!(s.after(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn kept_reports_expire_after_the_window_and_make_room_before_unsent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = acked_spool(dir.path(), 3);
+        s.expire_kept(SystemTime::now() + DAY / 2).unwrap();
+        assert_eq!(s.kept().0, 3);
+        s.expire_kept(SystemTime::now() + DAY + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(s.kept().0, 0, "older than the window: gone");
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".acked"))
+                .count(),
+            0
+        );
+
+        // Full: the kept ones go first, and no unsent report is dropped while one is kept.
+        let dir = tempfile::tempdir().unwrap();
+        let one = report(10).encode_to_vec().len() as u64 + 8;
+        let mut s = Spool::open(dir.path(), one * 3)
+            .unwrap()
+            .keeping_acked_for(DAY);
+        for _ in 0..3 {
+            s.push(report(10)).unwrap();
+        }
+        s.mark_sent(2).unwrap();
+        s.acknowledge(1).unwrap();
+        s.acknowledge(2).unwrap();
+        s.push(report(10)).unwrap();
+        s.push(report(10)).unwrap();
+        assert_eq!(s.dropped_total(), 0, "room came from the kept reports");
+        assert_eq!(s.kept().0, 0);
+        let seqs: Vec<u64> = s.after(0).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        // Without a window nothing is kept.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(report(1)).unwrap();
+        s.acknowledge(1).unwrap();
+        assert_eq!(s.kept(), (0, 0));
     }
 }

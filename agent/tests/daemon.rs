@@ -319,7 +319,7 @@ async fn reports_over_the_collectors_size_limit_are_dropped_and_counted_not_rese
 /// A collector restored from an older copy of its data directory (here: an empty one) is told by
 /// the agent's Hello how far it had acknowledged, and counts and flags the loss.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_that_lost_acknowledged_reports_hears_it_from_the_agent() {
+async fn a_collector_that_lost_acknowledged_reports_hears_it_from_the_agent_and_is_healed() {
     let tmp = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -374,6 +374,20 @@ async fn a_collector_that_lost_acknowledged_reports_hears_it_from_the_agent() {
     assert!(
         lost >= 2.0,
         "the lost acknowledged reports are counted: {lost}"
+    );
+    // And healed: the agent kept what was acknowledged (spool.keep_acked_hours) and sends it
+    // again, so the restored store ends with every report from seq 1 on, none twice.
+    let site = common::wait_site(second.http_addr, "clinic-lost", 30, |v| {
+        let t = &v["terminals"][0];
+        t["last_seq"].as_u64().unwrap_or(0) >= 3
+            && t["reports_total"].as_u64() == t["last_seq"].as_u64()
+    })
+    .await;
+    let t = &site["terminals"][0];
+    assert!(t["last_seq"].as_u64().unwrap_or(0) >= 3, "{t}");
+    assert_eq!(
+        t["reports_total"], t["last_seq"],
+        "every seq from 1 to the last is stored again: {t}"
     );
     second.stop().await.unwrap();
 }

@@ -109,6 +109,9 @@ pub struct AgentConfig {
     pub collector_enrollment_token: Option<Secret>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// How long acknowledged reports stay in the spool (within `spool_max_bytes`), so a collector
+    /// restored from an older backup is given them again.
+    pub spool_keep_acked: Duration,
     pub probes: Probes,
 }
 
@@ -119,6 +122,9 @@ pub const MIN_SPOOL_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_SPOOL_BYTES: u64 = 64 * 1024 * 1024;
+/// A day: a collector restored from last night's backup is healed by its agents.
+pub const DEFAULT_KEEP_ACKED_HOURS: u64 = 24;
+pub const KEEP_ACKED_HOURS: std::ops::RangeInclusive<u64> = 0..=720;
 
 impl AgentConfig {
     /// Reads and validates a TOML file.

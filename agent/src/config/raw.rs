@@ -49,6 +49,7 @@ pub(super) struct RawCollector {
 pub(super) struct RawSpool {
     pub(super) dir: Option<PathBuf>,
     pub(super) max_bytes: Option<u64>,
+    pub(super) keep_acked_hours: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

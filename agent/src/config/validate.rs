@@ -138,6 +138,13 @@ impl AgentConfig {
                 format!("{spool_max_bytes} is below {MIN_SPOOL_BYTES}"),
             ));
         }
+        let keep_acked_hours = r.spool.keep_acked_hours.unwrap_or(DEFAULT_KEEP_ACKED_HOURS);
+        if !KEEP_ACKED_HOURS.contains(&keep_acked_hours) {
+            return Err(invalid(
+                "spool.keep_acked_hours",
+                format!("{keep_acked_hours} is outside {KEEP_ACKED_HOURS:?} (0: keep none)"),
+            ));
+        }
         let collector_url = r
             .collector
             .url
@@ -267,6 +274,7 @@ impl AgentConfig {
                 .dir
                 .unwrap_or_else(|| PathBuf::from("./oqs-agent-spool")),
             spool_max_bytes,
+            spool_keep_acked: Duration::from_secs(keep_acked_hours * 3600),
             probes: Probes {
                 dns_names,
                 nw_base_servers: servers(
