@@ -187,15 +187,26 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
         let channel = endpoint.connect_lazy();
-        // The terminal's own secret once enrolled; until then the site's enrollment token.
+        // The terminal's own secret once enrolled; until then the site's enrollment token. A
+        // secret the collector refused is set aside, not deleted: with a token the agent enrolls
+        // again; without one it keeps presenting the refused secret (a collector whose
+        // enrollments were restored from an older backup may know it again), never nothing.
+        let has_token = cfg.collector_enrollment_token.is_some();
         let secret = {
             let p = secret_path.clone();
-            tokio::task::spawn_blocking(move || std::fs::read_to_string(p))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
+            let refused = refused_secret_path(&secret_path);
+            tokio::task::spawn_blocking(move || {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p)
+                        .ok()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                };
+                read(&p).or_else(|| if has_token { None } else { read(&refused) })
+            })
+            .await
+            .ok()
+            .flatten()
         };
         let mut hello = hello.clone();
         hello.credential = secret.clone().or_else(|| {
@@ -334,17 +345,52 @@ impl Credential<'_> {
     async fn refused(&self, status: &tonic::Status) {
         if status.code() == tonic::Code::Unauthenticated && self.using_secret {
             let p = self.secret_path.to_owned();
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
+            let aside = refused_secret_path(&p);
+            tracing::error!(
+                reason = %status.message(),
+                "the collector refused this terminal's secret; it is kept as {} (a collector \
+                 restored from an older backup may know it again); with \
+                 collector.enrollment_token set the agent enrolls again",
+                aside.display()
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                if p.exists() {
+                    std::fs::rename(&p, &aside)
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
         }
     }
 
-    /// Keeps a newly issued secret, durably, before the stream goes on.
+    /// The collector took the credential: a secret set aside after a refusal goes back in place.
+    async fn accepted(&self) {
+        if self.using_secret {
+            let p = self.secret_path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                let aside = refused_secret_path(&p);
+                if !p.exists() && aside.exists() {
+                    tracing::info!("the collector accepts the terminal secret again");
+                    let _ = std::fs::rename(&aside, &p);
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Keeps a newly issued secret, durably, before the stream goes on; a refused one set aside
+    /// earlier is then forgotten.
     async fn keep(&self, secret: &str) -> Result<(), String> {
         let path = self.secret_path.to_owned();
         let secret = secret.to_owned();
-        tokio::task::spawn_blocking(move || Self::write_secret(&path, &secret))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || {
+            Self::write_secret(&path, &secret)?;
+            let _ = std::fs::remove_file(refused_secret_path(&path));
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     fn write_secret(secret_path: &std::path::Path, secret: &str) -> Result<(), String> {
@@ -406,6 +452,11 @@ async fn refused(
     status.message().to_string()
 }
 
+/// Where a refused terminal secret is set aside (beside the secret, in the spool directory).
+fn refused_secret_path(secret: &std::path::Path) -> std::path::PathBuf {
+    secret.with_extension("secret.refused")
+}
+
 /// The size of a report as the collector measures it: the whole `AgentMessage` carrying it.
 fn message_size(r: &oqs_proto::v1::Report) -> usize {
     let len = prost::Message::encoded_len(r);
@@ -450,6 +501,8 @@ async fn session(
                 if !w.terminal_secret.is_empty() {
                     credential.keep(&w.terminal_secret).await?;
                     tracing::info!("enrolled: the collector issued this terminal's secret");
+                } else {
+                    credential.accepted().await;
                 }
                 (
                     w.last_stored_seq,

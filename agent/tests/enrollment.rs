@@ -1,7 +1,8 @@
 //! `oqs-agent run` against a collector that requires enrollment: the site's token is exchanged for
 //! a terminal secret kept in the spool directory (mode 0600); a restarted agent without the token
 //! goes on with its secret; after the NOC revokes the site nothing more is stored and the agent
-//! forgets the refused secret.
+//! sets the refused secret aside (kept: a collector rolled back to an older store may know it
+//! again).
 
 mod common;
 
@@ -212,6 +213,73 @@ async fn a_guesser_at_the_clinic_neither_locks_out_the_agent_nor_costs_it_its_se
     let limited = common::metric(http, "oqs_auth_failures_total{reason=\"rate_limited\"}").await;
     assert!(limited >= 1.0, "the agent itself was refused: {limited}");
     assert!(secret.exists(), "a rate-limited agent keeps its secret");
+    drop(agent);
+    c.stop().await.unwrap();
+}
+
+/// A collector whose enrollments were rolled back (restarted on an older store that does not know
+/// the terminal) refuses its secret. The agent, without a token, does not forget it: it sets it
+/// aside and keeps presenting it, so once the collector's store is back the agent reports again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_refused_by_a_rolled_back_collector_is_kept_and_works_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let collector = |dir: &str| {
+        let mut cfg = common::collector_config(&tmp.path().join(dir));
+        cfg.grpc_listen = format!("127.0.0.1:{port}").parse().unwrap();
+        cfg.enrollment.required = true;
+        cfg
+    };
+    let (c, spool, config, agent) = enrolled_agent(tmp.path(), collector("current")).await;
+    assert!(
+        wait_seq(c.http_addr, 2).await >= 2,
+        "the enrolled agent reports"
+    );
+    drop(agent);
+    let agent = restart_on_secret_alone(
+        &config,
+        c.grpc_addr,
+        c.http_addr,
+        &spool,
+        "reports with the secret alone",
+    )
+    .await;
+    let secret = spool.join("terminal.secret");
+    let aside = spool.join("terminal.secret.refused");
+    c.stop().await.unwrap();
+
+    // Rolled back: a store that never enrolled the site.
+    let old = oqs_collector::server::start(collector("older"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !aside.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        aside.exists(),
+        "the refused secret is set aside, not deleted"
+    );
+    assert!(!secret.exists());
+    old.stop().await.unwrap();
+
+    // The current store is back: the same secret is accepted and the agent reports again.
+    let c = oqs_collector::server::start(collector("current"))
+        .await
+        .unwrap();
+    let before = last_seq(c.http_addr).await;
+    assert!(
+        wait_seq(c.http_addr, before + 2).await >= before + 2,
+        "the kept secret works again"
+    );
+    assert!(
+        secret.exists() && !aside.exists(),
+        "and is back in its place"
+    );
     drop(agent);
     c.stop().await.unwrap();
 }

@@ -57,7 +57,7 @@ impl AuthFailure {
         match self {
             AuthFailure::Missing => "this collector requires enrollment: set collector.enrollment_token in the agent's config (the NOC makes one with `oqs-collector admin enroll SITE`)",
             AuthFailure::NotEnrolled => "the site is not enrolled (or was revoked): ask the NOC for a new enrollment token",
-            AuthFailure::Wrong => "the credential is not valid for this site and terminal",
+            AuthFailure::Wrong => "the credential is not valid for this site and terminal (a terminal secret this collector does not know: if its enrollments were restored from an older backup, the NOC issues a new enrollment token with `oqs-collector admin enroll SITE`; the agent keeps its secret meanwhile)",
             AuthFailure::Revoked => "this terminal's credential was revoked",
             AuthFailure::RateLimited => "too many failed attempts from this address: wait a minute",
         }
