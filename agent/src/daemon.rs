@@ -179,6 +179,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         customer_id: cfg.customer_id.as_ref().map(|c| c.reveal().to_string()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
+        agent_time_ms: 0,
         prefecture: cfg.prefecture.clone(),
         site_name: cfg.site_name.clone(),
         credential: None,
@@ -482,6 +483,11 @@ async fn session(
         spool_op(spool, |s| Ok((s.highest_held(), s.acked_through())))
             .await
             .map_err(|e| e.to_string())?;
+    // The terminal's clock now, so the collector can tell a clock far behind from a replay.
+    hello.agent_time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     tx.send(AgentMessage {
         body: Some(AgentBody::Hello(hello)),

@@ -55,6 +55,10 @@ pub struct ReportCommit {
     /// `limits.max_clock_ahead_secs`: `report` and `encoded` then carry the receive time, and the
     /// terminal's clock is flagged.
     pub clock_ahead_ms: Option<i64>,
+    /// How far the terminal's clock was behind the collector's at the stream's Hello, when more
+    /// than `limits.max_clock_behind_secs`: the report keeps its times (they may be a replay's),
+    /// and the terminal's clock is flagged.
+    pub clock_behind_ms: Option<i64>,
 }
 
 /// What a Hello says about the terminal, onto its record.
@@ -482,7 +486,9 @@ impl Writer {
             &c.report,
             &c.encoded,
             now,
-            c.clock_ahead_ms,
+            c.clock_ahead_ms
+                .map(crate::flags::ClockSkew::Ahead)
+                .or(c.clock_behind_ms.map(crate::flags::ClockSkew::Behind)),
         );
         pending.insert(c.key.report_key(c.seq), c.finished_at_ms);
         Ok(CommitOutcome::Stored)

@@ -191,6 +191,9 @@ pub struct Limits {
     /// How far an agent's clock may be ahead of the collector's, in seconds; a report further
     /// ahead is stored with its receive time and the site flagged `ntp_skew`, never refused.
     pub max_clock_ahead_secs: u64,
+    /// A stream whose Hello's time is further behind the collector's clock flags the terminal's
+    /// clock (`ntp_skew`); its reports keep their times.
+    pub max_clock_behind_secs: u64,
 }
 
 impl Default for Limits {
@@ -216,6 +219,7 @@ impl Default for Limits {
             max_reports_per_minute: 600,
             rate_window_secs: 60,
             max_clock_ahead_secs: 24 * 3600,
+            max_clock_behind_secs: 24 * 3600,
         }
     }
 }

@@ -116,7 +116,7 @@ impl Derived {
         report: &Report,
         encoded: &[u8],
         now_ms: i64,
-        clock_ahead_ms: Option<i64>,
+        skew: Option<crate::flags::ClockSkew>,
     ) {
         let at = if report.finished_at_ms > 0 {
             report.finished_at_ms
@@ -144,7 +144,7 @@ impl Derived {
             .filter(|l| !l.error_code.is_empty())
             .map(|l| self.engine.code_label(&l.error_code).to_owned());
         self.apply_to_site(staged, batch, &key.site, |engine, st| {
-            engine.on_report_with(st, &key.terminal, report, now_ms, clock_ahead_ms)
+            engine.on_report_with(st, &key.terminal, report, now_ms, skew)
         });
         staged.stored.push(CheckMetrics {
             key: key.clone(),

@@ -246,7 +246,7 @@ async fn session(
     // future every connected agent keeps alive holds only what the reports need.
     let opened = open_stream(&state, &mut inbound, &tx, peer).await;
     drop(pre_hello);
-    let Some((key, secret_hash, _counted, ident)) = opened else {
+    let Some((key, secret_hash, _counted, ident, clock_behind_ms)) = opened else {
         return;
     };
     let _present = state.presence.enter(key.clone(), tx.clone());
@@ -255,6 +255,7 @@ async fn session(
         &key,
         secret_hash.as_deref(),
         ident,
+        clock_behind_ms,
         &mut inbound,
         &tx,
     )
@@ -296,6 +297,7 @@ async fn open_stream<'s>(
     Option<String>,
     StreamCount<'s>,
     Option<Box<crate::validate::AgentIdentity>>,
+    Option<i64>,
 )> {
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => return None,
@@ -378,6 +380,16 @@ async fn open_stream<'s>(
     };
     // Counted before the Welcome leaves: a stream opened right after it sees this one.
     let counted = StreamCount::enter(state);
+    // The terminal's clock far behind the collector's (its Hello's time, not its reports', which
+    // may be a spool replayed after days offline): every report of the stream says so.
+    let behind_limit_ms = i64::try_from(state.limits.max_clock_behind_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let clock_behind_ms = Some(crate::clock::now_ms().saturating_sub(ident.agent_time_ms))
+        .filter(|b| ident.agent_time_ms > 0 && *b > behind_limit_ms);
+    if let Some(b) = clock_behind_ms {
+        tracing::warn!(site = %ident.site, terminal = %ident.terminal, behind_ms = b, "terminal clock far behind");
+    }
     // A terminal with nothing stored has no record yet: its first report brings the identity.
     let ident = (last_stored_seq == 0).then(|| Box::new(ident));
     if tx
@@ -387,7 +399,13 @@ async fn open_stream<'s>(
     {
         return None;
     }
-    Some((key, admitted.map(|a| a.secret_hash), counted, ident))
+    Some((
+        key,
+        admitted.map(|a| a.secret_hash),
+        counted,
+        ident,
+        clock_behind_ms,
+    ))
 }
 
 /// The status of a refused credential. Being rate-limited says nothing about the credential, so it
@@ -416,6 +434,7 @@ async fn reports(
     key: &TerminalKey,
     secret_hash: Option<&str>,
     mut ident: Option<Box<crate::validate::AgentIdentity>>,
+    clock_behind_ms: Option<i64>,
     inbound: &mut Streaming<AgentMessage>,
     tx: &Outbound,
 ) -> Result<(), Status> {
@@ -560,6 +579,7 @@ async fn reports(
                 }
                 last_seq_on_stream = seq;
                 let mut commit = commit_of(key, &report, ident.take());
+                commit.clock_behind_ms = clock_behind_ms;
                 stamp_if_ahead(&mut commit, &state.limits, crate::clock::now_ms());
                 // Boxed, like the refusals: a future kept inline would make every connected
                 // agent's task as large as its largest await (~600 bytes for this one).
@@ -608,5 +628,6 @@ fn commit_of(
         report: r.clone(),
         ident,
         clock_ahead_ms: None,
+        clock_behind_ms: None,
     }
 }

@@ -45,6 +45,8 @@ pub struct AgentIdentity {
     pub highest_held_seq: u64,
     /// What the agent says this collector acknowledged to it (0: not said).
     pub highest_acked_seq: u64,
+    /// The agent's clock when it sent the Hello (0: not said).
+    pub agent_time_ms: i64,
     pub prefecture: Option<String>,
     pub site_name: Option<String>,
 }
@@ -124,6 +126,7 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
         boot_id: h.boot_id.clone(),
         highest_held_seq: h.highest_held_seq,
         highest_acked_seq: h.highest_acked_seq,
+        agent_time_ms: h.agent_time_ms,
     })
 }
 
@@ -178,6 +181,7 @@ mod tests {
             customer_id: Some("CAF0123456789".into()),
             highest_held_seq: 0,
             highest_acked_seq: 0,
+            agent_time_ms: 0,
             prefecture: Some("東京都".into()),
             site_name: Some("山田クリニック".into()),
             credential: None,

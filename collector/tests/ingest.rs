@@ -398,6 +398,50 @@ async fn a_report_from_a_clock_far_ahead_is_stored_at_its_receive_time_and_flagg
     );
 }
 
+/// A terminal whose clock is days behind: its Hello's time tells it apart from a spool replayed
+/// after days offline (whose reports are old for real). The reports are stored with their own
+/// times and the site gets `ntp_skew` saying "behind"; the same old reports from a terminal whose
+/// clock is right (a replay) raise nothing.
+#[tokio::test]
+async fn a_clock_far_behind_is_told_apart_from_a_replay_by_the_hellos_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let behind = 3 * 86_400_000; // three days
+    let now = oqs_collector::clock::now_ms();
+    for (site, hello_time) in [("clinic-late", now - behind), ("clinic-replay", now)] {
+        let mut h = hello(site, "pc-1");
+        h.agent_time_ms = hello_time;
+        let (mut s, _) = AgentStream::hello(channel(c.grpc_addr).await, h).await;
+        for seq in 1..=3u64 {
+            let mut r = report(seq);
+            r.started_at_ms = now - behind + seq as i64 * 1000 - 200;
+            r.finished_at_ms = now - behind + seq as i64 * 1000;
+            s.send(r).await;
+            let a = s.ack().await;
+            assert_eq!((a.seq, a.duplicate), (seq, false), "{site}: stored");
+        }
+        drop(s);
+    }
+    let skew = |site: serde_json::Value| -> Vec<String> {
+        site["active_flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["flag"] == "ntp_skew")
+            .map(|f| f["detail"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let late = skew(get_json(c.http_addr, "/api/sites/clinic-late").await);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].contains("72.0 h behind"), "{late:?}");
+    let replay = skew(get_json(c.http_addr, "/api/sites/clinic-replay").await);
+    assert!(
+        replay.is_empty(),
+        "a replay of old reports is not a clock fault: {replay:?}"
+    );
+    c.stop().await.unwrap();
+}
+
 /// Two machines with the same ids: a different report under a stored seq is not a "duplicate"
 /// (that means the same report, byte for byte): the stream ends FAILED_PRECONDITION with the
 /// conflict marker and no `Rejected` (the agent keeps its report), and the site is flagged

@@ -391,6 +391,7 @@ pub fn hello(site: &SiteProfile, index: usize) -> Hello {
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
+        agent_time_ms: now_ms(),
         prefecture: Some(site.prefecture.to_owned()),
         site_name: Some(site.name.clone()),
         credential: None,

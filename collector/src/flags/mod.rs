@@ -42,6 +42,16 @@ impl Flag {
     ];
 }
 
+/// How far off a terminal's clock was when the ingest saw it beyond its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSkew {
+    /// A report's time this far ahead (`limits.max_clock_ahead_secs`): stamped with the receive
+    /// time.
+    Ahead(i64),
+    /// The stream's Hello this far behind (`limits.max_clock_behind_secs`).
+    Behind(i64),
+}
+
 /// Hysteresis for one condition flag on one terminal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
@@ -207,15 +217,15 @@ impl Engine {
         self.on_report_with(st, terminal, r, now_ms, None)
     }
 
-    /// [`Engine::on_report`] for a report that arrived `clock_ahead_ms` ahead of the collector's
-    /// clock (and was stamped with the receive time): `ntp_skew` says so.
+    /// [`Engine::on_report`] for a report from a terminal whose clock the ingest saw far off:
+    /// `ntp_skew` says how far and what it did about it.
     pub fn on_report_with(
         &mut self,
         st: &mut SiteState,
         terminal: &str,
         r: &Report,
         now_ms: i64,
-        clock_ahead_ms: Option<i64>,
+        skew: Option<ClockSkew>,
     ) -> Vec<Event> {
         let at = if r.finished_at_ms > 0 {
             r.finished_at_ms
@@ -225,15 +235,29 @@ impl Engine {
         let site = st.site.clone();
         let mut events = Vec::new();
         let mut verdicts = self.verdicts(st, r);
-        if let Some(ahead) = clock_ahead_ms {
-            verdicts.insert(
-                Flag::NtpSkew,
-                Some(format!(
-                    "the terminal's clock is {:.1} h ahead of the collector's: its reports are \
-                     stamped with the time they arrived",
-                    ahead as f64 / 3_600_000.0
-                )),
-            );
+        match skew {
+            Some(ClockSkew::Ahead(ahead)) => {
+                verdicts.insert(
+                    Flag::NtpSkew,
+                    Some(format!(
+                        "the terminal's clock is {:.1} h ahead of the collector's: its reports \
+                         are stamped with the time they arrived",
+                        ahead as f64 / 3_600_000.0
+                    )),
+                );
+            }
+            Some(ClockSkew::Behind(behind)) => {
+                verdicts.insert(
+                    Flag::NtpSkew,
+                    Some(format!(
+                        "the terminal's clock is {:.1} h behind the collector's (its Hello's \
+                         time): its reports keep their own times, so retention, which goes by \
+                         them, may remove them early; set the terminal's time (NTP)",
+                        behind as f64 / 3_600_000.0
+                    )),
+                );
+            }
+            None => {}
         }
         let cap = self.settings.raise_after.max(self.settings.clear_after);
         let mut ts = st.terminals.remove(terminal).unwrap_or_default();

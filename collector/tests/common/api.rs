@@ -93,6 +93,7 @@ impl Api {
                     report: r,
                     ident: (round == 0).then(|| Box::new(ident.clone())),
                     clock_ahead_ms: None,
+                    clock_behind_ms: None,
                 };
                 self.core
                     .committer

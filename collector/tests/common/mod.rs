@@ -49,6 +49,7 @@ pub fn hello(site: &str, terminal: &str) -> Hello {
         customer_id: Some("CAF0123456789".into()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
+        agent_time_ms: 0,
         prefecture: Some("東京都".into()),
         site_name: None,
         credential: None,

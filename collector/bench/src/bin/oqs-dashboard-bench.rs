@@ -94,6 +94,7 @@ async fn feed(
                         report: r,
                         ident: None,
                         clock_ahead_ms: None,
+                        clock_behind_ms: None,
                     })
                     .await?,
             );

@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
                 report: r,
                 ident: None,
                 clock_ahead_ms: None,
+                clock_behind_ms: None,
             };
             pending.push(handle.report(commit).await?);
             sent += 1;
