@@ -61,6 +61,28 @@ pub struct ReportCommit {
     pub clock_behind_ms: Option<i64>,
 }
 
+impl ReportCommit {
+    /// A report as received for `key`, its bytes encoded once; `ident` with a stream's first
+    /// report (see the field). No clock skew: the ingest sets that when it sees one.
+    pub fn new(
+        key: &TerminalKey,
+        report: Report,
+        ident: Option<Box<AgentIdentity>>,
+    ) -> ReportCommit {
+        ReportCommit {
+            key: key.clone(),
+            seq: report.seq,
+            finished_at_ms: report.finished_at_ms,
+            spool_dropped_total: report.spool_dropped_total,
+            encoded: prost::Message::encode_to_vec(&report),
+            report,
+            ident,
+            clock_ahead_ms: None,
+            clock_behind_ms: None,
+        }
+    }
+}
+
 /// What a Hello says about the terminal, onto its record.
 fn apply_identity(rec: &mut TerminalRecord, ident: &AgentIdentity, now: i64) {
     if rec.first_seen_ms == 0 {

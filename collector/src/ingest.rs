@@ -17,7 +17,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use oqs_proto::v1::agent_message::Body as AgentBody;
 use oqs_proto::v1::collector_message::Body as CollectorBody;
 use oqs_proto::v1::fleet_ingest_server::FleetIngest;
-use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Rejected, Report, Welcome};
+use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Rejected, Welcome};
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -578,7 +578,7 @@ async fn reports(
                     return Err(Box::pin(refuse(tx, seq, rejection_status(&r))).await);
                 }
                 last_seq_on_stream = seq;
-                let mut commit = commit_of(key, &report, ident.take());
+                let mut commit = ReportCommit::new(key, report, ident.take());
                 commit.clock_behind_ms = clock_behind_ms;
                 stamp_if_ahead(&mut commit, &state.limits, crate::clock::now_ms());
                 // Boxed, like the refusals: a future kept inline would make every connected
@@ -611,23 +611,5 @@ fn stamp_if_ahead(c: &mut ReportCommit, limits: &crate::config::Limits, now_ms: 
         c.finished_at_ms = now_ms;
         c.clock_ahead_ms = Some(ahead);
         c.encoded = c.report.encode_to_vec();
-    }
-}
-
-fn commit_of(
-    key: &TerminalKey,
-    r: &Report,
-    ident: Option<Box<crate::validate::AgentIdentity>>,
-) -> ReportCommit {
-    ReportCommit {
-        key: key.clone(),
-        seq: r.seq,
-        finished_at_ms: r.finished_at_ms,
-        spool_dropped_total: r.spool_dropped_total,
-        encoded: r.encode_to_vec(),
-        report: r.clone(),
-        ident,
-        clock_ahead_ms: None,
-        clock_behind_ms: None,
     }
 }

@@ -131,3 +131,16 @@ fn diagnosis_step(st: Option<&SiteState>) -> Option<u8> {
     st.and_then(flags::site_finding)
         .and_then(|(_, f, _)| oqs_guide::diagnosis::verdict(f).step)
 }
+
+/// The first non-empty value of a text field over a site's terminals (the site's name and
+/// prefecture come from whichever terminal says them).
+fn first_non_empty(
+    terms: &[(crate::store::TerminalKey, crate::store::TerminalRecord)],
+    f: fn(&crate::store::TerminalRecord) -> &String,
+) -> Option<String> {
+    terms
+        .iter()
+        .map(|(_, r)| f(r))
+        .find(|v| !v.is_empty())
+        .cloned()
+}

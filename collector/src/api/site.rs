@@ -5,10 +5,9 @@
 //! Must never show a full customer ID to a viewer who may not see one.
 
 use super::error::{ApiError, SitePath};
-use super::{area_name, flag_names, read, when, ApiState};
+use super::{area_name, first_non_empty, flag_names, read, when, ApiState};
 use crate::flags::{self, SiteState, TerminalState};
 use crate::samples;
-use crate::store::TerminalRecord;
 use axum::extract::State;
 use axum::Json;
 use oqs_guide::diagnosis::Finding;
@@ -216,13 +215,6 @@ pub(super) async fn site(
         desks: oqs_guide::support::desks_now(finding.map(|(_, f, _)| f), now),
     };
 
-    let first_non_empty = |f: fn(&TerminalRecord) -> &String| {
-        terms
-            .iter()
-            .map(|(_, r)| f(r))
-            .find(|v| !v.is_empty())
-            .cloned()
-    };
     let active_flags = {
         let mut v: Vec<_> = st.map(|s| s.flags.iter().collect()).unwrap_or_default();
         v.sort_by_key(|(f, _)| f.severity_rank());
@@ -236,8 +228,8 @@ pub(super) async fn site(
             .collect()
     };
     let page = SitePage {
-        site_name: first_non_empty(|r| &r.site_name),
-        prefecture: first_non_empty(|r| &r.prefecture),
+        site_name: first_non_empty(&terms, |r| &r.site_name),
+        prefecture: first_non_empty(&terms, |r| &r.prefecture),
         area: terms.first().and_then(|(_, r)| area_name(r.area)),
         customer_id,
         last_report_at: when(

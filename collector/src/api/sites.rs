@@ -4,7 +4,7 @@
 //! Must never match a customer ID for a viewer who may not see full IDs.
 
 use super::error::{ApiError, Query};
-use super::{area_name, diagnosis_step, flag_names, read, when, ApiState};
+use super::{area_name, diagnosis_step, first_non_empty, flag_names, read, when, ApiState};
 use crate::flags::Flag;
 use crate::store::{TerminalKey, TerminalRecord};
 use axum::extract::State;
@@ -119,15 +119,8 @@ pub(super) async fn sites(
             .entry(if flagged { "flagged" } else { "healthy" })
             .or_default() += 1;
         let site_area = terms.first().and_then(|(_, r)| area_name(r.area));
-        let pick = |f: fn(&TerminalRecord) -> &String| {
-            terms
-                .iter()
-                .map(|(_, r)| f(r))
-                .find(|v| !v.is_empty())
-                .cloned()
-        };
-        let site_name = pick(|r| &r.site_name);
-        let prefecture = pick(|r| &r.prefecture);
+        let site_name = first_non_empty(&terms, |r| &r.site_name);
+        let prefecture = first_non_empty(&terms, |r| &r.prefecture);
         let matches_query = |needle: &str| {
             let needle = needle.trim();
             let lower = needle.to_lowercase();

@@ -10,7 +10,6 @@ use oqs_collector::config::CollectorConfig;
 use oqs_collector::server::Core;
 use oqs_collector::store::TerminalKey;
 use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
-use prost::Message;
 use std::path::Path;
 use tower::ServiceExt;
 
@@ -84,17 +83,11 @@ impl Api {
             for round in 0..rounds {
                 let t = now - ((rounds - round) as i64) * 60_000;
                 let r = report(&site, 0, round, round + 1, t);
-                let commit = ReportCommit {
-                    key: TerminalKey::new(&site.site_id, "pc-1"),
-                    seq: r.seq,
-                    finished_at_ms: r.finished_at_ms,
-                    spool_dropped_total: 0,
-                    encoded: r.encode_to_vec(),
-                    report: r,
-                    ident: (round == 0).then(|| Box::new(ident.clone())),
-                    clock_ahead_ms: None,
-                    clock_behind_ms: None,
-                };
+                let commit = ReportCommit::new(
+                    &TerminalKey::new(&site.site_id, "pc-1"),
+                    r,
+                    (round == 0).then(|| Box::new(ident.clone())),
+                );
                 self.core
                     .committer
                     .report(commit)

@@ -11,7 +11,6 @@ use oqs_collector::metrics::Metrics;
 use oqs_collector::store::{Store, TerminalKey};
 use oqs_collector::view::FleetView;
 use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
-use prost::Message;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,17 +84,11 @@ async fn feed(
             let r = report(site, 0, round, round + 1, t);
             pending.push(
                 handle
-                    .report(ReportCommit {
-                        key: TerminalKey::new(&site.site_id, "pc-1"),
-                        seq: r.seq,
-                        finished_at_ms: r.finished_at_ms,
-                        spool_dropped_total: 0,
-                        encoded: r.encode_to_vec(),
-                        report: r,
-                        ident: None,
-                        clock_ahead_ms: None,
-                        clock_behind_ms: None,
-                    })
+                    .report(ReportCommit::new(
+                        &TerminalKey::new(&site.site_id, "pc-1"),
+                        r,
+                        None,
+                    ))
                     .await?,
             );
         }

@@ -103,17 +103,7 @@ async fn main() -> anyhow::Result<()> {
             let r = report(site, 0, round, round + 1, t);
             let encoded = r.encode_to_vec();
             raw_bytes += encoded.len() as u64;
-            let commit = ReportCommit {
-                key: TerminalKey::new(&site.site_id, "pc-1"),
-                seq: r.seq,
-                finished_at_ms: r.finished_at_ms,
-                spool_dropped_total: 0,
-                encoded,
-                report: r,
-                ident: None,
-                clock_ahead_ms: None,
-                clock_behind_ms: None,
-            };
+            let commit = ReportCommit::new(&TerminalKey::new(&site.site_id, "pc-1"), r, None);
             pending.push(handle.report(commit).await?);
             sent += 1;
         }
