@@ -74,6 +74,15 @@ pub enum Welcomed {
     Resent(usize),
 }
 
+/// Deletes a file; one already gone is not an error (a crash between the two steps of a move).
+fn remove_if_present(p: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(p)(e)),
+    }
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -216,11 +225,7 @@ impl Spool {
     fn forget_kept(&mut self, seq: u64) -> Result<(), SpoolError> {
         if let Some((size, _)) = self.kept.remove(&seq) {
             let p = self.kept_path(seq);
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&p)(e)),
-            }
+            remove_if_present(&p)?;
             self.kept_bytes -= size;
         }
         Ok(())
@@ -492,11 +497,7 @@ impl Spool {
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
         if let Some(size) = self.held.remove(&seq) {
             let p = self.path(seq);
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&p)(e)),
-            }
+            remove_if_present(&p)?;
             self.bytes -= size;
         }
         Ok(())

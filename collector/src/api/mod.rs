@@ -144,3 +144,16 @@ fn first_non_empty(
         .find(|v| !v.is_empty())
         .cloned()
 }
+
+/// When any terminal of the site last had a report stored.
+fn last_report_at(
+    terms: &[(crate::store::TerminalKey, crate::store::TerminalRecord)],
+) -> Option<String> {
+    when(
+        terms
+            .iter()
+            .map(|(_, r)| r.last_report_at_ms)
+            .max()
+            .unwrap_or(0),
+    )
+}

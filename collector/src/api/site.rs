@@ -5,7 +5,7 @@
 //! Must never show a full customer ID to a viewer who may not see one.
 
 use super::error::{ApiError, SitePath};
-use super::{area_name, first_non_empty, flag_names, read, when, ApiState};
+use super::{area_name, first_non_empty, flag_names, last_report_at, read, when, ApiState};
 use crate::flags::{self, SiteState, TerminalState};
 use crate::samples;
 use axum::extract::State;
@@ -232,13 +232,7 @@ pub(super) async fn site(
         prefecture: first_non_empty(&terms, |r| &r.prefecture),
         area: terms.first().and_then(|(_, r)| area_name(r.area)),
         customer_id,
-        last_report_at: when(
-            terms
-                .iter()
-                .map(|(_, r)| r.last_report_at_ms)
-                .max()
-                .unwrap_or(0),
-        ),
+        last_report_at: last_report_at(&terms),
         flags: flag_names(st),
         active_flags,
         diagnosis,

@@ -4,7 +4,9 @@
 //! Must never match a customer ID for a viewer who may not see full IDs.
 
 use super::error::{ApiError, Query};
-use super::{area_name, diagnosis_step, first_non_empty, flag_names, read, when, ApiState};
+use super::{
+    area_name, diagnosis_step, first_non_empty, flag_names, last_report_at, read, ApiState,
+};
 use crate::flags::Flag;
 use crate::store::{TerminalKey, TerminalRecord};
 use axum::extract::State;
@@ -158,13 +160,7 @@ pub(super) async fn sites(
                     .iter()
                     .filter(|(k, _)| s.presence.is_connected(k))
                     .count(),
-                last_report_at: when(
-                    terms
-                        .iter()
-                        .map(|(_, r)| r.last_report_at_ms)
-                        .max()
-                        .unwrap_or(0),
-                ),
+                last_report_at: last_report_at(&terms),
                 flags: flag_names(st.as_deref()),
                 diagnosis_step: diagnosis_step(st.as_deref()),
                 prefix: st.as_ref().and_then(|st| st.prefix.clone()),
