@@ -128,11 +128,20 @@ impl Derived {
             .iter()
             .map(|s| (s.check, s.ok, s.latency_ms))
             .collect();
-        let points = history::record(rec, samples, at, self.history.keyframe_ms());
+        // A chart drawn by a clock days behind would hide the points from every recent view: the
+        // offset the Hello showed puts them back where they happened, and nothing is drawn after
+        // it arrived (which also keeps every point's key at or before its receive time, what the
+        // retention sweep relies on).
+        let point_at = match skew {
+            Some(crate::flags::ClockSkew::Behind(behind)) => at.saturating_add(behind),
+            _ => at,
+        }
+        .min(now_ms);
+        let points = history::record(rec, samples, point_at, now_ms, self.history.keyframe_ms());
         if points.is_empty() {
-            batch.put_elided(key, seq, at);
+            batch.put_elided(key, seq, at, now_ms);
         } else {
-            batch.put_report(key, seq, at, encoded);
+            batch.put_report(key, seq, at, now_ms, encoded);
         }
         for (check, p) in &points {
             batch.put_point(key, *check, seq, p);
@@ -305,8 +314,9 @@ impl Derived {
         }
     }
 
-    /// Stages retention: raw reports, history points and events past their age, at most
-    /// `sweep_max_deletes` keys. Returns how many keys it deletes.
+    /// Stages retention: raw reports, history points and events received (by the collector's
+    /// clock, never the terminal's) longer ago than their retention, at most `sweep_max_deletes`
+    /// keys. Returns how many keys it deletes.
     pub fn sweep(
         &mut self,
         store: &Store,

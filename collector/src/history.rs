@@ -35,8 +35,13 @@ pub struct Rollup {
 /// One point of a check's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPoint {
-    /// The report's time (Unix ms).
+    /// The report's time (Unix ms); for a terminal whose clock its Hello showed far behind,
+    /// corrected by that offset; never after `received_ms`.
     pub at_ms: i64,
+    /// When the collector received the report (retention goes by it, not by the terminal's
+    /// clock); 0 in points stored before it was kept, which count as received at `at_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub received_ms: i64,
     pub kind: PointKind,
     pub ok: bool,
     pub outcome: String,
@@ -47,11 +52,28 @@ pub struct HistoryPoint {
     pub detail: Value,
 }
 
-/// Folds a report's samples into the terminal's rollups; returns the points to write.
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+impl HistoryPoint {
+    /// When the collector received it, for retention.
+    pub fn received_ms(&self) -> i64 {
+        if self.received_ms > 0 {
+            self.received_ms
+        } else {
+            self.at_ms
+        }
+    }
+}
+
+/// Folds a report's samples, timed `at_ms` and received at `received_ms`, into the terminal's
+/// rollups; returns the points to write.
 pub fn record(
     rec: &mut TerminalRecord,
     samples: Vec<Sample>,
     at_ms: i64,
+    received_ms: i64,
     keyframe_ms: i64,
 ) -> Vec<(Check, HistoryPoint)> {
     let mut points = Vec::new();
@@ -99,6 +121,7 @@ pub fn record(
             s.check,
             HistoryPoint {
                 at_ms,
+                received_ms,
                 kind,
                 ok: s.ok,
                 outcome: s.outcome,
@@ -130,7 +153,7 @@ mod tests {
         for round in 0..1440u64 {
             let t = 1_000 + round as i64 * 60_000;
             let r = report(&site, 0, round, round + 1, t);
-            points.extend(record(&mut rec, samples(&r), t, 3_600_000));
+            points.extend(record(&mut rec, samples(&r), t, t, 3_600_000));
         }
         let ipv6: Vec<_> = points.iter().filter(|(c, _)| *c == Check::Ipv6).collect();
         // The first point, then one an hour.
@@ -155,7 +178,7 @@ mod tests {
         for round in 0..4u64 {
             let t = 1_000 + round as i64 * 60_000;
             let r = report(&site, 0, round, round + 1, t);
-            all.push(record(&mut rec, samples(&r), t, 3_600_000));
+            all.push(record(&mut rec, samples(&r), t, t, 3_600_000));
         }
         assert_eq!(all[0].len(), 6, "first point of every check");
         assert!(all[1].is_empty(), "round 1 is identical");

@@ -1,9 +1,11 @@
 //! The durable store: one sled tree holding every stored report and one record per terminal.
 //!
 //! Keys are built for range scans (ids cannot contain NUL, the separator; numbers big-endian):
-//! - `R` site NUL terminal NUL seq → kind byte, the report's `finished_at_ms`, then for kind 0
-//!   the `Report` protobuf-encoded as received; kind 1 ("elided") says the report matched the
-//!   previous one in everything but latencies, which went into the history rollup;
+//! - `R` site NUL terminal NUL seq → kind byte, the report's `finished_at_ms`, for kinds 2 and 3
+//!   the collector's receive time (what retention goes by), then for kinds 0 and 2 the `Report`
+//!   protobuf-encoded as received; kinds 1 and 3 ("elided") say the report matched the previous
+//!   one in everything but latencies, which went into the history rollup. Kinds 0 and 1 (written
+//!   before receive times were kept) count as received at their report's time;
 //! - `T` site NUL terminal → [`TerminalRecord`];
 //! - `S` site → the flag engine's [`SiteState`] (JSON);
 //! - `H` site NUL check NUL terminal NUL at_ms seq → a [`HistoryPoint`] (JSON);
@@ -94,6 +96,39 @@ impl StoredReport {
 
 const KIND_FULL: u8 = 0;
 const KIND_ELIDED: u8 = 1;
+const KIND_FULL_RECEIVED: u8 = 2;
+const KIND_ELIDED_RECEIVED: u8 = 3;
+
+/// What the first bytes of a stored report say.
+struct ReportHeader {
+    full: bool,
+    finished_at_ms: i64,
+    received_ms: i64,
+    /// Where the protobuf starts (full reports).
+    body: usize,
+}
+
+fn report_header(v: &[u8]) -> Option<ReportHeader> {
+    let int = |at: usize| {
+        v.get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+    };
+    let finished_at_ms = int(1)?;
+    let (full, received_ms, body) = match *v.first()? {
+        KIND_FULL => (true, finished_at_ms, 9),
+        KIND_ELIDED => (false, finished_at_ms, 9),
+        KIND_FULL_RECEIVED => (true, int(9)?, 17),
+        KIND_ELIDED_RECEIVED => (false, int(9)?, 17),
+        _ => return None,
+    };
+    Some(ReportHeader {
+        full,
+        finished_at_ms,
+        received_ms,
+        body,
+    })
+}
 
 /// Per check, what the last history point said and what happened since (for the rollup).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -288,21 +323,36 @@ impl CommitBatch {
         self.writes == 0
     }
 
-    /// Stores a report whole.
-    pub fn put_report(&mut self, key: &TerminalKey, seq: u64, finished_at_ms: i64, encoded: &[u8]) {
-        let mut v = Vec::with_capacity(9 + encoded.len());
-        v.push(KIND_FULL);
+    /// Stores a report whole, received at `received_ms` by the collector's clock.
+    pub fn put_report(
+        &mut self,
+        key: &TerminalKey,
+        seq: u64,
+        finished_at_ms: i64,
+        received_ms: i64,
+        encoded: &[u8],
+    ) {
+        let mut v = Vec::with_capacity(17 + encoded.len());
+        v.push(KIND_FULL_RECEIVED);
         v.extend_from_slice(&finished_at_ms.to_be_bytes());
+        v.extend_from_slice(&received_ms.to_be_bytes());
         v.extend_from_slice(encoded);
         self.writes += 1;
         self.batch.insert(key.report_key(seq), v);
         self.reports += 1;
     }
     /// Stores that a report arrived and matched the previous one (latencies aside).
-    pub fn put_elided(&mut self, key: &TerminalKey, seq: u64, finished_at_ms: i64) {
-        let mut v = Vec::with_capacity(9);
-        v.push(KIND_ELIDED);
+    pub fn put_elided(
+        &mut self,
+        key: &TerminalKey,
+        seq: u64,
+        finished_at_ms: i64,
+        received_ms: i64,
+    ) {
+        let mut v = Vec::with_capacity(17);
+        v.push(KIND_ELIDED_RECEIVED);
         v.extend_from_slice(&finished_at_ms.to_be_bytes());
+        v.extend_from_slice(&received_ms.to_be_bytes());
         self.writes += 1;
         self.batch.insert(key.report_key(seq), v);
         self.reports += 1;
@@ -723,14 +773,10 @@ impl Store {
         let Some(v) = self.tree.get(&k)? else {
             return Ok(None);
         };
-        let at = v
-            .get(1..9)
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_be_bytes);
-        match (v.first(), at) {
-            (Some(&KIND_FULL), Some(_)) => Ok(Some(&v[9..] == encoded)),
-            (Some(&KIND_ELIDED), Some(at)) => Ok(Some(at == finished_at_ms)),
-            _ => Err(StoreError::CorruptValue {
+        match report_header(&v) {
+            Some(h) if h.full => Ok(Some(&v[h.body..] == encoded)),
+            Some(h) => Ok(Some(h.finished_at_ms == finished_at_ms)),
+            None => Err(StoreError::CorruptValue {
                 key: String::from_utf8_lossy(&k).replace('\0', "/"),
                 reason: "unknown stored report kind".into(),
             }),
@@ -752,7 +798,7 @@ impl Store {
         let end = key.report_key(u64::MAX);
         for kv in self.tree.range(start..=end).rev() {
             let (k, v) = kv?;
-            if v.first() == Some(&KIND_FULL) {
+            if report_header(&v).is_some_and(|h| h.full) {
                 if let StoredReport::Full(r) = decode_report(&k, &v)? {
                     return Ok(Some(r));
                 }
@@ -761,7 +807,8 @@ impl Store {
         Ok(None)
     }
 
-    /// Reports of a terminal from the oldest, as (seq, finished_at_ms), while `keep_going` says so.
+    /// Reports of a terminal from the oldest, as (seq, the time the collector received it), while
+    /// `keep_going` says so.
     pub fn report_times(
         &self,
         key: &TerminalKey,
@@ -777,11 +824,7 @@ impl Store {
                 .and_then(|i| k[i..].try_into().ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            let at = v
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0);
+            let at = report_header(&v).map(|h| h.received_ms).unwrap_or(0);
             if !keep_going(seq, at) {
                 break;
             }
@@ -848,7 +891,12 @@ impl Store {
         Ok((out, more))
     }
 
-    /// Keys of one terminal's history series older than `before_ms`, at most `limit`.
+    /// Keys of one terminal's history series received before `before_ms`, at most `limit`.
+    ///
+    /// A point is never drawn after it was received, so every such point is keyed before
+    /// `before_ms`; those keyed before but received since (a spool replayed after an outage) are
+    /// passed over, at most `4 * limit` of them per call, so one long outage cannot make a sweep
+    /// read a whole series.
     pub fn history_keys_before(
         &self,
         key: &TerminalKey,
@@ -859,14 +907,21 @@ impl Store {
         let start = key.history_key(check, 0, 0);
         let end = key.history_key(check, before_ms, 0);
         let mut out = Vec::new();
-        for kv in self.tree.range(start..end).take(limit) {
-            out.push(kv?.0);
+        for kv in self.tree.range(start..end).take(limit.saturating_mul(4)) {
+            let (k, v) = kv?;
+            let p: HistoryPoint = from_json(&k, &v)?;
+            if p.received_ms() < before_ms {
+                out.push(k);
+                if out.len() == limit {
+                    break;
+                }
+            }
         }
         Ok(out)
     }
 
-    /// Events, newest first, for one site or all, with `at_ms >= since_ms`, at most `limit`;
-    /// and whether more matched.
+    /// Events, newest first, for one site or all, recorded at or after `since_ms`, at most
+    /// `limit`; and whether more matched.
     pub fn events(
         &self,
         site: Option<&str>,
@@ -881,13 +936,10 @@ impl Store {
         for kv in self.tree.scan_prefix(&prefix).rev() {
             let (k, v) = kv?;
             let e: Event = from_json(&k, &v)?;
-            // Ids grow with the collector's clock; an event recorded before `since` happened
-            // before it too, so nothing older can match.
+            // The window goes by the collector's clock (a terminal's days behind must not hide
+            // what it just said); ids grow with it, so nothing older can match.
             if e.recorded_ms < since_ms {
                 break;
-            }
-            if e.at_ms < since_ms {
-                continue;
             }
             if out.len() == limit {
                 return Ok((out, true));
@@ -977,16 +1029,14 @@ fn decode_report(k: &[u8], v: &[u8]) -> Result<StoredReport, StoreError> {
         key: String::from_utf8_lossy(k).replace('\0', "/"),
         reason,
     };
-    let at = v
-        .get(1..9)
-        .and_then(|b| b.try_into().ok())
-        .map(i64::from_be_bytes);
-    match (v.first(), at) {
-        (Some(&KIND_FULL), Some(_)) => Report::decode(&v[9..])
+    match report_header(v) {
+        Some(h) if h.full => Report::decode(&v[h.body..])
             .map(StoredReport::Full)
             .map_err(|e| corrupt(e.to_string())),
-        (Some(&KIND_ELIDED), Some(finished_at_ms)) => Ok(StoredReport::Elided { finished_at_ms }),
-        _ => Err(corrupt("unknown stored report kind".into())),
+        Some(h) => Ok(StoredReport::Elided {
+            finished_at_ms: h.finished_at_ms,
+        }),
+        None => Err(corrupt("unknown stored report kind".into())),
     }
 }
 
@@ -1131,8 +1181,8 @@ mod tests {
             ..Default::default()
         };
         let mut b = CommitBatch::default();
-        b.put_report(&key, 7, 99, &report.encode_to_vec());
-        b.put_elided(&key, 8, 100);
+        b.put_report(&key, 7, 99, 1_099, &report.encode_to_vec());
+        b.put_elided(&key, 8, 100, 1_100);
         b.put_terminal(
             &key,
             &TerminalRecord {
@@ -1152,7 +1202,10 @@ mod tests {
                 finished_at_ms: 100
             })
         );
-        assert_eq!(store.latest_full_report(&key).unwrap(), Some(report));
+        assert_eq!(
+            store.latest_full_report(&key).unwrap(),
+            Some(report.clone())
+        );
         assert!(store.has_report(&key, 7).unwrap());
         assert!(!store.has_report(&key, 6).unwrap());
         assert_eq!(store.count_reports(&key).unwrap(), 2);
@@ -1163,7 +1216,49 @@ mod tests {
                 true
             })
             .unwrap();
-        assert_eq!(times, vec![(7, 99), (8, 100)]);
+        assert_eq!(
+            times,
+            vec![(7, 1_099), (8, 1_100)],
+            "retention's receive times"
+        );
+        // Reports stored before receive times were kept count as received at their own time.
+        let mut legacy = vec![KIND_FULL];
+        legacy.extend_from_slice(&55i64.to_be_bytes());
+        legacy.extend_from_slice(&report.encode_to_vec());
+        store.tree.insert(key.report_key(5), legacy).unwrap();
+        let mut legacy = vec![KIND_ELIDED];
+        legacy.extend_from_slice(&66i64.to_be_bytes());
+        store.tree.insert(key.report_key(6), legacy).unwrap();
+        assert_eq!(
+            store.report(&key, 5).unwrap(),
+            Some(StoredReport::Full(report.clone()))
+        );
+        assert_eq!(
+            store.report(&key, 6).unwrap(),
+            Some(StoredReport::Elided { finished_at_ms: 66 })
+        );
+        assert_eq!(
+            store
+                .same_report(&key, 5, &report.encode_to_vec(), 0)
+                .unwrap(),
+            Some(true)
+        );
+        assert_eq!(store.same_report(&key, 6, &[], 66).unwrap(), Some(true));
+        assert_eq!(store.same_report(&key, 8, &[], 100).unwrap(), Some(true));
+        assert_eq!(store.same_report(&key, 8, &[], 101).unwrap(), Some(false));
+        let mut times = Vec::new();
+        store
+            .report_times(&key, |seq, at| {
+                times.push((seq, at));
+                true
+            })
+            .unwrap();
+        assert_eq!(times, vec![(5, 55), (6, 66), (7, 1_099), (8, 1_100)]);
+        store.tree.insert(key.report_key(9), vec![9u8; 17]).unwrap();
+        assert!(matches!(
+            store.report(&key, 9),
+            Err(StoreError::CorruptValue { .. })
+        ));
         let all = store.terminals().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0, key);

@@ -8,6 +8,7 @@ use common::*;
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::server::{self, Running};
 use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
+use prost::Message;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -598,21 +599,50 @@ async fn the_overview_lists_flagged_sites_first_and_filters() {
     c.stop().await.unwrap();
 }
 
+/// Retention goes by when the collector received a report, never by the terminal's clock: a
+/// spool replayed now with two days of old report times stays (raw and history) for the whole
+/// retention; reports received two days ago go, however new their own times say they are; a
+/// replay of a deleted report is still a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicates() {
+async fn retention_goes_by_receive_time_and_replays_of_deleted_reports_stay_duplicates() {
+    use oqs_collector::store::{CommitBatch, Store, TerminalKey, TerminalRecord};
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = flag_config(dir.path());
     cfg.history.raw_retention_hours = 1;
     cfg.history.history_retention_days = 1;
     cfg.history.sweep_every_secs = 1;
-    let c = server::start(cfg.clone()).await.unwrap();
     let now = oqs_collector::clock::now_ms();
     let hour = 3_600_000;
-    // Ten reports spread over the last two days (a spool replayed after an outage), all whole
-    // (common::report varies the address each time).
+    // Stored earlier, as the collector stores them: ten reports of a terminal whose clock was
+    // ahead (every report says "five minutes ago"), received over the last two days.
+    let received: Vec<i64> = (0..10).map(|i| now - 48 * hour + i * 5 * hour).collect();
+    let seeded = TerminalKey::new("ret-a", "pc-1");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = TerminalRecord::default();
+        let mut b = CommitBatch::default();
+        for (i, at) in received.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let mut r = report(seq);
+            r.finished_at_ms = now - 300_000;
+            r.started_at_ms = r.finished_at_ms - 100;
+            b.put_report(&seeded, seq, r.finished_at_ms, *at, &r.encode_to_vec());
+            let samples = oqs_collector::samples::samples(&r);
+            // Points keyed at their receive time (as a clock ahead is stamped), one per report.
+            for (check, p) in oqs_collector::history::record(&mut rec, samples, *at, *at, 1) {
+                b.put_point(&seeded, check, seq, &p);
+            }
+            rec.last_seq = seq;
+            rec.reports_total += 1;
+        }
+        b.put_terminal(&seeded, &rec);
+        store.commit(b).unwrap();
+    }
+
+    let c = server::start(cfg.clone()).await.unwrap();
+    // Now: a spool replayed after an outage, ten reports whose own times span the last two days.
     let times: Vec<i64> = (0..10).map(|i| now - 48 * hour + i * 5 * hour).collect();
-    let (s, _) = AgentStream::hello(channel(c.grpc_addr).await, hello("ret-a", "pc-1")).await;
-    let mut s = s;
+    let (mut s, _) = AgentStream::hello(channel(c.grpc_addr).await, hello("ret-b", "pc-1")).await;
     for (i, t) in times.iter().enumerate() {
         let mut r = report(i as u64 + 1);
         r.started_at_ms = t - 100;
@@ -621,31 +651,60 @@ async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicate
         assert!(!s.ack().await.duplicate);
     }
     drop(s);
-    // Let a retention pass run (every second).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Let a few retention passes run (every second).
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     c.stop().await.unwrap();
 
-    let store = oqs_collector::store::Store::open(dir.path()).unwrap();
-    let key = oqs_collector::store::TerminalKey::new("ret-a", "pc-1");
-    for (i, t) in times.iter().enumerate() {
-        let kept = store.has_report(&key, i as u64 + 1).unwrap();
-        let young = now - t < hour;
-        let newest = i == times.len() - 1;
-        assert_eq!(
-            kept,
-            young || newest,
-            "seq {} at -{} h",
-            i + 1,
-            (now - t) / hour
+    let store = Store::open(dir.path()).unwrap();
+    let replayed = TerminalKey::new("ret-b", "pc-1");
+    for seq in 1..=10 {
+        assert!(
+            store.has_report(&replayed, seq).unwrap(),
+            "seq {seq} was received just now: kept whatever its own time"
         );
     }
     let (points, _) = store
-        .history(&key, oqs_collector::samples::Check::Ipv6, 0, i64::MAX, 100)
+        .history(
+            &replayed,
+            oqs_collector::samples::Check::Ipv6,
+            0,
+            i64::MAX,
+            100,
+        )
+        .unwrap();
+    assert_eq!(points.len(), 10, "every replayed point kept: {points:?}");
+    assert_eq!(points[0].1.at_ms, times[0], "drawn when it happened");
+    for (i, at) in received.iter().enumerate() {
+        let kept = store.has_report(&seeded, i as u64 + 1).unwrap();
+        let young = now - at < hour;
+        let newest = i == received.len() - 1;
+        assert_eq!(
+            kept,
+            young || newest,
+            "seq {} received -{} h",
+            i + 1,
+            (now - at) / hour
+        );
+    }
+    let (points, _) = store
+        .history(
+            &seeded,
+            oqs_collector::samples::Check::Ipv6,
+            0,
+            i64::MAX,
+            100,
+        )
         .unwrap();
     assert!(!points.is_empty());
     assert!(
-        points.iter().all(|(_, p)| now - p.at_ms < 25 * hour),
-        "points older than a day are gone"
+        points
+            .iter()
+            .all(|(_, p)| now - p.received_ms() < 25 * hour),
+        "points received more than a day ago are gone: {:?}",
+        points
+            .iter()
+            .map(|(_, p)| (now - p.received_ms()) / hour)
+            .collect::<Vec<_>>()
     );
     drop(store);
 
@@ -655,8 +714,8 @@ async fn retention_deletes_old_raw_reports_and_points_and_replays_stay_duplicate
         AgentStream::hello(channel(c.grpc_addr).await, hello("ret-a", "pc-1")).await;
     assert_eq!(last, 10);
     let mut r = report(2);
-    r.finished_at_ms = times[1];
-    r.started_at_ms = times[1] - 100;
+    r.finished_at_ms = now - 300_000;
+    r.started_at_ms = r.finished_at_ms - 100;
     s.send(r).await;
     assert!(s.ack().await.duplicate);
     c.stop().await.unwrap();

@@ -439,6 +439,38 @@ async fn a_clock_far_behind_is_told_apart_from_a_replay_by_the_hellos_time() {
         replay.is_empty(),
         "a replay of old reports is not a clock fault: {replay:?}"
     );
+    // The event window goes by the collector's clock: what the late terminal just said is in the
+    // last day's events although its own times are three days old.
+    let events = get_json(c.http_addr, "/api/events?site=clinic-late").await;
+    let raised: Vec<_> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["flag"] == "ntp_skew" && e["action"] == "raised")
+        .collect();
+    assert_eq!(raised.len(), 1, "{events}");
+    assert!(raised[0]["at_ms"].as_i64().unwrap() < now - behind + 10_000);
+    // Its history is drawn where it happened (the Hello's offset), so the last day's chart shows
+    // it; the replay's history stays three days back, where it happened for real.
+    let late = get_json(c.http_addr, "/api/sites/clinic-late/history?check=ipv6").await;
+    let points = late["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{late}");
+    for p in points {
+        let at = p["at_ms"].as_i64().unwrap();
+        let received = p["received_ms"].as_i64().unwrap();
+        assert!(at <= received && received - at < 60_000, "{late}");
+    }
+    let replay = get_json(c.http_addr, "/api/sites/clinic-replay/history?check=ipv6").await;
+    assert_eq!(replay["points"].as_array().unwrap().len(), 0, "{replay}");
+    let from = now - behind - 60_000;
+    let replay = get_json(
+        c.http_addr,
+        &format!("/api/sites/clinic-replay/history?check=ipv6&from={from}"),
+    )
+    .await;
+    let points = replay["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{replay}");
+    assert_eq!(points[0]["at_ms"].as_i64().unwrap(), now - behind + 1000);
     c.stop().await.unwrap();
 }
 

@@ -251,8 +251,9 @@ impl Engine {
                     Flag::NtpSkew,
                     Some(format!(
                         "the terminal's clock is {:.1} h behind the collector's (its Hello's \
-                         time): its reports keep their own times, so retention, which goes by \
-                         them, may remove them early; set the terminal's time (NTP)",
+                         time): its reports and events keep their own times, its history is \
+                         drawn corrected by that offset, retention goes by receive time; set the \
+                         terminal's time (NTP)",
                         behind as f64 / 3_600_000.0
                     )),
                 );
