@@ -77,6 +77,48 @@ fn ack_timeout(interval: Duration) -> Duration {
     (interval * 3).max(Duration::from_secs(10))
 }
 
+/// How far the wall clock may move apart from the monotonic clock during one stream before the
+/// stream is started over: the collector measures a terminal's clock at the Hello only, so a
+/// clock set days back while connected would otherwise go unseen (its reports look like a
+/// replay of old ones).
+const CLOCK_JUMP: Duration = Duration::from_secs(60);
+
+/// The wall clock against the monotonic clock since a stream began.
+struct ClockWatch {
+    mono: Instant,
+    wall: std::time::SystemTime,
+}
+
+impl ClockWatch {
+    fn start() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: std::time::SystemTime::now(),
+        }
+    }
+
+    /// How far (ms, positive: ahead) the wall clock jumped since the start, when beyond
+    /// [`CLOCK_JUMP`].
+    fn jumped(&self) -> Option<i64> {
+        jump_ms(
+            self.mono.elapsed(),
+            std::time::SystemTime::now().duration_since(self.wall),
+        )
+    }
+}
+
+/// Wall time elapsed (an `Err` when the wall clock went back past the start) against monotonic
+/// time elapsed: the jump in ms when it exceeds [`CLOCK_JUMP`].
+fn jump_ms(mono: Duration, wall: Result<Duration, std::time::SystemTimeError>) -> Option<i64> {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let wall_ms = match wall {
+        Ok(d) => ms(d),
+        Err(e) => -ms(e.duration()),
+    };
+    let jump = wall_ms.saturating_sub(ms(mono));
+    (jump.unsigned_abs() > CLOCK_JUMP.as_millis() as u64).then_some(jump)
+}
+
 /// Backoff between reconnects.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -296,7 +338,12 @@ async fn rounds(
 ) {
     let mut runner = runner;
     loop {
-        let report = runner.run(0, 0).await;
+        // A stop does not wait for a round's probes (their timeouts add up to seconds; a service
+        // manager waits for less): the unfinished round was never made, so nothing is lost.
+        let report = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = runner.run(0, 0) => r,
+        };
         match spool_op(&spool, move |s| s.push(report)).await {
             Ok(r) => {
                 tracing::debug!(seq = r.seq, "round spooled");
@@ -549,7 +596,17 @@ async fn session(
     // When the oldest report still waiting for its ack was sent (or the last ack came).
     let mut waiting_since = Instant::now();
     let ack_timeout = ack_timeout(config.borrow().interval);
+    let clock = ClockWatch::start();
     loop {
+        if let Some(jump) = clock.jumped() {
+            // A fresh Hello carries the clock as it is now, for the collector to judge.
+            return Err(format!(
+                "the system clock jumped {} by {:.0} s during this stream: reconnecting so the \
+                 collector measures it again",
+                if jump < 0 { "back" } else { "ahead" },
+                jump.unsigned_abs() as f64 / 1000.0
+            ));
+        }
         // Send everything the spool holds beyond what this stream has sent, in order.
         let pending = spool_op(spool, move |s| s.after(sent_upto))
             .await
@@ -691,6 +748,24 @@ mod tests {
             };
             assert_eq!(message_size(&r), prost::Message::encoded_len(&whole));
         }
+    }
+
+    #[test]
+    fn a_wall_clock_jump_beyond_a_minute_is_seen_both_ways() {
+        let s = Duration::from_secs;
+        assert_eq!(jump_ms(s(100), Ok(s(100))), None);
+        assert_eq!(
+            jump_ms(s(100), Ok(s(150))),
+            None,
+            "NTP slews and small steps"
+        );
+        assert_eq!(jump_ms(s(100), Ok(s(100 + 3600))), Some(3_600_000));
+        let back = std::time::UNIX_EPOCH
+            .duration_since(std::time::UNIX_EPOCH + s(3 * 86_400))
+            .unwrap_err();
+        assert_eq!(jump_ms(s(10), Err(back)), Some(-(3 * 86_400 + 10) * 1000));
+        let w = ClockWatch::start();
+        assert_eq!(w.jumped(), None);
     }
 
     #[test]

@@ -80,7 +80,10 @@ fn serve() -> anyhow::Result<()> {
         .build()?;
     let result = runtime
         .block_on(async { tokio::spawn(crate::daemon::run(cfg, shutdown)).await })
-        .map_err(|e| anyhow::anyhow!("the daemon task failed: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("the daemon task failed: {e}"));
+    // A name lookup still running on a blocking thread must not hold up the stop.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let result = result?;
     let code = u32::from(result.is_err());
     handle.set_service_status(status(
         ServiceState::Stopped,

@@ -110,10 +110,24 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     // Exit status: 0 all checks pass, 1 a check fails, 2 the command could not run (bad input).
-    if let Err(e) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("oqs-agent: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // A name lookup still running on a blocking thread (the system resolver retries for up to
+    // ten seconds) must not hold up a stop: a service manager waits for less.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
         eprintln!("oqs-agent: {e:#}");
         std::process::exit(2);
     }
