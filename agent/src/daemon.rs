@@ -209,6 +209,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         config_rx,
         shutdown.clone(),
     ));
+    // Files read once (os-release, /proc/stat; the registry on Windows).
+    let machine =
+        tokio::task::spawn_blocking(|| (crate::sysinfo::os(), crate::sysinfo::boot_time_ms()))
+            .await
+            .unwrap_or_else(|_| (String::new(), 0));
     let hello = Hello {
         protocol_version: oqs_proto::PROTOCOL_VERSION,
         site_id: cfg.site.to_string(),
@@ -216,12 +221,13 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         hostname: hostname(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         area: cfg.area.to_wire() as i32,
-        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        os: machine.0,
         boot_id: format!("{:x}", nanos()),
         customer_id: cfg.customer_id.as_ref().map(|c| c.reveal().to_string()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
         agent_time_ms: 0,
+        boot_time_ms: machine.1,
         prefecture: cfg.prefecture.clone(),
         site_name: cfg.site_name.clone(),
         credential: None,

@@ -16,6 +16,7 @@ pub mod logfile;
 pub mod render;
 pub mod round;
 pub mod spool;
+pub mod sysinfo;
 pub mod tidy;
 #[cfg(windows)]
 pub mod winacl;

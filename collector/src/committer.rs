@@ -97,6 +97,26 @@ fn apply_identity(rec: &mut TerminalRecord, ident: &AgentIdentity, now: i64) {
     rec.site_name = ident.site_name.clone().unwrap_or_default();
     rec.area = ident.area.to_wire() as i32;
     rec.customer_id = ident.customer_id.as_ref().map(|c| c.reveal().to_owned());
+    rec.boot_time_ms = ident.boot_time_ms;
+    rec.clock_offset_ms =
+        (ident.agent_time_ms > 0).then(|| ident.agent_time_ms.saturating_sub(now));
+}
+
+/// The interface of the address a report's IPv6 state says is in use: a preferred global address
+/// in its prefix, else any global one (empty: none, or no IPv6 state in the report).
+fn interface_in_use(r: &oqs_proto::v1::Report) -> Option<String> {
+    use oqs_proto::v1::AddressKind;
+    let v6 = r.ipv6.as_ref()?;
+    let global = |a: &&oqs_proto::v1::Ipv6Address| {
+        a.kind == AddressKind::Global as i32 || a.kind == AddressKind::Temporary as i32
+    };
+    let net = v6.prefix.split("::/").next().unwrap_or("");
+    v6.addresses
+        .iter()
+        .filter(global)
+        .find(|a| !a.deprecated && !net.is_empty() && a.address.starts_with(&format!("{net}:")))
+        .or_else(|| v6.addresses.iter().find(global))
+        .map(|a| a.interface.clone())
 }
 
 type ReportReply = oneshot::Sender<Result<CommitOutcome, CommitError>>;
@@ -419,6 +439,11 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.derived.committed(staged);
+                for key in &dirty {
+                    if let Some(rec) = self.records.get(key) {
+                        self.derived.agent_info(key, rec);
+                    }
+                }
                 for (reply, last) in hello_replies {
                     let _ = reply.send(Ok(last));
                 }
@@ -499,6 +524,9 @@ impl Writer {
         rec.last_report_at_ms = now;
         rec.last_round_at_ms = c.finished_at_ms;
         rec.spool_dropped_total = c.spool_dropped_total;
+        if let Some(i) = interface_in_use(&c.report) {
+            rec.interface = i;
+        }
         derived.stored(
             staged,
             batch,

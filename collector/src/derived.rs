@@ -83,8 +83,18 @@ impl Derived {
                     .fleet
                     .set_last_report(&k.site, &k.terminal, r.last_report_at_ms);
             }
+            d.agent_info(k, r);
         }
         Ok(d)
+    }
+
+    /// A terminal's agent version and OS for `/metrics`, after its record was stored.
+    pub fn agent_info(&self, key: &TerminalKey, rec: &TerminalRecord) {
+        if !rec.agent_version.is_empty() || !rec.os.is_empty() {
+            self.metrics
+                .fleet
+                .set_agent(&key.site, &key.terminal, &rec.agent_version, &rec.os);
+        }
     }
 
     fn site_mut(&mut self, staged: &mut Staged, site: &str) -> &mut Arc<SiteState> {

@@ -6,7 +6,8 @@
 //! `oqs_site_flag` {site, flag}, `oqs_site_flag_detail` {site, flag, detail} (only for a raised
 //! flag), `oqs_site_diagnosis_step` {site}, `oqs_ipv6_prefix_changes_total` {site},
 //! `oqs_lineauth_code_total` {site, code}, `oqs_agent_last_report_timestamp_seconds`
-//! {site, terminal}. Labels are validated ids and fixed names: never an address or free text.
+//! {site, terminal}, `oqs_agent_info` {site, terminal, version, os} and
+//! `oqs_agent_newest_version_info` {version} (`inventory.rs` bounds both labels). Labels are validated ids and fixed names: never an address or free text.
 //! Must never be written by anything but the committer after a durable batch.
 
 use crate::flags::{self, Flag};
@@ -22,6 +23,9 @@ struct TerminalMetrics {
     /// Per [`Check::ALL`] index: (passed, latency ms) of the latest report that had the check.
     checks: [Option<(bool, u32)>; 6],
     last_report_ms: i64,
+    /// The agent's version as a label (interned: a fleet runs a handful) and its OS family.
+    version: Option<Arc<str>>,
+    os: &'static str,
 }
 
 #[derive(Default)]
@@ -30,6 +34,7 @@ struct Inner {
     /// Reports with a portal code since the collector started, by (site, code label).
     codes: BTreeMap<(String, String), u64>,
     known_codes: Vec<String>,
+    versions: std::collections::BTreeSet<Arc<str>>,
 }
 
 /// Shared, cheap to clone.
@@ -73,6 +78,27 @@ impl FleetMetrics {
             .entry((site.to_owned(), terminal.to_owned()))
             .or_default()
             .last_report_ms = ms;
+    }
+
+    /// The agent version and OS a terminal's Hello said.
+    pub fn set_agent(&self, site: &str, terminal: &str, version: &str, os: &str) {
+        let label = crate::inventory::version_label(version);
+        let family = crate::inventory::os_family(os);
+        let mut g = self.write();
+        let interned = match g.versions.get(label) {
+            Some(v) => v.clone(),
+            None => {
+                let v: Arc<str> = Arc::from(label);
+                g.versions.insert(v.clone());
+                v
+            }
+        };
+        let t = g
+            .terminals
+            .entry((site.to_owned(), terminal.to_owned()))
+            .or_default();
+        t.version = Some(interned);
+        t.os = family;
     }
 
     /// One report showing a portal code (already reduced to its label).
@@ -133,6 +159,32 @@ impl FleetMetrics {
                 if t.last_report_ms > 0 {
                     writeln!(out, "oqs_agent_last_report_timestamp_seconds{{site=\"{site}\",terminal=\"{term}\"}} {}", t.last_report_ms as f64 / 1000.0)?;
                 }
+            }
+            header(
+                out,
+                "oqs_agent_info",
+                "gauge",
+                "1 for each terminal, labelled with its agent's version and OS family (windows, \
+                 linux, other): version drift is count by (version) (oqs_agent_info).",
+            )?;
+            for ((site, term), t) in &g.terminals {
+                if let Some(v) = &t.version {
+                    writeln!(out, "oqs_agent_info{{os=\"{}\",site=\"{site}\",terminal=\"{term}\",version=\"{v}\"}} 1", t.os)?;
+                }
+            }
+            let in_use = g.terminals.values().filter_map(|t| t.version.as_deref());
+            if let Some(newest) = crate::inventory::newest(in_use) {
+                header(
+                    out,
+                    "oqs_agent_newest_version_info",
+                    "gauge",
+                    "1, labelled with the newest agent version among the terminals: those that \
+                     lag are oqs_agent_info unless on (version) oqs_agent_newest_version_info.",
+                )?;
+                writeln!(
+                    out,
+                    "oqs_agent_newest_version_info{{version=\"{newest}\"}} 1"
+                )?;
             }
             let help = format!(
                 "1 while the flag is raised for the site, else 0. flag: {}.",

@@ -205,6 +205,15 @@ pub struct TerminalRecord {
     pub prefecture: String,
     #[prost(string, tag = "18")]
     pub site_name: String,
+    /// When the terminal's machine booted, by its clock, as its last Hello said (0: not said).
+    #[prost(int64, tag = "19")]
+    pub boot_time_ms: i64,
+    /// The terminal's clock minus the collector's at its last Hello (ms; positive: ahead).
+    #[prost(int64, optional, tag = "20")]
+    pub clock_offset_ms: Option<i64>,
+    /// The interface carrying the terminal's IPv6 address in use, from its newest report.
+    #[prost(string, tag = "21")]
+    pub interface: String,
 }
 
 /// A terminal's identity as stored (the key's two parts).

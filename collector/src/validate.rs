@@ -47,6 +47,8 @@ pub struct AgentIdentity {
     pub highest_acked_seq: u64,
     /// The agent's clock when it sent the Hello (0: not said).
     pub agent_time_ms: i64,
+    /// When the terminal's machine booted, by its clock (0: not said).
+    pub boot_time_ms: i64,
     pub prefecture: Option<String>,
     pub site_name: Option<String>,
 }
@@ -111,6 +113,12 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
             oqs_proto::MAX_SEQ
         )));
     }
+    if h.boot_time_ms < 0 {
+        return Err(bad(format!(
+            "boot_time_ms {} is before 1970: send 0 when the boot time is not known",
+            h.boot_time_ms
+        )));
+    }
     let prefecture = line("prefecture", &h.prefecture, TL::PREFECTURE)?;
     let site_name = line("site_name", &h.site_name, TL::SITE_NAME)?;
     Ok(AgentIdentity {
@@ -127,6 +135,7 @@ pub fn hello(h: &Hello) -> Result<AgentIdentity, Rejection> {
         highest_held_seq: h.highest_held_seq,
         highest_acked_seq: h.highest_acked_seq,
         agent_time_ms: h.agent_time_ms,
+        boot_time_ms: h.boot_time_ms,
     })
 }
 
@@ -182,6 +191,7 @@ mod tests {
             highest_held_seq: 0,
             highest_acked_seq: 0,
             agent_time_ms: 0,
+            boot_time_ms: 0,
             prefecture: Some("東京都".into()),
             site_name: Some("山田クリニック".into()),
             credential: None,
@@ -246,6 +256,11 @@ mod tests {
         let mut h = good_hello();
         h.prefecture = Some("東京都".repeat(10));
         assert!(hello(&h).unwrap_err().to_string().contains("prefecture"));
+        let mut h = good_hello();
+        h.boot_time_ms = -5;
+        assert!(hello(&h).unwrap_err().to_string().contains("boot_time_ms"));
+        h.boot_time_ms = 1_764_547_200_000;
+        assert_eq!(hello(&h).unwrap().boot_time_ms, 1_764_547_200_000);
     }
 
     #[test]

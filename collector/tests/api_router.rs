@@ -1,7 +1,7 @@
 //! The HTTP side's handlers through the router alone (`tower::ServiceExt::oneshot`, no socket):
 //! every refusal is one JSON error with the right status and a message naming what was wrong,
-//! the one "unknown site" answer on every endpoint, commands' validation, the dashboard's pages
-//! and assets. End-to-end paths that need sockets (ingest, browser, Prometheus, the lab) have
+//! the one "unknown site" answer on every endpoint, commands' validation, the fleet inventory,
+//! the dashboard's pages and assets. End-to-end paths that need sockets (ingest, browser, Prometheus, the lab) have
 //! their own tests.
 
 mod common;
@@ -153,5 +153,98 @@ async fn dashboard_pages_and_assets_are_served_with_their_types() {
     }
     let (status, _, _) = api.request("GET", "/assets/nope.js", &[], "").await;
     assert_eq!(status, 404);
+    api.close().await;
+}
+
+/// The inventory: every terminal's agent version, OS, boot time and clock offset, the versions in
+/// use with their counts, the newest one and who lags behind it; its filters; `oqs_agent_info`
+/// and `oqs_agent_newest_version_info` with bounded labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_shows_versions_who_lags_and_each_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::open(dir.path()).await;
+    // 14 sites: the simulator's sites 3 and 13 run an older agent, 0 and 7 run Linux.
+    api.feed("inv-", Scenario::Healthy, 14, 2).await;
+    let current = oqs_fleet_sim::agent_version(0);
+    let old = oqs_fleet_sim::OLD_AGENT_VERSION;
+    let v = api.get_json("/api/inventory").await;
+    assert_eq!(v["newest_version"], current, "{v}");
+    assert_eq!(v["terminals_total"], 14);
+    assert_eq!(v["outdated_total"], 2);
+    assert_eq!(
+        v["versions"],
+        serde_json::json!([
+            {"version": current, "terminals": 12, "newest": true},
+            {"version": old, "terminals": 2, "newest": false},
+        ])
+    );
+    assert_eq!(
+        v["os_families"],
+        serde_json::json!({"linux": 2, "windows": 12})
+    );
+    let t = &v["terminals"][0];
+    assert_eq!(t["site_id"], "inv-00000");
+    assert!(t["os"].as_str().unwrap().contains("Ubuntu"), "{t}");
+    assert_eq!(t["os_family"], "linux");
+    assert!(
+        t["boot_time"].as_str().is_some_and(|b| b.starts_with("20")),
+        "{t}"
+    );
+    assert!(t["clock_offset_ms"].as_i64().unwrap().abs() < 60_000, "{t}");
+    assert!(t["interface"].as_str().is_some(), "{t}");
+    assert!(
+        t.get("customer_id").is_none(),
+        "no customer ID in the inventory: {t}"
+    );
+
+    let lagging = api.get_json("/api/inventory?outdated=true").await;
+    let ids: Vec<&str> = lagging["terminals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["site_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["inv-00003", "inv-00013"]);
+    assert!(lagging["terminals"][0]["outdated"].as_bool().unwrap());
+    let linux = api.get_json("/api/inventory?os=linux").await;
+    assert_eq!(linux["matched"], 2);
+    let one = api
+        .get_json(&format!("/api/inventory?version={old}&limit=1"))
+        .await;
+    assert_eq!(
+        (
+            one["matched"].as_u64(),
+            one["terminals"].as_array().unwrap().len()
+        ),
+        (Some(2), 1)
+    );
+    let q = api.get_json("/api/inventory?q=OQS-7-").await;
+    assert_eq!(q["matched"], 1, "by hostname: {q}");
+    for (bad, says) in [
+        ("/api/inventory?os=beos", "os"),
+        ("/api/inventory?limit=0", "limit"),
+        ("/api/inventory?outdated=maybe", "outdated"),
+        ("/api/inventory?colour=red", "colour"),
+    ] {
+        let (status, body) = api.get(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(error_of(&body).contains(says), "{bad}: {body}");
+    }
+
+    let (status, m) = api.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        m.contains(&format!(
+            "oqs_agent_info{{os=\"linux\",site=\"inv-00000\",terminal=\"pc-1\",version=\"{current}\"}} 1"
+        )),
+        "{}",
+        m.lines().filter(|l| l.contains("agent_info")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(m.contains(&format!(
+        "oqs_agent_info{{os=\"windows\",site=\"inv-00003\",terminal=\"pc-1\",version=\"{old}\"}} 1"
+    )));
+    assert!(m.contains(&format!(
+        "oqs_agent_newest_version_info{{version=\"{current}\"}} 1"
+    )));
     api.close().await;
 }

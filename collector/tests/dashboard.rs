@@ -166,6 +166,42 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
     assert!(dom.contains("id=\"n-total\">50<"), "total count");
     assert!(dom.contains("id=\"n-flagged\">"), "flagged count");
 
+    // The fleet inventory: versions with their counts, the lagging ones (the simulator's every
+    // tenth site runs an older agent), and the filter from the URL.
+    let b = base.clone();
+    let s = shots.join("fleet.png");
+    let dom = tokio::task::spawn_blocking(move || chromium(&format!("{b}/fleet"), &s))
+        .await
+        .unwrap();
+    let old = oqs_fleet_sim::OLD_AGENT_VERSION;
+    assert_eq!(
+        dom.matches("data-terminal=\"").count(),
+        50,
+        "every terminal listed"
+    );
+    assert!(dom.contains("id=\"n-outdated\">5<"), "five lag");
+    assert!(
+        dom.contains(&format!("id=\"v-{old}\">5<")),
+        "the old version's count"
+    );
+    assert!(
+        dom.contains(&format!("id=\"v-{}\">45<", oqs_fleet_sim::agent_version(0))),
+        "the newest version's count"
+    );
+    assert!(dom.contains("Windows 11 Pro"), "the OS with its build");
+    let b = base.clone();
+    let s = shots.join("fleet-outdated.png");
+    let dom =
+        tokio::task::spawn_blocking(move || chromium(&format!("{b}/fleet?outdated=true"), &s))
+            .await
+            .unwrap();
+    assert_eq!(
+        dom.matches("data-outdated=\"true\"").count(),
+        5,
+        "only the lagging"
+    );
+    assert_eq!(dom.matches("data-outdated=\"false\"").count(), 0);
+
     let b = base.clone();
     let s = shots.join("site-p11019.png");
     let dom = tokio::task::spawn_blocking(move || chromium(&format!("{b}/sites/mx-00005"), &s))

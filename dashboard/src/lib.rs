@@ -1,5 +1,5 @@
-//! The NOC dashboard: the fleet overview at `/` and a page per site at `/sites/{site_id}`, served
-//! by `oqs-collector`.
+//! The NOC dashboard: the fleet overview at `/`, a page per site at `/sites/{site_id}` and the
+//! fleet inventory (agent versions, machines) at `/fleet`, served by `oqs-collector`.
 //!
 //! The pages are a shell plus one script and one stylesheet shipped in this crate (no Node
 //! toolchain, no CDN); the script reads only the collector's JSON API (`/api/...`) and draws the
@@ -24,6 +24,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { page("overview") }))
         .route("/sites/{site_id}", get(|| async { page("site") }))
+        .route("/fleet", get(|| async { page("fleet") }))
         .route(
             "/assets/app.js",
             get(|| async {
@@ -60,6 +61,7 @@ mod tests {
         assert!(overview.contains("data-page=\"overview\""));
         assert!(overview.contains("/assets/app.js") && overview.contains("/assets/app.css"));
         assert!(super::page("site").0.contains("data-page=\"site\""));
+        assert!(super::page("fleet").0.contains("data-page=\"fleet\""));
         // The script inserts API text as text: no innerHTML anywhere.
         assert!(!super::APP_JS.contains("innerHTML"));
         // The desks to call come from the API (contact.desks), with whether each is open now.

@@ -377,6 +377,28 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The agent version a simulated site runs: this crate's, except every tenth site (index 3, 13,
+/// …), which lags on an older one, as a fleet mid-rollout does.
+pub fn agent_version(site_index: usize) -> &'static str {
+    if site_index % 10 == 3 {
+        OLD_AGENT_VERSION
+    } else {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+/// What the lagging sites of [`agent_version`] run.
+pub const OLD_AGENT_VERSION: &str = "0.0.9";
+
+/// The OS a simulated site's terminal says it runs: Windows 11 mostly, every seventh on Linux.
+pub fn os(site_index: usize) -> &'static str {
+    if site_index.is_multiple_of(7) {
+        "linux x86_64 Ubuntu 24.04.1 LTS, kernel 6.8.0-49-generic"
+    } else {
+        "windows x86_64 Windows 11 Pro 23H2 (build 22631.4460)"
+    }
+}
+
 /// The Hello of terminal `index` (0-based; its id is `pc-{index + 1}`) of a simulated site.
 pub fn hello(site: &SiteProfile, index: usize) -> Hello {
     Hello {
@@ -384,14 +406,17 @@ pub fn hello(site: &SiteProfile, index: usize) -> Hello {
         site_id: site.site_id.clone(),
         terminal_id: format!("pc-{}", index + 1),
         hostname: format!("OQS-{}-{}", site.index, index + 1),
-        agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).into(),
+        agent_version: agent_version(site.index).into(),
         area: site.area.to_wire() as i32,
-        os: "windows 10.0.19045 (simulated)".into(),
+        os: os(site.index).into(),
         boot_id: format!("{:016x}", scenario::mix(site.index as u64, now_ms() as u64)),
         customer_id: Some(site.customer_id.clone()),
         highest_held_seq: 0,
         highest_acked_seq: 0,
         agent_time_ms: now_ms(),
+        // Booted within the last month, the same for a site on every run's day.
+        boot_time_ms: now_ms()
+            - (scenario::mix(site.index as u64, 0xb007) % (30 * 86_400_000)) as i64,
         prefecture: Some(site.prefecture.to_owned()),
         site_name: Some(site.name.clone()),
         credential: None,

@@ -2,7 +2,7 @@
 //! dashboard mounted at `/`. Built by one function, [`router`], that tests call without a socket.
 //!
 //! One module per part of the API: [`sites`] (the overview), [`site`] (a site's page),
-//! [`history`] (charts and events), [`commands`] (run now, config), [`admin`] (enrollment);
+//! [`history`] (charts and events), [`inventory`] (agent versions and machines), [`commands`] (run now, config), [`admin`] (enrollment);
 //! [`error`] is the one error type every refusal goes through.
 //!
 //! Must never write to the store: it reads, and its only actions are commands to connected agents
@@ -12,6 +12,7 @@ pub mod admin;
 pub mod commands;
 pub mod error;
 pub mod history;
+pub mod inventory;
 pub mod site;
 pub mod sites;
 
@@ -55,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/sites/{site_id}", get(site::site))
         .route("/api/sites/{site_id}/history", get(history::history))
         .route("/api/events", get(history::events))
+        .route("/api/inventory", get(inventory::inventory))
         .route("/api/sites/{site_id}/run-now", post(commands::run_now))
         .route("/api/sites/{site_id}/config", post(commands::config_update))
         .route("/api/admin/enrollments", get(admin::enrollments))

@@ -50,6 +50,7 @@ pub fn hello(site: &str, terminal: &str) -> Hello {
         highest_held_seq: 0,
         highest_acked_seq: 0,
         agent_time_ms: 0,
+        boot_time_ms: 0,
         prefecture: Some("東京都".into()),
         site_name: None,
         credential: None,

@@ -1,4 +1,4 @@
-// OQS Fleet Monitor dashboard: the fleet overview and the site page. Plain JavaScript, no build
+// OQS Fleet Monitor dashboard: the fleet overview, the site page and the fleet inventory. Plain JavaScript, no build
 // step; it reads only the collector's JSON API and draws its charts as SVG. Text from the API is
 // always inserted as text (never as HTML).
 'use strict';
@@ -28,6 +28,9 @@ const T = {
     truncated: t => `点が多いため、${t} 以降のみ表示しています（期間を短くすると全体が見られます）。`,
     shares_line: '同じ回線の拠点', raised: '発生', cleared: '解消', updated_a: '更新', loading: '読み込み中…',
     step_n: n => `手順${n}`, no_data: 'データなし',
+    fleet: '端末一覧（インベントリ）', newest: '最新', outdated_only: '旧バージョンのみ', os: 'OS',
+    boot: '起動', clock: '時計のずれ', iface: 'インターフェース', outdated: '旧バージョン',
+    fleet_search: '拠点ID・名称・ホスト名', terminals_n: '端末数', lagging: '要更新',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -47,6 +50,9 @@ const T = {
     truncated: t => `Too many points: showing from ${t} on (choose a shorter range to see it all).`,
     shares_line: 'Same line as', raised: 'raised', cleared: 'cleared', updated_a: 'updated', loading: 'Loading…',
     step_n: n => `step ${n}`, no_data: 'no data',
+    fleet: 'Fleet inventory', newest: 'newest', outdated_only: 'Outdated only', os: 'OS',
+    boot: 'Booted', clock: 'Clock offset', iface: 'Interface', outdated: 'outdated',
+    fleet_search: 'Site id, name or host', terminals_n: 'Terminals', lagging: 'Outdated',
   },
 }[LANG];
 
@@ -219,7 +225,7 @@ function overviewPage() {
     el('button', { id: 'next', onclick: () => { state.offset += state.limit; load(); } }, T.next), info);
   document.body.append(
     el('header', {}, el('h1', {}, `OQS Fleet Monitor — ${T.sites}`), el('span', { class: 'spacer' }),
-      el('span', { id: 'updated', class: 'muted' }), langToggle()),
+      el('a', { href: '/fleet', id: 'to-fleet' }, T.fleet), el('span', { id: 'updated', class: 'muted' }), langToggle()),
     el('main', {}, tiles, el('div', { class: 'filters' }, areaSel, prefSel, flagSel, search, flaggedBox),
       el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.name, T.prefecture, T.flags, T.step, T.last_report, T.terminals].map(h => el('th', {}, h)))), rows),
       pager));
@@ -262,6 +268,57 @@ function overviewPage() {
   }
   load();
   setInterval(load, 10000);
+}
+
+// ---------- the fleet inventory ----------
+// Every terminal with its agent version, OS, boot time and clock offset; the versions in use with
+// their counts (the newest marked), so a NOC sees who lags behind a rollout. Filters are in the
+// URL (?version=, ?os=, ?outdated=true, ?q=) so a filtered list can be linked.
+function fleetPage() {
+  const url = new URLSearchParams(location.search);
+  const state = { version: url.get('version') || '', os: url.get('os') || '', outdated: url.get('outdated') === 'true', q: url.get('q') || '' };
+  const tiles = el('div', { class: 'tiles', id: 'versions' });
+  const osTiles = el('div', { class: 'tiles', id: 'os-families' });
+  const rows = el('tbody', { id: 'fleet-rows' });
+  const info = el('span', { class: 'muted', id: 'info' }, T.loading);
+  let timer = null;
+  const search = el('input', { type: 'search', id: 'f-q', placeholder: T.fleet_search, value: state.q,
+    oninput: e => { clearTimeout(timer); timer = setTimeout(() => { state.q = e.target.value; load(); }, 250); } });
+  const outdatedBox = el('label', {}, el('input', { type: 'checkbox', id: 'f-outdated', checked: state.outdated ? 'checked' : null,
+    onchange: e => { state.outdated = e.target.checked; load(); } }), ' ', T.outdated_only);
+  document.body.append(
+    el('header', {}, el('a', { href: '/' }, `← ${T.sites}`), el('h1', {}, T.fleet), el('span', { class: 'spacer' }), langToggle()),
+    el('main', {}, tiles, osTiles, el('div', { class: 'filters' }, search, outdatedBox, info),
+      el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.terminal, T.version, T.os, T.hostname, T.boot, T.clock, T.last_report, T.iface, T.connected].map(h => el('th', {}, h)))), rows)));
+  const offset = ms => ms == null ? '-' : Math.abs(ms) < 50 ? '0.0 s' : `${ms > 0 ? '+' : '−'}${(Math.abs(ms) / 1000).toFixed(1)} s`;
+
+  async function load() {
+    const f = new URLSearchParams();
+    for (const k of ['version', 'os', 'q']) if (state[k]) f.set(k, state[k]);
+    if (state.outdated) f.set('outdated', 'true');
+    history.replaceState(null, '', f.toString() ? `/fleet?${f}` : '/fleet');
+    let d;
+    try { d = await api(`/api/inventory?limit=5000${f.toString() ? '&' + f : ''}`); } catch (e) { info.textContent = e.message; return; }
+    tiles.replaceChildren(
+      el('div', { class: `tile ${!state.version && !state.outdated ? 'active' : ''}`, onclick: () => { state.version = ''; state.outdated = false; document.getElementById('f-outdated').checked = false; load(); } },
+        el('div', { class: 'n', id: 'n-terminals' }, d.terminals_total), T.terminals_n),
+      el('div', { class: `tile ${d.outdated_total ? 'warn' : 'ok'} ${state.outdated ? 'active' : ''}`, onclick: () => { state.outdated = true; document.getElementById('f-outdated').checked = true; load(); } },
+        el('div', { class: 'n', id: 'n-outdated' }, d.outdated_total), T.lagging),
+      ...d.versions.map(v => el('div', { class: `tile ${v.newest ? 'ok' : 'warn'} ${state.version === v.version ? 'active' : ''}`, 'data-version': v.version,
+        onclick: () => { state.version = state.version === v.version ? '' : v.version; load(); } },
+        el('div', { class: 'n', id: `v-${v.version}` }, v.terminals), `${v.version || '?'}${v.newest ? ` (${T.newest})` : ''}`)));
+    osTiles.replaceChildren(...Object.entries(d.os_families).map(([f, n]) => el('div', { class: `tile ${state.os === f ? 'active' : ''}`, 'data-os': f,
+      onclick: () => { state.os = state.os === f ? '' : f; load(); } }, el('div', { class: 'n' }, n), f)));
+    rows.replaceChildren(...d.terminals.map(t => el('tr', { class: t.outdated ? 'sev-warn' : '', 'data-terminal': `${t.site_id}/${t.terminal_id}`, 'data-outdated': String(t.outdated) },
+      el('td', {}, el('a', { href: `/sites/${encodeURIComponent(t.site_id)}` }, t.site_id), t.site_name ? ` ${t.site_name}` : ''),
+      el('td', {}, t.terminal_id),
+      el('td', {}, t.agent_version || '?', t.outdated ? el('span', { class: 'badge warn' }, T.outdated) : ''),
+      el('td', {}, t.os), el('td', {}, t.hostname), el('td', {}, when(t.boot_time)), el('td', {}, offset(t.clock_offset_ms)),
+      el('td', {}, when(t.last_report_at)), el('td', {}, t.interface || '-'), el('td', {}, t.connected ? '●' : '○'))));
+    info.textContent = `${d.matched} / ${d.terminals_total}`;
+  }
+  load();
+  setInterval(load, 30000);
 }
 
 // ---------- the site page ----------
@@ -459,5 +516,8 @@ function sitePage() {
 }
 
 document.documentElement.lang = LANG;
-loadCatalog().then(() => { if (document.body.dataset.page === 'site') sitePage(); else overviewPage(); },
+loadCatalog().then(() => {
+  const page = document.body.dataset.page;
+  if (page === 'site') sitePage(); else if (page === 'fleet') fleetPage(); else overviewPage();
+},
   e => { document.body.textContent = `${T.loading} /api/catalog: ${e.message}`; });
