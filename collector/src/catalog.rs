@@ -48,6 +48,28 @@ pub struct Alert {
     pub name: &'static str,
     pub detail: Option<&'static str>,
     pub severity: AlertSeverity,
+    /// The guide's finding this alert stands for when it is not its flag's (a detail alert:
+    /// P11019 is the ineligible line, `upstream` DNS the NW-base unreachable).
+    #[serde(skip)]
+    pub finding: Option<Finding>,
+}
+
+impl Alert {
+    /// The same alert, standing for `f`.
+    const fn because(mut self, f: Finding) -> Alert {
+        self.finding = Some(f);
+        self
+    }
+}
+
+impl FlagInfo {
+    /// The guide's finding an alert of this flag stands for (its own, else the flag's).
+    pub fn finding_of(&self, alert: &Alert) -> Option<Finding> {
+        alert.finding.or(match self.guide {
+            Guide::Finding(f) => Some(f),
+            Guide::Page { .. } => None,
+        })
+    }
 }
 
 /// Where the guide speaks of a flag: through the diagnosis finding it corresponds to (its step
@@ -195,6 +217,7 @@ const fn on_flag(name: &'static str, severity: AlertSeverity) -> Alert {
         name,
         detail: None,
         severity,
+        finding: None,
     }
 }
 
@@ -203,6 +226,7 @@ const fn on_detail(name: &'static str, detail: &'static str, severity: AlertSeve
         name,
         detail: Some(detail),
         severity,
+        finding: None,
     }
 }
 
@@ -218,9 +242,9 @@ flags! {
         Critical, ja: "回線認証エラー", en: "Line-auth error", badge_detail: true,
         guide: page(Some(5), "P16-17, FAQ Q9, FAQ Q11"),
         alerts: [
-            on_detail("LineAuthIneligibleLine", "P11019", A_CRIT),
-            on_detail("LineAuthNoResponse", "P32031", A_WARN),
-            on_detail("LineAuthErrorOther", "other", A_WARN),
+            on_detail("LineAuthIneligibleLine", "P11019", A_CRIT).because(Finding::IneligibleLine),
+            on_detail("LineAuthNoResponse", "P32031", A_WARN).because(Finding::NoResponse),
+            on_detail("LineAuthErrorOther", "other", A_WARN).because(Finding::RetryLater),
         ],
     }
     /// An agent's Hello says the collector acknowledged more than its store holds: the store lost
@@ -262,10 +286,12 @@ flags! {
         Critical, ja: "DNS異常", en: "DNS failing",
         guide: Guide::Finding(Finding::RouterDnsTable),
         alerts: [
-            on_detail("DnsTerminalSettings", "terminal_settings", A_CRIT),
-            on_detail("DnsAnswerTruncated", "truncated", A_CRIT),
+            on_detail("DnsTerminalSettings", "terminal_settings", A_CRIT)
+                .because(Finding::DnsSettings),
+            on_detail("DnsAnswerTruncated", "truncated", A_CRIT).because(Finding::DnsTruncated),
             on_detail("DnsRouterTableWrong", "router_table", A_CRIT),
-            on_detail("DnsResolutionFailing", "upstream", A_CRIT),
+            on_detail("DnsResolutionFailing", "upstream", A_CRIT)
+                .because(Finding::NwBaseUnreachable),
         ],
     }
     /// The OQS connection certificate is not trusted (not installed, FAQ Q8).

@@ -95,6 +95,12 @@ impl Derived {
                 .fleet
                 .set_agent(&key.site, &key.terminal, &rec.agent_version, &rec.os);
         }
+        if rec.last_hello_ms > 0 {
+            let area = crate::api::area_name(rec.area).unwrap_or("");
+            self.metrics
+                .fleet
+                .set_site(&key.site, &rec.site_name, &rec.prefecture, area);
+        }
     }
 
     fn site_mut(&mut self, staged: &mut Staged, site: &str) -> &mut Arc<SiteState> {

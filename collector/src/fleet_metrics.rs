@@ -6,8 +6,10 @@
 //! `oqs_site_flag` {site, flag}, `oqs_site_flag_detail` {site, flag, detail} (only for a raised
 //! flag), `oqs_site_diagnosis_step` {site}, `oqs_ipv6_prefix_changes_total` {site},
 //! `oqs_lineauth_code_total` {site, code}, `oqs_agent_last_report_timestamp_seconds`
-//! {site, terminal}, `oqs_agent_info` {site, terminal, version, os} and
-//! `oqs_agent_newest_version_info` {version} (`inventory.rs` bounds both labels). Labels are validated ids and fixed names: never an address or free text.
+//! {site, terminal}, `oqs_agent_info` {site, terminal, version, os},
+//! `oqs_agent_newest_version_info` {version} (`inventory.rs` bounds both labels) and
+//! `oqs_site_info` {site, site_name, prefecture, area} (the alerts' `site_name`; the name is the
+//! one free text here: one series per site, escaped). Labels are validated ids and fixed names: never an address or free text.
 //! Must never be written by anything but the committer after a durable batch.
 
 use crate::flags::{self, Flag};
@@ -35,6 +37,22 @@ struct Inner {
     codes: BTreeMap<(String, String), u64>,
     known_codes: Vec<String>,
     versions: std::collections::BTreeSet<Arc<str>>,
+    /// Per site: its name, prefecture and area as its agents' Hellos say.
+    sites: BTreeMap<String, SiteInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct SiteInfo {
+    name: String,
+    prefecture: String,
+    area: &'static str,
+}
+
+/// A label value in the exposition format's escaping.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Shared, cheap to clone.
@@ -99,6 +117,19 @@ impl FleetMetrics {
             .or_default();
         t.version = Some(interned);
         t.os = family;
+    }
+
+    /// A site's name, prefecture and area (empty texts: not said).
+    pub fn set_site(&self, site: &str, name: &str, prefecture: &str, area: &'static str) {
+        let info = SiteInfo {
+            name: name.to_owned(),
+            prefecture: prefecture.to_owned(),
+            area,
+        };
+        let mut g = self.write();
+        if g.sites.get(site) != Some(&info) {
+            g.sites.insert(site.to_owned(), info);
+        }
     }
 
     /// One report showing a portal code (already reduced to its label).
@@ -171,6 +202,22 @@ impl FleetMetrics {
                 if let Some(v) = &t.version {
                     writeln!(out, "oqs_agent_info{{os=\"{}\",site=\"{site}\",terminal=\"{term}\",version=\"{v}\"}} 1", t.os)?;
                 }
+            }
+            header(
+                out,
+                "oqs_site_info",
+                "gauge",
+                "1 for each site its agents introduced, labelled with its name, prefecture and area \
+                 (east, west) as their Hellos say: for joins and the alerts' site_name.",
+            )?;
+            for (site, i) in &g.sites {
+                writeln!(
+                    out,
+                    "oqs_site_info{{area=\"{}\",prefecture=\"{}\",site=\"{site}\",site_name=\"{}\"}} 1",
+                    i.area,
+                    escape(&i.prefecture),
+                    escape(&i.name)
+                )?;
             }
             let in_use = g.terminals.values().filter_map(|t| t.version.as_deref());
             if let Some(newest) = crate::inventory::newest(in_use) {
@@ -265,4 +312,23 @@ impl FleetMetrics {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) -> std::fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} {kind}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_info_escapes_its_free_text() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("x\ny"), "x\\ny");
+        let m = FleetMetrics::default();
+        m.set_site("s1", "山田\"クリニック", "東京都", "east");
+        let mut out = String::new();
+        m.render(&FleetView::default(), &mut out);
+        assert!(
+            out.contains(r#"oqs_site_info{area="east",prefecture="東京都",site="s1",site_name="山田\"クリニック"} 1"#),
+            "{out}"
+        );
+    }
 }

@@ -104,7 +104,7 @@ pub(crate) fn when(ms: i64) -> Option<String> {
     (ms > 0).then(|| crate::clock::rfc3339_ms(ms))
 }
 
-fn area_name(a: i32) -> Option<&'static str> {
+pub(crate) fn area_name(a: i32) -> Option<&'static str> {
     oqs_proto::v1::Area::try_from(a)
         .ok()
         .and_then(oqs_proto::ident::Area::from_wire)
