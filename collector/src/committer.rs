@@ -222,6 +222,8 @@ pub struct CommitterSettings {
     pub queue: usize,
     pub flags: FlagSettings,
     pub history: HistorySettings,
+    /// Closed days and windows: no `agent_silent` while a site is closed.
+    pub maintenance: crate::maintenance::MaintenanceBook,
 }
 
 /// Loads the derived state and starts the committer. It runs until every [`CommitterHandle`] is
@@ -237,6 +239,7 @@ pub async fn spawn(
         queue,
         flags,
         history,
+        maintenance,
     } = settings;
     let tick_every = std::time::Duration::from_millis(flags.evaluate_every_ms.max(1));
     let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
@@ -244,7 +247,8 @@ pub async fn spawn(
     let writer = tokio::task::spawn_blocking(move || -> Result<Writer, StoreError> {
         let records: HashMap<TerminalKey, TerminalRecord> =
             store.terminals()?.into_iter().collect();
-        let derived = Derived::load(&store, flags, history, view, m, &records)?;
+        let derived =
+            Derived::load(&store, flags, history, view, m, &records)?.with_maintenance(maintenance);
         Ok(Writer {
             store,
             records,

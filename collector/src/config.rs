@@ -48,6 +48,8 @@ pub struct CollectorConfig {
     pub insecure: bool,
     pub http_auth: HttpAuth,
     pub enrollment: EnrollmentSettings,
+    /// Limits on sites' closed days and maintenance windows.
+    pub maintenance: crate::maintenance::MaintenanceLimits,
 }
 
 /// Whether agents must prove they belong to their site (`enrollment.rs`).
@@ -133,6 +135,7 @@ impl Default for CollectorConfig {
             insecure: false,
             http_auth: HttpAuth::default(),
             enrollment: EnrollmentSettings::default(),
+            maintenance: Default::default(),
         }
     }
 }

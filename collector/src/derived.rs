@@ -47,9 +47,16 @@ pub struct Derived {
     sites: HashMap<String, Arc<SiteState>>,
     view: FleetView,
     metrics: Arc<Metrics>,
+    maintenance: crate::maintenance::MaintenanceBook,
 }
 
 impl Derived {
+    /// Closed days and windows for the silence check.
+    pub fn with_maintenance(mut self, book: crate::maintenance::MaintenanceBook) -> Self {
+        self.maintenance = book;
+        self
+    }
+
     /// Loads every site's state; fills the view and the state metrics. Blocking.
     pub fn load(
         store: &Store,
@@ -70,6 +77,7 @@ impl Derived {
             sites,
             view,
             metrics,
+            maintenance: Default::default(),
         };
         d.metrics
             .fleet
@@ -253,11 +261,25 @@ impl Derived {
             let Some(current) = self.sites.get(&site) else {
                 continue;
             };
+            // A closed clinic's terminals are off: while it is closed they count as seen now, and
+            // after it they get their intervals from the opening.
+            let schedule = self.maintenance.get(&site);
+            let closed = schedule
+                .as_ref()
+                .is_some_and(|s| s.in_effect(now_ms).is_some());
+            let opened = schedule.as_ref().and_then(|s| s.last_end_before(now_ms));
             let last_seen = |terminal: &str| {
                 records
                     .get(&TerminalKey::new(&site, terminal))
                     .filter(|r| r.last_report_at_ms > 0)
-                    .map(|r| (r.last_report_at_ms, r.interval_ms))
+                    .map(|r| {
+                        let seen = if closed {
+                            now_ms
+                        } else {
+                            r.last_report_at_ms.max(opened.unwrap_or(0))
+                        };
+                        (seen, r.interval_ms)
+                    })
             };
             if !self.engine.tick_due(current, now_ms, &last_seen) {
                 continue;

@@ -177,6 +177,8 @@ pub struct Core {
     pub presence: Presence,
     pub view: FleetView,
     pub enrollment: Enrollment,
+    /// Closed days and maintenance windows.
+    pub maintenance: crate::maintenance::MaintenanceBook,
     /// Where reports are committed (the ingest streams' way in; tests submit through it too).
     pub committer: committer::CommitterHandle,
     committer_task: JoinHandle<()>,
@@ -196,6 +198,12 @@ impl Core {
         })
         .await
         .context("opening the store panicked")??;
+        let maintenance = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || crate::api::maintenance::load(&store))
+                .await
+                .context("loading maintenance schedules panicked")??
+        };
         let metrics = Arc::new(Metrics::new());
         let presence = Presence::new(metrics.agents_connected.clone());
         let view = FleetView::default();
@@ -206,6 +214,7 @@ impl Core {
                 queue: config.ingest.commit_queue,
                 flags: config.flags.clone(),
                 history: config.history.clone(),
+                maintenance: maintenance.clone(),
             },
             metrics.clone(),
             view.clone(),
@@ -225,6 +234,7 @@ impl Core {
             presence,
             view,
             enrollment,
+            maintenance,
             committer,
             committer_task,
         })
@@ -241,6 +251,8 @@ impl Core {
             auth: config.http_auth.clone(),
             enrollment: self.enrollment.clone(),
             committer: self.committer.watch(),
+            maintenance: self.maintenance.clone(),
+            maintenance_limits: config.maintenance,
         }
     }
 

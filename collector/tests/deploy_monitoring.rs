@@ -330,6 +330,15 @@ fn the_alertmanager_example_loads_and_groups_per_site() {
         route(&["alertname=CollectorDown", "severity=critical"]),
         "noc-pager"
     );
+    // A closed clinic's maintenance alert is told to nobody (it inhibits the site's alerts).
+    assert_eq!(
+        route(&[
+            "alertname=SiteInMaintenance",
+            "site=clinic-a",
+            "severity=info"
+        ]),
+        "null"
+    );
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains("group_by: [\"site\"]"));
 }

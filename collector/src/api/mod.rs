@@ -13,6 +13,7 @@ pub mod commands;
 pub mod error;
 pub mod history;
 pub mod inventory;
+pub mod maintenance;
 pub mod site;
 pub mod sites;
 
@@ -43,6 +44,9 @@ pub struct ApiState {
     pub enrollment: crate::enrollment::Enrollment,
     /// Whether ingest can still store reports (`/healthz`).
     pub committer: crate::committer::CommitterWatch,
+    /// Closed days and windows (`oqs_site_in_maintenance`, the site page, the overview).
+    pub maintenance: crate::maintenance::MaintenanceBook,
+    pub maintenance_limits: crate::maintenance::MaintenanceLimits,
 }
 
 /// The whole HTTP surface.
@@ -57,6 +61,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/sites/{site_id}/history", get(history::history))
         .route("/api/events", get(history::events))
         .route("/api/inventory", get(inventory::inventory))
+        .route(
+            "/api/sites/{site_id}/maintenance",
+            get(maintenance::get_schedule).put(maintenance::put_schedule),
+        )
+        .route(
+            "/api/sites/{site_id}/maintenance/windows",
+            post(maintenance::add_window),
+        )
+        .route(
+            "/api/sites/{site_id}/maintenance/windows/{window_id}",
+            axum::routing::delete(maintenance::delete_window),
+        )
         .route("/api/sites/{site_id}/run-now", post(commands::run_now))
         .route("/api/sites/{site_id}/config", post(commands::config_update))
         .route("/api/admin/enrollments", get(admin::enrollments))
@@ -91,8 +107,27 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(&s.view),
+        {
+            let mut out = s.metrics.render(&s.view);
+            render_maintenance(&s.maintenance, crate::clock::now_ms(), &mut out);
+            out
+        },
     )
+}
+
+/// `oqs_site_in_maintenance{site}`: 1 while a site is closed or in a window (the shipped alert
+/// rules stay quiet for it), 0 for a site with a schedule outside it.
+fn render_maintenance(book: &crate::maintenance::MaintenanceBook, now_ms: i64, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP oqs_site_in_maintenance 1 while the site is closed (its recurring closed hours, a public holiday if so set) or in a maintenance window, else 0 (sites with a schedule only): the shipped alert rules stay quiet for it.");
+    let _ = writeln!(out, "# TYPE oqs_site_in_maintenance gauge");
+    for (site, active) in book.states(now_ms) {
+        let _ = writeln!(
+            out,
+            "oqs_site_in_maintenance{{site=\"{site}\"}} {}",
+            u8::from(active)
+        );
+    }
 }
 
 /// Every check kind and flag with its labels, severity and guide page: the dashboard's only list.

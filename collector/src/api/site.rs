@@ -26,6 +26,9 @@ pub struct SitePage {
     last_report_at: Option<String>,
     /// Raised flags, most severe first.
     flags: Vec<&'static str>,
+    /// Why the site is closed or in a maintenance window now (null: it is not): its flags still
+    /// show, its alerts stay quiet.
+    maintenance: Option<crate::maintenance::Why>,
     active_flags: Vec<ActiveFlagView>,
     diagnosis: DiagnosisView,
     contact: Contact,
@@ -228,6 +231,10 @@ pub(super) async fn site(
             .collect()
     };
     let page = SitePage {
+        maintenance: s
+            .maintenance
+            .get(site_id.as_str())
+            .and_then(|m| m.in_effect(crate::clock::now_ms())),
         site_name: first_non_empty(&terms, |r| &r.site_name),
         prefecture: first_non_empty(&terms, |r| &r.prefecture),
         area: terms.first().and_then(|(_, r)| area_name(r.area)),

@@ -28,6 +28,8 @@ struct SiteSummary {
     /// The guide's step the site fails first (null: healthy).
     diagnosis_step: Option<u8>,
     prefix: Option<String>,
+    /// Closed or in a maintenance window now: its flags show, its alerts stay quiet.
+    in_maintenance: bool,
 }
 
 #[derive(Serialize)]
@@ -100,6 +102,7 @@ pub(super) async fn sites(
         )));
     }
     let offset = q.offset.unwrap_or(0);
+    let now_ms = crate::clock::now_ms();
     let store = s.store.clone();
     let all = read(move || store.terminals()).await?;
     let mut by_site: BTreeMap<String, Vec<(TerminalKey, TerminalRecord)>> = BTreeMap::new();
@@ -152,6 +155,10 @@ pub(super) async fn sites(
         rows.push((
             rank,
             SiteSummary {
+                in_maintenance: s
+                    .maintenance
+                    .get(&site_id)
+                    .is_some_and(|m| m.in_effect(now_ms).is_some()),
                 area: site_area,
                 site_name,
                 prefecture,

@@ -40,8 +40,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
-/// 0 = Sunday … 6 = Saturday.
-fn weekday(days: i64) -> u32 {
+/// The weekday of a date (days since the epoch): 0 Sunday … 6 Saturday.
+pub fn weekday(days: i64) -> u32 {
     (days + 4).rem_euclid(7) as u32
 }
 

@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 queue: config.ingest.commit_queue,
                 flags: config.flags.clone(),
                 history: config.history.clone(),
+                maintenance: Default::default(),
             },
             Arc::new(Metrics::new()),
             FleetView::default(),

@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
             queue: defaults.ingest.commit_queue,
             flags: defaults.flags.clone(),
             history: defaults.history.clone(),
+            maintenance: Default::default(),
         },
         Arc::new(Metrics::new()),
         FleetView::default(),
