@@ -218,3 +218,84 @@ async fn a_closed_site_stays_quiet_and_its_schedule_is_kept_and_checked() {
     }
     c.stop().await.unwrap();
 }
+
+/// `oqs-collector admin maintenance …`: the same schedule from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_command_sets_closed_days_and_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = server::start(cfg(dir.path())).await.unwrap();
+    let opts = SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites: 1,
+        reports: 1,
+        interval: Duration::from_millis(10),
+        site_prefix: "cli-".into(),
+        terminals_per_site: 1,
+        ..SimOptions::default()
+    };
+    assert!(sim::run(opts, CancellationToken::new())
+        .await
+        .unwrap()
+        .all_acked());
+    let http = c.http_addr.to_string();
+    let admin = move |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqs-collector"))
+            .args(["admin", "--http", &http, "maintenance", "cli-00000"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let run = |args: &[&str]| {
+        let admin = admin.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || admin(args))
+    };
+    let (ok, out, err) = run(&[
+        "closed",
+        "--closed",
+        "thu:13:00-24:00",
+        "--closed",
+        "sun",
+        "--holidays",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let now = oqs_collector::clock::now_ms();
+    let (ok, out, err) = run(&[
+        "add-window",
+        "--start",
+        &(now + 3_600_000).to_string(),
+        "--end",
+        &(now + 7_200_000).to_string(),
+        "--reason",
+        "NTT工事",
+        "--by",
+        "noc-sato",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run(&["show"]).await.unwrap();
+    assert!(ok);
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        page["closed"][0],
+        json!({"day": "thu", "from": "13:00", "to": "24:00"})
+    );
+    assert_eq!(page["holidays"], true);
+    assert_eq!(page["windows"][0]["reason"], "NTT工事");
+    // A bad one fails with the collector's reason.
+    let (ok, out, err) = run(&["closed", "--closed", "thu:18:00-13:00"])
+        .await
+        .unwrap();
+    assert!(!ok && out.contains("end must be after"), "{out}{err}");
+    let (ok, _, _) = run(&["remove-window", "1"]).await.unwrap();
+    assert!(ok);
+    c.stop().await.unwrap();
+}

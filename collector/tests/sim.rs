@@ -117,4 +117,20 @@ async fn demo_mode_shows_a_live_fleet() {
         ingested >= 24.0,
         "the demo fleet keeps reporting: {ingested}"
     );
+    // The demo's NOC features: a clinic closed Thursday afternoons, Sundays and holidays, one in
+    // an NTT works window now, and a site on an older agent.
+    let mut window = serde_json::Value::Null;
+    for _ in 0..50 {
+        window = get_json(http, "/api/sites/demo-00008").await["maintenance"].clone();
+        if !window.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(window["kind"], "window", "{window}");
+    let closed = get_json(http, "/api/sites/demo-00004/maintenance").await;
+    assert_eq!(closed["closed"][0]["day"], "thu", "{closed}");
+    assert_eq!(closed["holidays"], true);
+    let inv = get_json(http, "/api/inventory?outdated=true").await;
+    assert_eq!(inv["terminals"][0]["site_id"], "demo-00003", "{inv}");
 }

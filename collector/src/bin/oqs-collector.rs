@@ -1,6 +1,7 @@
 //! `oqs-collector`: parses flags, loads the optional config, starts the collector (and with
 //! `--demo`, a simulated fleet against it), and shuts down cleanly on SIGTERM or Ctrl-C.
-//! `oqs-collector admin …` manages enrollment tokens through a running collector's admin API.
+//! `oqs-collector admin …` manages enrollment tokens and sites' closed days and maintenance
+//! windows through a running collector's HTTP API.
 
 /// jemalloc rather than glibc's malloc: under `tests/bench/ingest`'s 10,000 terminals, perf put
 /// ~28% of the collector's CPU in glibc's allocator (`_int_malloc`, `malloc_consolidate`, ...);
@@ -57,7 +58,7 @@ struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Cmd {
-    /// Enrollment tokens, through a running collector's admin API (`/api/admin`).
+    /// Enrollment tokens and maintenance, through a running collector's HTTP API.
     Admin {
         /// The collector's HTTP address (plain HTTP: run this on the collector's host).
         #[arg(long, default_value = "[::1]:8080")]
@@ -78,6 +79,54 @@ enum AdminAction {
     Revoke { site: String },
     /// List sites with enrollments.
     List,
+    /// A site's closed days and maintenance windows (`/api/sites/{id}/maintenance`).
+    Maintenance {
+        site: String,
+        #[command(subcommand)]
+        op: MaintenanceOp,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum MaintenanceOp {
+    /// Print the schedule and whether it is in effect now.
+    Show,
+    /// Set the recurring closed hours (Japan time), replacing the earlier ones.
+    Closed {
+        /// DAY or DAY:HH:MM-HH:MM, e.g. `sun` or `thu:13:00-24:00`; repeat for several.
+        #[arg(long = "closed")]
+        spans: Vec<String>,
+        /// Closed on public holidays too.
+        #[arg(long)]
+        holidays: bool,
+    },
+    /// Add an ad-hoc window (times RFC 3339, e.g. 2026-12-10T09:00:00+09:00, or Unix ms).
+    AddWindow {
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long)]
+        reason: String,
+        /// Who sets it (a name or a ticket).
+        #[arg(long)]
+        by: String,
+    },
+    /// Remove an ad-hoc window by its id.
+    RemoveWindow { id: u64 },
+}
+
+/// `DAY` or `DAY:HH:MM-HH:MM` as the API's closed span.
+fn closed_span(s: &str) -> anyhow::Result<serde_json::Value> {
+    match s.split_once(':') {
+        None => Ok(serde_json::json!({ "day": s })),
+        Some((day, span)) => {
+            let (from, to) = span
+                .split_once('-')
+                .with_context(|| format!("--closed {s}: expected DAY or DAY:HH:MM-HH:MM"))?;
+            Ok(serde_json::json!({ "day": day, "from": from, "to": to }))
+        }
+    }
 }
 
 /// One admin request over HTTP/1.1; prints the JSON answer, fails on a non-2xx status.
@@ -86,27 +135,80 @@ async fn admin(
     token_file: Option<PathBuf>,
     action: AdminAction,
 ) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (method, path) = match &action {
-        AdminAction::Enroll { site } => ("POST", format!("/api/admin/enrollments/{site}")),
-        AdminAction::Revoke { site } => ("DELETE", format!("/api/admin/enrollments/{site}")),
-        AdminAction::List => ("GET", "/api/admin/enrollments".to_string()),
+    let (method, path, body) = match &action {
+        AdminAction::Enroll { site } => ("POST", format!("/api/admin/enrollments/{site}"), None),
+        AdminAction::Revoke { site } => ("DELETE", format!("/api/admin/enrollments/{site}"), None),
+        AdminAction::List => ("GET", "/api/admin/enrollments".to_string(), None),
+        AdminAction::Maintenance { site, op } => {
+            let base = format!("/api/sites/{site}/maintenance");
+            match op {
+                MaintenanceOp::Show => ("GET", base, None),
+                MaintenanceOp::Closed { spans, holidays } => {
+                    let closed = spans
+                        .iter()
+                        .map(|s| closed_span(s))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let body = serde_json::json!({ "closed": closed, "holidays": holidays });
+                    ("PUT", base, Some(body.to_string()))
+                }
+                MaintenanceOp::AddWindow {
+                    start,
+                    end,
+                    reason,
+                    by,
+                } => {
+                    let body = serde_json::json!({ "start": start, "end": end, "reason": reason, "by": by });
+                    ("POST", format!("{base}/windows"), Some(body.to_string()))
+                }
+                MaintenanceOp::RemoveWindow { id } => {
+                    ("DELETE", format!("{base}/windows/{id}"), None)
+                }
+            }
+        }
     };
     let auth = match token_file {
-        Some(f) => format!(
-            "Authorization: Bearer {}\r\n",
+        Some(f) => Some(
             std::fs::read_to_string(&f)
                 .with_context(|| format!("reading {}", f.display()))?
                 .trim()
+                .to_owned(),
         ),
-        None => String::new(),
+        None => None,
     };
+    let (status, body) = call(http, auth.as_deref(), method, &path, body.as_deref()).await?;
+    println!("{body}");
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "the collector answered {status}"
+    );
+    Ok(())
+}
+
+/// One HTTP/1.1 request to the collector's HTTP side: (status, body).
+async fn call(
+    http: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.unwrap_or_default();
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let mut s = tokio::net::TcpStream::connect(http)
         .await
         .with_context(|| format!("cannot reach the collector's HTTP side at {http}"))?;
     s.write_all(
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {http}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .as_bytes(),
     )
@@ -116,12 +218,38 @@ async fn admin(
     let text = String::from_utf8_lossy(&buf);
     let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    println!("{body}");
-    anyhow::ensure!(
-        (200..300).contains(&status),
-        "the collector answered {status}"
-    );
-    Ok(())
+    Ok((status, body.to_owned()))
+}
+
+/// The demo fleet's closed days and maintenance window, once its sites have reported: a clinic
+/// closed Thursday afternoons, Sundays and holidays, and one in an NTT works window now.
+async fn demo_maintenance(http: SocketAddr, cancel: CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    let now = oqs_collector::clock::now_ms();
+    let closed =
+        r#"{"closed":[{"day":"thu","from":"13:00","to":"24:00"},{"day":"sun"}],"holidays":true}"#;
+    let window = serde_json::json!({
+        "start": (now - 600_000).to_string(), "end": (now + 7_200_000).to_string(),
+        "reason": "NTT工事（デモ）", "by": "demo",
+    })
+    .to_string();
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/api/sites/demo-00004/maintenance",
+            closed.to_owned(),
+        ),
+        ("POST", "/api/sites/demo-00008/maintenance/windows", window),
+    ] {
+        match call(http, None, method, path, Some(&body)).await {
+            Ok((s, _)) if (200..300).contains(&s) => {}
+            Ok((s, b)) => tracing::warn!(status = s, body = %b, "demo maintenance not set"),
+            Err(e) => tracing::warn!(error = %e, "demo maintenance not set"),
+        }
+    }
 }
 
 #[tokio::main]
@@ -192,6 +320,7 @@ async fn main() -> anyhow::Result<()> {
             "demo fleet starting; open http://{}/",
             running.http_addr
         );
+        tokio::spawn(demo_maintenance(running.http_addr, demo_cancel.clone()));
         let cancel = demo_cancel.clone();
         Some(tokio::spawn(async move { sim::run(opts, cancel).await }))
     } else {
