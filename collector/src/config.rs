@@ -595,7 +595,8 @@ impl CollectorConfig {
         }
         let f = &self.flags;
         let h = &self.history;
-        let at_least_one: [(&'static str, u64); 12] = [
+        let m = &self.maintenance;
+        let at_least_one: [(&'static str, u64); 16] = [
             ("flags.raise_after", f.raise_after.into()),
             ("flags.clear_after", f.clear_after.into()),
             ("flags.flapping_window_secs", f.flapping_window_secs),
@@ -608,6 +609,10 @@ impl CollectorConfig {
             ("history.history_retention_days", h.history_retention_days),
             ("history.sweep_every_secs", h.sweep_every_secs),
             ("history.sweep_max_deletes", h.sweep_max_deletes as u64),
+            ("maintenance.max_window_days", m.max_window_days.into()),
+            ("maintenance.max_ahead_days", m.max_ahead_days.into()),
+            ("maintenance.max_windows", m.max_windows as u64),
+            ("maintenance.max_closed", m.max_closed as u64),
         ];
         for (key, v) in at_least_one {
             if v == 0 {
@@ -712,5 +717,11 @@ mod tests {
         c.limits.max_dns_probes = 0;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("limits.max_dns_probes"), "{e}");
+        let mut c = CollectorConfig::default();
+        c.maintenance.max_window_days = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("maintenance.max_window_days"), "{e}");
+        let e = CollectorConfig::from_toml("[maintenance]\nmax_windos = 3").unwrap_err();
+        assert!(e.contains("max_windos"), "{e}");
     }
 }

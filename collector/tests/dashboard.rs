@@ -488,6 +488,82 @@ async fn in_chromium_run_now_brings_a_fresh_result_on_a_japanese_page_with_a_mas
         site["terminals"][0]["last_seq"], 2,
         "the round ran because of the button, not the interval"
     );
+
+    // A maintenance window typed in on the site page (Japan time), shown at once with its banner,
+    // then removed.
+    let now = oqs_collector::clock::now_ms();
+    let jst = |ms: i64| oqs_collector::clock::rfc3339_ms(ms + 9 * 3_600_000)[..16].to_owned();
+    let (start, end) = (jst(now - 60_000), jst(now + 3_600_000));
+    b.eval(&format!(
+        "document.getElementById('mw-start').value = '{start}';
+         document.getElementById('mw-end').value = '{end}';
+         document.getElementById('mw-reason').value = 'PC入替';
+         document.getElementById('mw-by').value = 'noc-suzuki'; return true"
+    ))
+    .await;
+    b.click("#mw-add").await;
+    let row = b
+        .wait_for(
+            "the window in the list",
+            "const r = document.querySelector('#maint-windows tr[data-window]'); return r ? r.textContent : ''",
+            20,
+        )
+        .await;
+    assert!(row.as_str().unwrap().contains("PC入替"), "{row}");
+    let banner = b
+        .wait_for(
+            "the maintenance banner",
+            "const e = document.getElementById('maint-banner'); return e ? e.textContent : ''",
+            20,
+        )
+        .await;
+    assert!(
+        banner.as_str().unwrap().contains("休診・メンテナンス中"),
+        "{banner}"
+    );
+    let site = get_json(c.http_addr, "/api/sites/rn-00000").await;
+    assert_eq!(site["maintenance"]["reason"], "PC入替", "{site}");
+    b.screenshot(&screenshots().join("site-maintenance.png"))
+        .await;
+    b.click(".mw-remove").await;
+    b.wait_for(
+        "the window removed",
+        "return document.getElementById('maint-windows') ? '' : 'gone'",
+        20,
+    )
+    .await;
+    let m = get_json(c.http_addr, "/api/sites/rn-00000/maintenance").await;
+    assert_eq!(m["windows"], serde_json::json!([]), "{m}");
+    // Closed days typed as the admin command takes them; a bad one shows the collector's reason.
+    b.eval(
+        "document.getElementById('mc-spans').value = 'thu:18:00-13:00';
+         return true",
+    )
+    .await;
+    b.click("#mc-save").await;
+    let msg = b
+        .wait_for(
+            "the refusal",
+            "return document.getElementById('maint-msg').textContent",
+            20,
+        )
+        .await;
+    assert!(msg.as_str().unwrap().contains("end must be after"), "{msg}");
+    b.eval(
+        "document.getElementById('mc-spans').value = 'thu:13:00-24:00, sun';
+         document.getElementById('mc-holidays').checked = true; return true",
+    )
+    .await;
+    b.click("#mc-save").await;
+    b.wait_for(
+        "the closed days",
+        "const e = document.getElementById('maint-closed'); return e && e.textContent.includes('木曜 13:00–24:00') ? e.textContent : ''",
+        20,
+    )
+    .await;
+    let m = get_json(c.http_addr, "/api/sites/rn-00000/maintenance").await;
+    assert_eq!(m["closed"][1]["day"], "sun", "{m}");
+    assert_eq!(m["holidays"], true);
     b.quit().await;
     cancel.cancel();
     let _ = sim.await;

@@ -31,6 +31,11 @@ const T = {
     fleet: '端末一覧（インベントリ）', newest: '最新', outdated_only: '旧バージョンのみ', os: 'OS',
     boot: '起動', clock: '時計のずれ', iface: 'インターフェース', outdated: '旧バージョン',
     fleet_search: '拠点ID・名称・ホスト名', terminals_n: '端末数', lagging: '要更新',
+    maint: '休診日・メンテナンス', in_maint: '休診・メンテナンス中', closed_days: '休診日', holidays: '祝日',
+    days: { sun: '日曜', mon: '月曜', tue: '火曜', wed: '水曜', thu: '木曜', fri: '金曜', sat: '土曜' },
+    windows: 'メンテナンス予定', start: '開始', end: '終了', reason: '理由', by: '登録者', add_window: '追加',
+    remove: '削除', no_windows: '予定なし', save: '保存', closed_hint: '例: thu:13:00-24:00, sun', quiet: 'この拠点のアラートは通知されません（フラグは表示されます）',
+    until: t => `${t} まで`,
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -53,6 +58,11 @@ const T = {
     fleet: 'Fleet inventory', newest: 'newest', outdated_only: 'Outdated only', os: 'OS',
     boot: 'Booted', clock: 'Clock offset', iface: 'Interface', outdated: 'outdated',
     fleet_search: 'Site id, name or host', terminals_n: 'Terminals', lagging: 'Outdated',
+    maint: 'Closed days and maintenance', in_maint: 'Closed / in maintenance', closed_days: 'Closed', holidays: 'public holidays',
+    days: { sun: 'Sun', mon: 'Mon', tue: 'Tue', wed: 'Wed', thu: 'Thu', fri: 'Fri', sat: 'Sat' },
+    windows: 'Maintenance windows', start: 'Start', end: 'End', reason: 'Reason', by: 'Set by', add_window: 'Add',
+    remove: 'Remove', no_windows: 'none planned', save: 'Save', closed_hint: 'e.g. thu:13:00-24:00, sun', quiet: "This site's alerts are not sent (its flags still show)",
+    until: t => `until ${t}`,
   },
 }[LANG];
 
@@ -255,7 +265,8 @@ function overviewPage() {
         el('td', {}, el('a', { href: `/sites/${encodeURIComponent(s.site_id)}` }, s.site_id)),
         el('td', {}, s.site_name || ''),
         el('td', {}, `${s.prefecture || ''} ${s.area ? '(' + T[s.area] + ')' : ''}`),
-        el('td', {}, s.flags.length ? s.flags.map(f => flagBadge(f)) : el('span', { class: 'badge ok' }, T.healthy)),
+        el('td', {}, s.in_maintenance ? el('span', { class: 'badge maint' }, T.in_maint) : '',
+          s.flags.length ? s.flags.map(f => flagBadge(f)) : el('span', { class: 'badge ok' }, T.healthy)),
         el('td', {}, s.diagnosis_step ? T.step_n(s.diagnosis_step) : '-'),
         el('td', {}, when(s.last_report_at)),
         el('td', {}, `${s.connected_terminals}/${s.terminal_count}`));
@@ -335,10 +346,60 @@ function sitePage() {
   const rangeSel = el('select', { id: 'range', onchange: e => { range = e.target.value; rangeChosen = true; load(); } },
     Object.keys(ranges).map(r => el('option', { value: r, selected: r === range ? 'selected' : null }, r)));
   const body = el('div', { id: 'site' }, T.loading);
+  // Outside `body`, which is redrawn every refresh: the form keeps what is being typed.
+  const maint = el('div', { class: 'panel', id: 'maintenance' }, T.loading);
   document.body.append(
     el('header', {}, el('a', { href: '/' }, `← ${T.sites}`), el('h1', { id: 'title' }, `${T.site} ${id}`), el('span', { class: 'spacer' }),
       el('span', { class: 'actions' }, toast, runBtn), langToggle()),
-    el('main', {}, el('div', { class: 'filters' }, `${T.range}: `, rangeSel), body));
+    el('main', {}, el('div', { class: 'filters' }, `${T.range}: `, rangeSel), body, maint));
+
+  // A time typed in a datetime-local field, read as Japan time (the clinics' and the NOC's).
+  const jstInput = v => (v && v.length === 16 ? `${v}:00+09:00` : v);
+
+  async function loadMaint() {
+    const path = `/api/sites/${encodeURIComponent(id)}/maintenance`;
+    let m;
+    try { m = await api(path); } catch (e) { maint.replaceChildren(el('h2', {}, T.maint), e.message); return; }
+    const msg = el('span', { class: 'muted', id: 'maint-msg' });
+    const start = el('input', { type: 'datetime-local', id: 'mw-start' });
+    const end = el('input', { type: 'datetime-local', id: 'mw-end' });
+    const reason = el('input', { id: 'mw-reason', placeholder: T.reason });
+    const by = el('input', { id: 'mw-by', placeholder: T.by });
+    const send = async (url, method, payload) => {
+      try {
+        await api(url, { method, headers: { 'content-type': 'application/json' }, body: payload ? JSON.stringify(payload) : undefined });
+        await loadMaint();
+        load();
+      } catch (e) { msg.textContent = e.message; }
+    };
+    const add = el('button', { id: 'mw-add', onclick: () => send(`${path}/windows`, 'POST',
+      { start: jstInput(start.value), end: jstInput(end.value), reason: reason.value, by: by.value }) }, T.add_window);
+    const closed = m.closed.map(c => `${T.days[c.day] || c.day} ${c.from}–${c.to}`);
+    if (m.holidays) closed.push(T.holidays);
+    // The closed hours as the admin command writes them: DAY or DAY:HH:MM-HH:MM, comma-separated.
+    const spans = el('input', { id: 'mc-spans', size: 40, placeholder: T.closed_hint,
+      value: m.closed.map(c => c.from === '00:00' && c.to === '24:00' ? c.day : `${c.day}:${c.from}-${c.to}`).join(', ') });
+    const hol = el('input', { type: 'checkbox', id: 'mc-holidays', checked: m.holidays ? 'checked' : null });
+    const parse = text => text.split(',').map(t => t.trim()).filter(Boolean).map(t => {
+      const i = t.indexOf(':');
+      if (i < 0) return { day: t };
+      const [from, to] = t.slice(i + 1).split('-');
+      return { day: t.slice(0, i), from, to };
+    });
+    const save = el('button', { id: 'mc-save', onclick: () => send(path, 'PUT', { closed: parse(spans.value), holidays: hol.checked }) }, T.save);
+    maint.replaceChildren(el('h2', {}, T.maint),
+      el('p', { id: 'maint-closed' }, `${T.closed_days}: ${closed.length ? closed.join('、') : T.none}`),
+      el('div', { class: 'filters' }, spans, el('label', {}, hol, ' ', T.holidays), save),
+      el('h3', {}, T.windows),
+      m.windows.length ? el('table', { id: 'maint-windows' },
+        el('thead', {}, el('tr', {}, [T.start, T.end, T.reason, T.by, ''].map(h => el('th', {}, h)))),
+        el('tbody', {}, m.windows.map(w => el('tr', { 'data-window': String(w.id) },
+          el('td', {}, when(w.start)), el('td', {}, when(w.end)), el('td', {}, w.reason), el('td', {}, w.by),
+          el('td', {}, el('button', { class: 'mw-remove', onclick: () => send(`${path}/windows/${w.id}`, 'DELETE') }, T.remove))))))
+        : el('p', { class: 'muted' }, T.no_windows),
+      el('div', { class: 'filters' }, start, end, reason, by, add, msg));
+  }
+  loadMaint();
 
   async function runNow() {
     runBtn.disabled = true;
@@ -382,7 +443,11 @@ function sitePage() {
     // The API keeps the newest points of an over-long window: say from when the charts are whole.
     const cut = hist.filter(h => h.truncated).map(h => Date.parse(h.complete_from)).filter(t => !isNaN(t));
     const note = cut.length ? el('p', { class: 'muted', id: 'truncated' }, T.truncated(jst(new Date(Math.max(...cut))))) : null;
-    body.replaceChildren(...(note ? [note] : []),
+    const m = site.maintenance;
+    const banner = m ? el('div', { class: 'banner maint', id: 'maint-banner' }, `${T.in_maint}: `,
+      m.kind === 'window' ? `${m.reason}（${m.by}）${T.until(when(new Date(m.end_ms).toISOString()))}` : m.kind === 'holiday' ? T.holidays : `${T.days[m.day] || m.day} ${m.from}–${m.to}`,
+      ' — ', T.quiet) : null;
+    body.replaceChildren(...(banner ? [banner] : []), ...(note ? [note] : []),
       el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
       el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
       el('div', { class: 'grid' },
