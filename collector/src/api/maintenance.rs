@@ -77,11 +77,15 @@ fn page(site: &SiteId, s: &Schedule) -> MaintenancePage {
     }
 }
 
-fn known(s: &ApiState, site: &SiteId) -> Result<(), ApiError> {
+/// The site's schedule as it is (empty when it has none); an unknown site is refused.
+fn current(s: &ApiState, site: &SiteId) -> Result<Schedule, ApiError> {
     if s.view.get(site.as_str()).is_none() {
         return Err(ApiError::UnknownSite(site.clone()));
     }
-    Ok(())
+    Ok(s.maintenance
+        .get(site.as_str())
+        .map(|a| (*a).clone())
+        .unwrap_or_default())
 }
 
 /// Validates, stores durably, then serves.
@@ -102,12 +106,7 @@ pub(super) async fn get_schedule(
     State(s): State<ApiState>,
     SitePath(site): SitePath,
 ) -> Result<Json<MaintenancePage>, ApiError> {
-    known(&s, &site)?;
-    let sched = s
-        .maintenance
-        .get(site.as_str())
-        .map(|a| (*a).clone())
-        .unwrap_or_default();
+    let sched = current(&s, &site)?;
     Ok(Json(page(&site, &sched)))
 }
 
@@ -126,12 +125,7 @@ pub(super) async fn put_schedule(
     SitePath(site): SitePath,
     JsonBody(b): JsonBody<ClosedBody>,
 ) -> Result<Json<MaintenancePage>, ApiError> {
-    known(&s, &site)?;
-    let mut sched = s
-        .maintenance
-        .get(site.as_str())
-        .map(|a| (*a).clone())
-        .unwrap_or_default();
+    let mut sched = current(&s, &site)?;
     sched.closed = b.closed;
     sched.holidays = b.holidays;
     save(&s, &site, sched.clone()).await?;
@@ -153,16 +147,11 @@ pub(super) async fn add_window(
     SitePath(site): SitePath,
     JsonBody(b): JsonBody<WindowBody>,
 ) -> Result<(StatusCode, Json<MaintenancePage>), ApiError> {
-    known(&s, &site)?;
+    let mut sched = current(&s, &site)?;
     let t = |name: &str, v: &str| {
         crate::clock::parse_time(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
     };
     let now = crate::clock::now_ms();
-    let mut sched = s
-        .maintenance
-        .get(site.as_str())
-        .map(|a| (*a).clone())
-        .unwrap_or_default();
     // Ended windows make room; ids keep growing.
     let id = sched.windows.iter().map(|w| w.id).max().unwrap_or(0) + 1;
     sched.windows.retain(|w| w.end_ms > now);
@@ -185,12 +174,7 @@ pub(super) async fn delete_window(
     Path((raw_site, id)): Path<(String, u64)>,
 ) -> Result<Json<MaintenancePage>, ApiError> {
     let site = site_id(&raw_site)?;
-    known(&s, &site)?;
-    let mut sched = s
-        .maintenance
-        .get(site.as_str())
-        .map(|a| (*a).clone())
-        .unwrap_or_default();
+    let mut sched = current(&s, &site)?;
     let before = sched.windows.len();
     sched.windows.retain(|w| w.id != id);
     if sched.windows.len() == before {
