@@ -52,6 +52,28 @@ async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
     Ok(buf.len() - head)
 }
 
+/// POST a JSON body over HTTP/1.1; fails unless the answer is 2xx.
+async fn post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<()> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    anyhow::ensure!(
+        text.starts_with("HTTP/1.1 2"),
+        "POST {path}: {}",
+        text.lines().next().unwrap_or("")
+    );
+    Ok(())
+}
+
 /// Median time and the size of `paths` fetched together (as the page does).
 async fn time(
     addr: SocketAddr,
@@ -166,6 +188,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let running = oqs_collector::server::start(config).await?;
     let http = running.http_addr;
+    // Every tenth site in a maintenance window now (the overview marks them).
+    let in_window = serde_json::json!({
+        "start": (now - 3_600_000).to_string(), "end": (now + 3_600_000).to_string(),
+        "reason": "bench", "by": "bench",
+    })
+    .to_string();
+    for i in (0..args.sites).step_by(10) {
+        post(
+            http,
+            &format!("/api/sites/fleet-{i:05}/maintenance/windows"),
+            &in_window,
+        )
+        .await?;
+    }
     let shell: Vec<String> = ["/", "/assets/app.js", "/assets/app.css"]
         .iter()
         .map(|s| s.to_string())
@@ -189,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         args.repeat,
     )
     .await?;
+    let (t_inv, b_inv) = time(http, &["/api/inventory?limit=100".to_string()], args.repeat).await?;
     let from = now - args.history_days as i64 * 86_400_000;
     let site = "history-00009";
     let mut site_paths = vec![
@@ -221,6 +258,12 @@ async fn main() -> anyhow::Result<()> {
         "overview filtered by flag: {:.1} ms; searched: {:.1} ms",
         t_flag.as_secs_f64() * 1e3,
         t_q.as_secs_f64() * 1e3
+    );
+    println!(
+        "inventory, {} terminals, first 100 (/api/inventory): {:.1} ms, {:.1} KiB",
+        args.sites + 1,
+        t_inv.as_secs_f64() * 1e3,
+        kib(b_inv)
     );
     println!(
         "site page, {} days of history (site, events, 6 histories in parallel): {:.1} ms, {:.1} KiB",
