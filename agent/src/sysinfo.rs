@@ -20,11 +20,6 @@ pub fn os() -> String {
     s.chars().take(text_limits::OS).collect()
 }
 
-/// When the machine booted (Unix ms; 0: unknown).
-pub fn boot_time_ms() -> i64 {
-    boot_time()
-}
-
 #[cfg(target_os = "linux")]
 fn os_detail() -> String {
     let pretty = std::fs::read_to_string("/etc/os-release")
@@ -52,8 +47,9 @@ fn pretty_name(os_release: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// When the machine booted (Unix ms; 0: unknown).
 #[cfg(target_os = "linux")]
-fn boot_time() -> i64 {
+pub fn boot_time_ms() -> i64 {
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|t| btime_ms(&t))
@@ -74,8 +70,9 @@ fn os_detail() -> String {
     windows::os_detail()
 }
 
+/// When the machine booted (Unix ms; 0: unknown).
 #[cfg(windows)]
-fn boot_time() -> i64 {
+pub fn boot_time_ms() -> i64 {
     windows::boot_time()
 }
 
@@ -84,8 +81,9 @@ fn os_detail() -> String {
     String::new()
 }
 
+/// When the machine booted (Unix ms; 0: unknown).
 #[cfg(not(any(windows, target_os = "linux")))]
-fn boot_time() -> i64 {
+pub fn boot_time_ms() -> i64 {
     0
 }
 

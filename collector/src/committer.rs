@@ -104,7 +104,7 @@ fn apply_identity(rec: &mut TerminalRecord, ident: &AgentIdentity, now: i64) {
 
 /// The interface of the address a report's IPv6 state says is in use: a preferred global address
 /// in its prefix, else any global one (empty: none, or no IPv6 state in the report).
-fn interface_in_use(r: &oqs_proto::v1::Report) -> Option<String> {
+fn interface_in_use(r: &oqs_proto::v1::Report) -> Option<&str> {
     use oqs_proto::v1::AddressKind;
     let v6 = r.ipv6.as_ref()?;
     let global = |a: &&oqs_proto::v1::Ipv6Address| {
@@ -114,9 +114,15 @@ fn interface_in_use(r: &oqs_proto::v1::Report) -> Option<String> {
     v6.addresses
         .iter()
         .filter(global)
-        .find(|a| !a.deprecated && !net.is_empty() && a.address.starts_with(&format!("{net}:")))
+        .find(|a| {
+            !a.deprecated
+                && !net.is_empty()
+                && a.address
+                    .strip_prefix(net)
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
         .or_else(|| v6.addresses.iter().find(global))
-        .map(|a| a.interface.clone())
+        .map(|a| a.interface.as_str())
 }
 
 type ReportReply = oneshot::Sender<Result<CommitOutcome, CommitError>>;
@@ -336,6 +342,9 @@ impl Writer {
         // Replies are held until the flush, then sent: nothing is answered before it is durable.
         let mut hello_replies: Vec<(oneshot::Sender<Result<u64, CommitError>>, u64)> = Vec::new();
         let mut report_replies: Vec<(ReportReply, Result<CommitOutcome, CommitError>)> = Vec::new();
+        // Terminals whose identity (version, OS, site name) a Hello may have changed: their
+        // `/metrics` info is refreshed after the commit, not on every report.
+        let mut identified: Vec<TerminalKey> = Vec::new();
         let now = now_ms();
         // Undo list: records as they were before this batch, restored if the write fails.
         let mut before: HashMap<TerminalKey, TerminalRecord> = HashMap::new();
@@ -363,6 +372,7 @@ impl Writer {
                         Ok(Some(rec)) => {
                             before.entry(key.clone()).or_insert_with(|| rec.clone());
                             apply_identity(rec, &ident, now);
+                            identified.push(key.clone());
                             let last = rec.last_seq;
                             if ident.highest_acked_seq > last {
                                 lost.push((key.clone(), last, ident.highest_acked_seq));
@@ -391,6 +401,9 @@ impl Writer {
                         now,
                     );
                     if matches!(outcome, Ok(CommitOutcome::Stored)) {
+                        if commit.ident.is_some() {
+                            identified.push(commit.key.clone());
+                        }
                         dirty.insert(commit.key);
                     }
                     report_replies.push((reply, outcome));
@@ -443,7 +456,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.derived.committed(staged);
-                for key in &dirty {
+                for key in &identified {
                     if let Some(rec) = self.records.get(key) {
                         self.derived.agent_info(key, rec);
                     }
@@ -528,8 +541,8 @@ impl Writer {
         rec.last_report_at_ms = now;
         rec.last_round_at_ms = c.finished_at_ms;
         rec.spool_dropped_total = c.spool_dropped_total;
-        if let Some(i) = interface_in_use(&c.report) {
-            rec.interface = i;
+        if let Some(i) = interface_in_use(&c.report).filter(|i| *i != rec.interface) {
+            rec.interface = i.to_owned();
         }
         derived.stored(
             staged,

@@ -121,13 +121,17 @@ impl FleetMetrics {
 
     /// A site's name, prefecture and area (empty texts: not said).
     pub fn set_site(&self, site: &str, name: &str, prefecture: &str, area: &'static str) {
-        let info = SiteInfo {
-            name: name.to_owned(),
-            prefecture: prefecture.to_owned(),
-            area,
-        };
         let mut g = self.write();
-        if g.sites.get(site) != Some(&info) {
+        let same = g
+            .sites
+            .get(site)
+            .is_some_and(|i| i.name == name && i.prefecture == prefecture && i.area == area);
+        if !same {
+            let info = SiteInfo {
+                name: name.to_owned(),
+                prefecture: prefecture.to_owned(),
+                area,
+            };
             g.sites.insert(site.to_owned(), info);
         }
     }

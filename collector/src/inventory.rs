@@ -78,8 +78,8 @@ pub fn os_family(os: &str) -> &'static str {
     }
 }
 
-/// An agent version as a metric label: 1..32 of `[0-9A-Za-z.+_-]`, else "invalid" (so one
-/// agent's text cannot break the exposition or mint labels).
+/// An agent version as a metric label: 1..32 of `[0-9A-Za-z.+_-]`, "unknown" when empty, else
+/// "invalid" (so one agent's text cannot break the exposition or mint labels).
 pub fn version_label(v: &str) -> &str {
     let ok = (1..=32).contains(&v.len())
         && v.bytes()

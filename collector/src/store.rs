@@ -1218,15 +1218,18 @@ mod tests {
         assert!(store.has_report(&key, 7).unwrap());
         assert!(!store.has_report(&key, 6).unwrap());
         assert_eq!(store.count_reports(&key).unwrap(), 2);
-        let mut times = Vec::new();
-        store
-            .report_times(&key, |seq, at| {
-                times.push((seq, at));
-                true
-            })
-            .unwrap();
+        let times = |store: &Store| {
+            let mut v = Vec::new();
+            store
+                .report_times(&key, |seq, at| {
+                    v.push((seq, at));
+                    true
+                })
+                .unwrap();
+            v
+        };
         assert_eq!(
-            times,
+            times(&store),
             vec![(7, 1_099), (8, 1_100)],
             "retention's receive times"
         );
@@ -1255,14 +1258,10 @@ mod tests {
         assert_eq!(store.same_report(&key, 6, &[], 66).unwrap(), Some(true));
         assert_eq!(store.same_report(&key, 8, &[], 100).unwrap(), Some(true));
         assert_eq!(store.same_report(&key, 8, &[], 101).unwrap(), Some(false));
-        let mut times = Vec::new();
-        store
-            .report_times(&key, |seq, at| {
-                times.push((seq, at));
-                true
-            })
-            .unwrap();
-        assert_eq!(times, vec![(5, 55), (6, 66), (7, 1_099), (8, 1_100)]);
+        assert_eq!(
+            times(&store),
+            vec![(5, 55), (6, 66), (7, 1_099), (8, 1_100)]
+        );
         store.tree.insert(key.report_key(9), vec![9u8; 17]).unwrap();
         assert!(matches!(
             store.report(&key, 9),

@@ -130,20 +130,7 @@ fn chromium(url: &str, shot: &Path) -> String {
 async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_the_desk() {
     let dir = tempfile::tempdir().unwrap();
     let c = start(dir.path()).await;
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 50,
-        reports: 3,
-        interval: Duration::from_millis(10),
-        scenario: Scenario::Mixed,
-        site_prefix: "mx-".into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    assert!(sim::run(opts, CancellationToken::new())
-        .await
-        .unwrap()
-        .all_acked());
+    sim_fleet(&c, Scenario::Mixed, 50, 3, "mx-").await;
     let base = format!("http://{}", c.http_addr);
     let shots = screenshots();
 

@@ -7,12 +7,11 @@ mod common;
 use common::*;
 use oqs_collector::config::CollectorConfig;
 use oqs_collector::server::{self, Running};
-use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::scenario::Scenario;
 use prost::Message;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 fn flag_config(dir: &Path) -> CollectorConfig {
     let mut c = config(dir);
@@ -23,18 +22,7 @@ fn flag_config(dir: &Path) -> CollectorConfig {
 }
 
 async fn run_sim(c: &Running, scenario: Scenario, reports: u64, prefix: &str) {
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 1,
-        reports,
-        interval: Duration::from_millis(10),
-        scenario,
-        site_prefix: prefix.into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    let s = sim::run(opts, CancellationToken::new()).await.unwrap();
-    assert!(s.all_acked(), "{scenario}: {s}");
+    sim_fleet(c, scenario, 1, reports, prefix).await;
 }
 
 /// The value of one series of `name` carrying every label pair given.
@@ -515,18 +503,7 @@ async fn a_silent_agent_is_flagged_after_three_intervals_and_cleared_when_it_ret
 async fn the_overview_lists_flagged_sites_first_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     let c = server::start(flag_config(dir.path())).await.unwrap();
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 50,
-        reports: 3,
-        interval: Duration::from_millis(10),
-        scenario: Scenario::Mixed,
-        site_prefix: "mx-".into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    let s = sim::run(opts, CancellationToken::new()).await.unwrap();
-    assert!(s.all_acked(), "{s}");
+    sim_fleet(&c, Scenario::Mixed, 50, 3, "mx-").await;
     let sites = get_json(c.http_addr, "/api/sites").await;
     let list = sites["sites"].as_array().unwrap();
     assert_eq!(list.len(), 50);
@@ -729,19 +706,7 @@ async fn sites_on_one_line_see_each_other_and_the_diagnosis_speaks_both_language
     // (a clinic and the pharmacy next door on one FLET'S line, FAQ Q16); other-00001 does not.
     run_sim(&c, Scenario::Healthy, 2, "q16a-").await;
     run_sim(&c, Scenario::Healthy, 2, "q16b-").await;
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 2,
-        reports: 2,
-        interval: Duration::from_millis(10),
-        site_prefix: "other-".into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    assert!(sim::run(opts, CancellationToken::new())
-        .await
-        .unwrap()
-        .all_acked());
+    sim_fleet(&c, Scenario::Healthy, 2, 2, "other-").await;
     let a = get_json(c.http_addr, "/api/sites/q16a-00000").await;
     assert_eq!(a["shares_line_with"], json!(["other-00000", "q16b-00000"]));
     let other = get_json(c.http_addr, "/api/sites/other-00001").await;

@@ -8,10 +8,9 @@ mod common;
 
 use common::*;
 use oqs_collector::server::{self, Running};
-use oqs_fleet_sim::{self as sim, scenario::Scenario, SimOptions};
+use oqs_fleet_sim::scenario::Scenario;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 fn cfg(dir: &std::path::Path) -> oqs_collector::config::CollectorConfig {
     let mut c = config(dir);
@@ -51,20 +50,7 @@ async fn a_closed_site_stays_quiet_and_its_schedule_is_kept_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let c = server::start(cfg(dir.path())).await.unwrap();
     // Two sites whose agents stop reporting (the clinic switched its terminals off).
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 2,
-        reports: 3,
-        interval: Duration::from_millis(10),
-        scenario: Scenario::Silent,
-        site_prefix: "mt-".into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    assert!(sim::run(opts, CancellationToken::new())
-        .await
-        .unwrap()
-        .all_acked());
+    sim_fleet(&c, Scenario::Silent, 2, 3, "mt-").await;
     let now = oqs_collector::clock::now_ms();
     let (status, page) = send(
         &c,
@@ -190,8 +176,16 @@ async fn a_closed_site_stays_quiet_and_its_schedule_is_kept_and_checked() {
     );
     assert_eq!(page["windows"][0]["id"], id, "the window too");
 
-    // Removed: the site's silence counts from the window's end, so it is flagged a few intervals
-    // later (unless it is a closed hour right now).
+    // Closed hours cleared and the window removed: nothing is in effect any more, and the site's
+    // silent agent is flagged a few intervals later.
+    let (status, page) = send(
+        &c,
+        "PUT",
+        "/api/sites/mt-00000/maintenance",
+        json!({"closed": [], "holidays": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
     let (status, page) = send(
         &c,
         "DELETE",
@@ -200,22 +194,22 @@ async fn a_closed_site_stays_quiet_and_its_schedule_is_kept_and_checked() {
     )
     .await;
     assert_eq!(status, 200, "{page}");
-    if page["in_effect"].is_null() {
-        let mut silent = false;
-        for _ in 0..80 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if flags(&c, "mt-00000").await == json!(["agent_silent"]) {
-                silent = true;
-                break;
-            }
+    assert!(page["in_effect"].is_null(), "{page}");
+    assert_eq!(page["windows"], json!([]));
+    let mut silent = false;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if flags(&c, "mt-00000").await == json!(["agent_silent"]) {
+            silent = true;
+            break;
         }
-        assert!(silent, "flagged once the window is gone");
-        let (_, m) = get(c.http_addr, "/metrics").await;
-        assert_eq!(
-            metric(&m, "oqs_site_in_maintenance{site=\"mt-00000\"}"),
-            0.0
-        );
     }
+    assert!(silent, "flagged once the window is gone");
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert!(
+        !m.contains("oqs_site_in_maintenance{site=\"mt-00000\""),
+        "a site without a schedule has no series"
+    );
     c.stop().await.unwrap();
 }
 
@@ -224,19 +218,7 @@ async fn a_closed_site_stays_quiet_and_its_schedule_is_kept_and_checked() {
 async fn the_admin_command_sets_closed_days_and_windows() {
     let dir = tempfile::tempdir().unwrap();
     let c = server::start(cfg(dir.path())).await.unwrap();
-    let opts = SimOptions {
-        collector: format!("http://{}", c.grpc_addr),
-        sites: 1,
-        reports: 1,
-        interval: Duration::from_millis(10),
-        site_prefix: "cli-".into(),
-        terminals_per_site: 1,
-        ..SimOptions::default()
-    };
-    assert!(sim::run(opts, CancellationToken::new())
-        .await
-        .unwrap()
-        .all_acked());
+    sim_fleet(&c, Scenario::Healthy, 1, 1, "cli-").await;
     let http = c.http_addr.to_string();
     let admin = move |args: Vec<String>| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_oqs-collector"))

@@ -121,6 +121,15 @@ impl<S: Send + Sync> FromRequestParts<S> for SitePath {
     }
 }
 
+/// A `limit` parameter: `default` when absent, refused unless 1..=`max`.
+pub fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request(format!("limit must be 1..={max}")));
+    }
+    Ok(limit)
+}
+
 /// A site id from a request, refused as [`ApiError::BadRequest`].
 pub fn site_id(raw: &str) -> Result<SiteId, ApiError> {
     SiteId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))

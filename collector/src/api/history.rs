@@ -174,10 +174,7 @@ pub(super) async fn events(
     let now = crate::clock::now_ms();
     let since = time_param("since", q.since.as_deref(), now - 24 * 3_600_000)?;
     let max = s.history.max_points_per_query;
-    let limit = q.limit.unwrap_or(max.min(1000));
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request(format!("limit must be 1..={max}")));
-    }
+    let limit = super::error::page_limit(q.limit, max.min(1000), max)?;
     let store = s.store.clone();
     let site_name = site.as_ref().map(|s| s.as_str().to_owned());
     let (events, truncated) =

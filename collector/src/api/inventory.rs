@@ -81,12 +81,7 @@ pub(super) async fn inventory(
     State(s): State<ApiState>,
     Query(q): Query<InventoryQuery>,
 ) -> Result<Json<InventoryResponse>, ApiError> {
-    let limit = q.limit.unwrap_or(1000);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1..={PAGE_MAX}"
-        )));
-    }
+    let limit = super::error::page_limit(q.limit, 1000, PAGE_MAX)?;
     if let Some(os) = q.os.as_deref() {
         if !["windows", "linux", "macos", "other", "unknown"].contains(&os) {
             return Err(ApiError::bad_request(format!(

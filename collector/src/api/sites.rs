@@ -95,12 +95,7 @@ pub(super) async fn sites(
             )))
         }
     };
-    let limit = q.limit.unwrap_or(SITES_PAGE_MAX);
-    if limit == 0 || limit > SITES_PAGE_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1..={SITES_PAGE_MAX}"
-        )));
-    }
+    let limit = super::error::page_limit(q.limit, SITES_PAGE_MAX, SITES_PAGE_MAX)?;
     let offset = q.offset.unwrap_or(0);
     let now_ms = crate::clock::now_ms();
     let store = s.store.clone();

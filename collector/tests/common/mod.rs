@@ -225,6 +225,31 @@ pub async fn get_json(http: std::net::SocketAddr, path: &str) -> serde_json::Val
     serde_json::from_str(&body).unwrap()
 }
 
+/// `sites` simulated sites of one terminal each sending `reports` reports 10 ms apart (the
+/// simulator's `scenario`, ids `{prefix}00000`…), every one acknowledged.
+pub async fn sim_fleet(
+    c: &Running,
+    scenario: oqs_fleet_sim::scenario::Scenario,
+    sites: usize,
+    reports: u64,
+    prefix: &str,
+) {
+    let opts = oqs_fleet_sim::SimOptions {
+        collector: format!("http://{}", c.grpc_addr),
+        sites,
+        reports,
+        interval: Duration::from_millis(10),
+        scenario,
+        site_prefix: prefix.into(),
+        terminals_per_site: 1,
+        ..oqs_fleet_sim::SimOptions::default()
+    };
+    let s = oqs_fleet_sim::run(opts, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(s.all_acked(), "{scenario}: {s}");
+}
+
 /// The value of an unlabelled metric (or a labelled series written out in full).
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()

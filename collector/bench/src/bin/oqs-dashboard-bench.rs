@@ -33,31 +33,18 @@ struct Args {
     cache_bytes: Option<u64>,
 }
 
-/// GET over HTTP/1.1; returns the body's length.
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
+/// One HTTP/1.1 request (a JSON body when given); fails unless the answer is 2xx; returns the
+/// answer body's length.
+async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<usize> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    anyhow::ensure!(
-        text.starts_with("HTTP/1.1 200"),
-        "GET {path}: {}",
-        text.lines().next().unwrap_or("")
-    );
-    let head = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    Ok(buf.len() - head)
-}
-
-/// POST a JSON body over HTTP/1.1; fails unless the answer is 2xx.
-async fn post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<()> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     s.write_all(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -68,10 +55,15 @@ async fn post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(&buf);
     anyhow::ensure!(
         text.starts_with("HTTP/1.1 2"),
-        "POST {path}: {}",
+        "{method} {path}: {}",
         text.lines().next().unwrap_or("")
     );
-    Ok(())
+    let head = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    Ok(buf.len() - head)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
+    request(addr, "GET", path, "").await
 }
 
 /// Median time and the size of `paths` fetched together (as the page does).
@@ -195,8 +187,9 @@ async fn main() -> anyhow::Result<()> {
     })
     .to_string();
     for i in (0..args.sites).step_by(10) {
-        post(
+        request(
             http,
+            "POST",
             &format!("/api/sites/fleet-{i:05}/maintenance/windows"),
             &in_window,
         )
