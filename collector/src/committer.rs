@@ -230,6 +230,20 @@ pub struct CommitterSettings {
     pub history: HistorySettings,
     /// Closed days and windows: no `agent_silent` while a site is closed.
     pub maintenance: crate::maintenance::MaintenanceBook,
+    /// When sites failing alike make an area-wide incident.
+    pub incidents: crate::incidents::IncidentSettings,
+    /// Where the committer publishes the incidents (the API and `/metrics` read it).
+    pub incident_book: crate::incidents::IncidentBook,
+}
+
+/// Why the committer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An incident rule the stored fleet cannot meet.
+    #[error("config: {0}")]
+    Incidents(#[from] crate::incidents::RuleError),
 }
 
 /// Loads the derived state and starts the committer. It runs until every [`CommitterHandle`] is
@@ -239,22 +253,27 @@ pub async fn spawn(
     settings: CommitterSettings,
     metrics: Arc<Metrics>,
     view: FleetView,
-) -> Result<(CommitterHandle, JoinHandle<()>), StoreError> {
+) -> Result<(CommitterHandle, JoinHandle<()>), SpawnError> {
     let CommitterSettings {
         batch_max,
         queue,
         flags,
         history,
         maintenance,
+        incidents,
+        incident_book,
     } = settings;
     let tick_every = std::time::Duration::from_millis(flags.evaluate_every_ms.max(1));
     let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
     let m = metrics.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<Writer, StoreError> {
+    let writer = tokio::task::spawn_blocking(move || -> Result<Writer, SpawnError> {
         let records: HashMap<TerminalKey, TerminalRecord> =
             store.terminals()?.into_iter().collect();
-        let derived =
-            Derived::load(&store, flags, history, view, m, &records)?.with_maintenance(maintenance);
+        let places = crate::incidents::site_places(&records);
+        incidents.validate_for_fleet(places.values().map(|(a, p)| (*a, *p)))?;
+        let derived = Derived::load(&store, flags, history, view, m, &records)?
+            .with_maintenance(maintenance)
+            .with_incidents(&store, incidents, incident_book)?;
         Ok(Writer {
             store,
             records,

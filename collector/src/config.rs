@@ -24,6 +24,8 @@ pub enum ConfigError {
         value: String,
         rule: &'static str,
     },
+    #[error("config: {0}")]
+    Incidents(#[from] crate::incidents::RuleError),
 }
 
 /// Everything the collector needs to run.
@@ -50,6 +52,8 @@ pub struct CollectorConfig {
     pub enrollment: EnrollmentSettings,
     /// Limits on sites' closed days and maintenance windows.
     pub maintenance: crate::maintenance::MaintenanceLimits,
+    /// When many sites of one area and prefecture failing alike make one incident.
+    pub incidents: crate::incidents::IncidentSettings,
 }
 
 /// Whether agents must prove they belong to their site (`enrollment.rs`).
@@ -136,6 +140,7 @@ impl Default for CollectorConfig {
             http_auth: HttpAuth::default(),
             enrollment: EnrollmentSettings::default(),
             maintenance: Default::default(),
+            incidents: Default::default(),
         }
     }
 }
@@ -646,6 +651,7 @@ impl CollectorConfig {
                 rule: "must be 0 (none) to 22",
             });
         }
+        self.incidents.validate()?;
         if l.hello_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 key: "limits.hello_timeout_ms",

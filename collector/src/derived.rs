@@ -9,6 +9,7 @@
 use crate::config::{FlagSettings, HistorySettings};
 use crate::flags::{Action, Engine, Event, SiteState};
 use crate::history;
+use crate::incidents::{IncidentBook, IncidentSettings, Incidents, SiteFacts};
 use crate::metrics::Metrics;
 use crate::samples::{self, Check};
 use crate::store::{CommitBatch, Store, StoreError, TerminalKey, TerminalRecord};
@@ -31,11 +32,16 @@ pub struct Staged {
     next_event_id_before: Option<u64>,
     stored: Vec<CheckMetrics>,
     events: Vec<Event>,
+    /// The incidents as they were, when this batch changed them.
+    incidents_before: Option<Incidents>,
 }
 
 impl Staged {
     pub fn is_empty(&self) -> bool {
-        self.sites_before.is_empty() && self.stored.is_empty() && self.events.is_empty()
+        self.sites_before.is_empty()
+            && self.stored.is_empty()
+            && self.events.is_empty()
+            && self.incidents_before.is_none()
     }
 }
 
@@ -48,9 +54,26 @@ pub struct Derived {
     view: FleetView,
     metrics: Arc<Metrics>,
     maintenance: crate::maintenance::MaintenanceBook,
+    incident_settings: IncidentSettings,
+    incidents: Incidents,
+    incident_book: IncidentBook,
 }
 
 impl Derived {
+    /// The stored incidents, the rules that open more, and where to publish them. Blocking.
+    pub fn with_incidents(
+        mut self,
+        store: &Store,
+        settings: IncidentSettings,
+        book: IncidentBook,
+    ) -> Result<Self, StoreError> {
+        self.incidents = Incidents::new(store.incidents()?);
+        self.incident_settings = settings;
+        book.publish(self.incidents.list.clone());
+        self.incident_book = book;
+        Ok(self)
+    }
+
     /// Closed days and windows for the silence check.
     pub fn with_maintenance(mut self, book: crate::maintenance::MaintenanceBook) -> Self {
         self.maintenance = book;
@@ -78,6 +101,12 @@ impl Derived {
             view,
             metrics,
             maintenance: Default::default(),
+            incident_settings: IncidentSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            incidents: Incidents::default(),
+            incident_book: IncidentBook::default(),
         };
         d.metrics
             .fleet
@@ -300,6 +329,52 @@ impl Derived {
             }
             staged.events.extend(events);
         }
+        self.evaluate_incidents(staged, batch, records, now_ms);
+    }
+
+    /// Opens, updates and ends area-wide incidents from the sites' flags as staged so far.
+    fn evaluate_incidents(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        records: &HashMap<TerminalKey, TerminalRecord>,
+        now_ms: i64,
+    ) {
+        if !self.incident_settings.enabled && self.incidents.open().next().is_none() {
+            return;
+        }
+        let places = crate::incidents::site_places(records);
+        let facts: Vec<SiteFacts> = self
+            .sites
+            .values()
+            .map(|st| {
+                let (area, prefecture) = places.get(st.site.as_str()).copied().unwrap_or(("", ""));
+                SiteFacts {
+                    site: &st.site,
+                    area,
+                    prefecture,
+                    in_maintenance: self
+                        .maintenance
+                        .get(&st.site)
+                        .is_some_and(|s| s.in_effect(now_ms).is_some()),
+                    flags: &st.flags,
+                }
+            })
+            .collect();
+        let before = self.incidents.clone();
+        let changes = self
+            .incidents
+            .evaluate(&self.incident_settings, &facts, now_ms);
+        if changes.is_empty() {
+            return;
+        }
+        staged.incidents_before.get_or_insert(before);
+        for i in &changes.put {
+            batch.put_incident(i);
+        }
+        for id in &changes.removed {
+            batch.remove_incident(*id);
+        }
     }
 
     /// The batch is durable: publish and count.
@@ -333,6 +408,22 @@ impl Derived {
                 self.view.publish(st.clone());
             }
         }
+        if let Some(before) = &staged.incidents_before {
+            for i in &self.incidents.list {
+                if before.list.iter().all(|b| b != i) {
+                    tracing::warn!(
+                        incident = i.id,
+                        kind = i.kind.as_str(),
+                        area = %i.area,
+                        prefecture = %i.prefecture,
+                        sites = i.sites.len(),
+                        open = i.is_open(),
+                        "area-wide incident"
+                    );
+                }
+            }
+            self.incident_book.publish(self.incidents.list.clone());
+        }
     }
 
     /// The batch failed: forget what it changed.
@@ -349,6 +440,9 @@ impl Derived {
         }
         if let Some(id) = staged.next_event_id_before {
             self.engine.next_event_id = id;
+        }
+        if let Some(before) = staged.incidents_before {
+            self.incidents = before;
         }
     }
 

@@ -49,7 +49,7 @@ struct SiteInfo {
 }
 
 /// A label value in the exposition format's escaping.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -12,8 +12,9 @@
 //!   [`derived`] (what each stored report changes), [`store`] (sled: keys, durability, lost-write
 //!   detection), [`samples`] and [`history`] (points per check), [`flags`] (the flag engine and
 //!   the guide's diagnosis per site) with [`small_map`].
-//! - Out: [`maintenance`] (closed days and windows: quiet alerts, no agent_silent), [`view`] (the fleet's state the API reads), [`inventory`] (agent versions, who lags),
-//!   [`metrics`] and [`fleet_metrics`]
+//! - Out: [`maintenance`] (closed days and windows: quiet alerts, no agent_silent),
+//!   [`incidents`] (area-wide incidents instead of a page per site), [`view`] (the fleet's state
+//!   the API reads), [`inventory`] (agent versions, who lags), [`metrics`] and [`fleet_metrics`]
 //!   (`/metrics`), [`api`] (the JSON API and the dashboard), [`http_auth`] and [`failure_limit`]
 //!   (who may read and act), [`server`] (wires it all, shuts down in order).
 //!
@@ -34,6 +35,7 @@ pub mod flags;
 pub mod fleet_metrics;
 pub mod history;
 pub mod http_auth;
+pub mod incidents;
 pub mod ingest;
 pub mod inventory;
 pub mod maintenance;

@@ -179,6 +179,8 @@ pub struct Core {
     pub enrollment: Enrollment,
     /// Closed days and maintenance windows.
     pub maintenance: crate::maintenance::MaintenanceBook,
+    /// Area-wide incidents, as the committer publishes them.
+    pub incidents: crate::incidents::IncidentBook,
     /// Where reports are committed (the ingest streams' way in; tests submit through it too).
     pub committer: committer::CommitterHandle,
     committer_task: JoinHandle<()>,
@@ -207,6 +209,7 @@ impl Core {
         let metrics = Arc::new(Metrics::new());
         let presence = Presence::new(metrics.agents_connected.clone());
         let view = FleetView::default();
+        let incidents = crate::incidents::IncidentBook::default();
         let (committer, committer_task) = committer::spawn(
             store.clone(),
             committer::CommitterSettings {
@@ -215,6 +218,8 @@ impl Core {
                 flags: config.flags.clone(),
                 history: config.history.clone(),
                 maintenance: maintenance.clone(),
+                incidents: config.incidents.clone(),
+                incident_book: incidents.clone(),
             },
             metrics.clone(),
             view.clone(),
@@ -235,6 +240,7 @@ impl Core {
             view,
             enrollment,
             maintenance,
+            incidents,
             committer,
             committer_task,
         })
@@ -253,6 +259,7 @@ impl Core {
             committer: self.committer.watch(),
             maintenance: self.maintenance.clone(),
             maintenance_limits: config.maintenance,
+            incidents: self.incidents.clone(),
         }
     }
 

@@ -12,7 +12,9 @@
 //! - `E` event id → an [`Event`] (JSON), and `F` site NUL event id → the same, per site;
 //! - `M` name → counters (the next event id);
 //! - `N` site → the site's enrollment token hash, `K` site NUL terminal → a terminal secret's hash
-//!   (`enrollment.rs`).
+//!   (`enrollment.rs`);
+//! - `W` site → the site's closed days and maintenance windows (JSON, `api/maintenance.rs`);
+//! - `I` incident id → an area-wide [`Incident`] (JSON, `incidents.rs`).
 //!
 //! Everything lives in one tree so that one `apply_batch` writes a report, its terminal record,
 //! the site's state and its events atomically: a crash never leaves one without the others.
@@ -23,6 +25,7 @@
 
 use crate::flags::{Event, SiteState};
 use crate::history::HistoryPoint;
+use crate::incidents::Incident;
 use crate::samples::Check;
 use oqs_proto::v1::Report;
 use prost::Message;
@@ -292,6 +295,12 @@ fn site_key(site: &str) -> Vec<u8> {
     k
 }
 
+fn incident_key(id: u64) -> Vec<u8> {
+    let mut k = vec![b'I'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 fn event_key(id: u64) -> Vec<u8> {
     let mut k = vec![b'E'];
     k.extend_from_slice(&id.to_be_bytes());
@@ -381,6 +390,13 @@ impl CommitBatch {
         self.batch.insert(event_key(e.id), v.clone());
         self.writes += 1;
         self.batch.insert(site_event_key(&e.site, e.id), v);
+    }
+    pub fn put_incident(&mut self, i: &Incident) {
+        self.writes += 1;
+        self.batch.insert(incident_key(i.id), json(i));
+    }
+    pub fn remove_incident(&mut self, id: u64) {
+        self.remove(&incident_key(id));
     }
     pub fn put_next_event_id(&mut self, id: u64) {
         self.writes += 1;
@@ -845,6 +861,16 @@ impl Store {
     pub fn sites(&self) -> Result<Vec<SiteState>, StoreError> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(b"S") {
+            let (k, v) = kv?;
+            out.push(from_json(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every kept area-wide incident, oldest first.
+    pub fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(b"I") {
             let (k, v) = kv?;
             out.push(from_json(&k, &v)?);
         }

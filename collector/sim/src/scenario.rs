@@ -85,12 +85,19 @@ scenarios! {
     /// The router truncates the large answers (pweb/ntp.base.oqs-pdl.org, about 30 addresses)
     /// and does not serve DNS over TCP: those names fail through the system resolver only.
     DnsTruncated = "dns-truncated",
-    /// A realistic blend of all the above, decided per site.
+    /// An NTT outage in one prefecture (`OUTAGE_PREFECTURE`): every site of it loses IPv6 from
+    /// round `CHANGE_ROUND` on, together (an area-wide incident); sites elsewhere are healthy.
+    AreaOutage = "area-outage",
+    /// A realistic blend of all the above, decided per site (the healthy sites of
+    /// `OUTAGE_PREFECTURE` are in the area outage).
     Mixed = "mixed",
 }
 
-/// The round at which time-dependent scenarios (prefix change, consent) change.
+/// The round at which time-dependent scenarios (prefix change, consent, the area outage) change.
 pub const CHANGE_ROUND: u64 = 2;
+
+/// Where `AreaOutage` (and `Mixed`'s outage) happens: an East prefecture.
+pub const OUTAGE_PREFECTURE: &str = "新潟県";
 
 impl Scenario {
     /// The concrete scenario of site `index`: itself, or for `Mixed` a blend in which about one
@@ -203,17 +210,24 @@ impl SiteProfile {
         } else {
             terminals
         };
+        let prefecture = match area {
+            Area::East => EAST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
+            Area::West => WEST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
+        };
+        let outage = prefecture == OUTAGE_PREFECTURE;
+        let scenario = match (scenario, scenario.for_site(index)) {
+            (Scenario::AreaOutage, _) if !outage => Scenario::Healthy,
+            (Scenario::Mixed, Scenario::Healthy) if outage => Scenario::AreaOutage,
+            (_, s) => s,
+        };
         Self {
             index,
             site_id: format!("{prefix}{index:05}"),
             area,
-            scenario: scenario.for_site(index),
+            scenario,
             terminals,
             customer_id: format!("CAF{:010}", mix(index as u64, 2) % 10_000_000_000),
-            prefecture: match area {
-                Area::East => EAST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
-                Area::West => WEST_PREFECTURES[(mix(index as u64, 3) % 6) as usize],
-            },
+            prefecture,
             name: format!(
                 "シミュレーション{}{index}",
                 NAMES[(mix(index as u64, 4) % 5) as usize]
@@ -301,7 +315,9 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
     let epoch = u64::from(sc == Scenario::PrefixChange && changed);
     let prefix = site.prefix(epoch);
     let iid = mix(site.index as u64, 100 + terminal as u64) | 0x0200_0000_0000_0000;
-    let no_global = sc == Scenario::Ipv6Missing || (sc == Scenario::Flapping && round % 2 == 1);
+    let no_global = sc == Scenario::Ipv6Missing
+        || (sc == Scenario::Flapping && round % 2 == 1)
+        || (sc == Scenario::AreaOutage && changed);
 
     // IPv6 state (手順6-⑫/⑬).
     let nic = "Ethernet".to_string();
@@ -681,10 +697,52 @@ mod tests {
         let kinds: Vec<Scenario> = (0..100).map(|i| Scenario::Mixed.for_site(i)).collect();
         let healthy = kinds.iter().filter(|s| **s == Scenario::Healthy).count();
         assert!((70..=80).contains(&healthy), "{healthy}");
+        let sites: Vec<SiteProfile> = (0..200)
+            .map(|i| SiteProfile::new(i, "s", Scenario::Mixed, 1))
+            .collect();
         for s in Scenario::ALL {
             if s != Scenario::Mixed {
-                assert!(kinds.contains(&s), "{s} missing from mixed");
+                assert!(
+                    sites.iter().any(|p| p.scenario == s),
+                    "{s} missing from mixed"
+                );
             }
         }
+    }
+
+    #[test]
+    fn the_area_outage_takes_one_prefectures_ipv6_at_the_change_round() {
+        let sites: Vec<SiteProfile> = (0..200)
+            .map(|i| SiteProfile::new(i, "s", Scenario::AreaOutage, 1))
+            .collect();
+        let hit: Vec<&SiteProfile> = sites
+            .iter()
+            .filter(|p| p.scenario == Scenario::AreaOutage)
+            .collect();
+        assert!(hit.len() >= 10, "{}", hit.len());
+        assert!(hit.iter().all(|p| p.prefecture == OUTAGE_PREFECTURE));
+        let globals = |p: &SiteProfile, round| {
+            report(p, 0, round, round + 1, 1)
+                .ipv6
+                .unwrap()
+                .addresses
+                .iter()
+                .filter(|a| a.kind == AddressKind::Global as i32)
+                .count()
+        };
+        assert_eq!(globals(hit[0], 0), 1);
+        assert_eq!(globals(hit[0], CHANGE_ROUND), 0);
+        let elsewhere = sites
+            .iter()
+            .find(|p| p.prefecture != OUTAGE_PREFECTURE)
+            .unwrap();
+        assert_eq!(elsewhere.scenario, Scenario::Healthy);
+        assert_eq!(globals(elsewhere, CHANGE_ROUND), 1);
+        // In the demo's mix, the outage's sites are the prefecture's healthy ones.
+        let mixed = (0..200)
+            .map(|i| SiteProfile::new(i, "s", Scenario::Mixed, 1))
+            .filter(|p| p.scenario == Scenario::AreaOutage)
+            .count();
+        assert!(mixed >= 5, "{mixed}");
     }
 }

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod commands;
 pub mod error;
 pub mod history;
+pub mod incidents;
 pub mod inventory;
 pub mod maintenance;
 pub mod site;
@@ -47,6 +48,8 @@ pub struct ApiState {
     /// Closed days and windows (`oqs_site_in_maintenance`, the site page, the overview).
     pub maintenance: crate::maintenance::MaintenanceBook,
     pub maintenance_limits: crate::maintenance::MaintenanceLimits,
+    /// Area-wide incidents as the committer published them.
+    pub incidents: crate::incidents::IncidentBook,
 }
 
 /// The whole HTTP surface.
@@ -61,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/sites/{site_id}/history", get(history::history))
         .route("/api/events", get(history::events))
         .route("/api/inventory", get(inventory::inventory))
+        .route("/api/incidents", get(incidents::incidents))
         .route(
             "/api/sites/{site_id}/maintenance",
             get(maintenance::get_schedule).put(maintenance::put_schedule),
@@ -110,6 +114,7 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
         {
             let mut out = s.metrics.render(&s.view);
             render_maintenance(&s.maintenance, crate::clock::now_ms(), &mut out);
+            incidents::render(&s.incidents, &mut out);
             out
         },
     )

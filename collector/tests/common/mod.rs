@@ -247,7 +247,7 @@ pub async fn sim_fleet(
     let s = oqs_fleet_sim::run(opts, tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
-    assert!(s.all_acked(), "{scenario}: {s}");
+    assert!(s.all_acked(), "{scenario}: {s} {:?}", s.errors);
 }
 
 /// The value of an unlabelled metric (or a labelled series written out in full).

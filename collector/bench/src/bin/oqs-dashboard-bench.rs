@@ -147,6 +147,8 @@ async fn main() -> anyhow::Result<()> {
                 flags: config.flags.clone(),
                 history: config.history.clone(),
                 maintenance: Default::default(),
+                incidents: config.incidents.clone(),
+                incident_book: Default::default(),
             },
             Arc::new(Metrics::new()),
             FleetView::default(),

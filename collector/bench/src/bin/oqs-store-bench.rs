@@ -80,6 +80,8 @@ async fn main() -> anyhow::Result<()> {
             flags: defaults.flags.clone(),
             history: defaults.history.clone(),
             maintenance: Default::default(),
+            incidents: Default::default(),
+            incident_book: Default::default(),
         },
         Arc::new(Metrics::new()),
         FleetView::default(),
