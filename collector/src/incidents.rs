@@ -411,7 +411,12 @@ impl Incidents {
             // Group: (area, prefecture) → the sites not in maintenance.
             let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&SiteFacts>> =
                 Default::default();
-            for s in sites.iter().filter(|s| !s.in_maintenance) {
+            // A site whose area no agent said belongs to no area (its alerts carry no area
+            // label, so an incident among such sites would hold back every one of them).
+            for s in sites
+                .iter()
+                .filter(|s| !s.in_maintenance && !s.area.is_empty())
+            {
                 groups.entry((s.area, s.prefecture)).or_default().push(s);
             }
             for ((area, prefecture), members) in &groups {

@@ -339,6 +339,160 @@ fn the_alertmanager_example_loads_and_groups_per_site() {
         ]),
         "null"
     );
+    // An area-wide incident pages once, grouped by its area rather than a site.
+    assert_eq!(
+        route(&[
+            "alertname=AreaIncident",
+            "area=east",
+            "prefecture=新潟県",
+            "kind=ipv6_lost",
+            "severity=critical"
+        ]),
+        "noc-pager"
+    );
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains("group_by: [\"site\"]"));
+    assert!(text.contains("group_by: [\"area\", \"prefecture\", \"kind\"]"));
+}
+
+/// The real Alertmanager (Debian's `prometheus-alertmanager`) on loopback with the shipped
+/// config: an open AreaIncident holds back its kind's per-site alerts in the same area and
+/// prefecture only; a site in maintenance has its line alerts held back, its integrity alerts not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_alertmanager_inhibits_what_an_incident_or_a_window_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = deploy().join("alertmanager/alertmanager.yml");
+    let mut am = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.path().display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prometheus-alertmanager must be installed (.ci/run installs it)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = am.stderr.take();
+    let _am = Kill(am);
+    let base = format!("http://127.0.0.1:{port}/api/v2");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !up {
+        let mut log = String::new();
+        if let Some(mut e) = stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut log);
+        }
+        panic!("alertmanager did not start: {log}");
+    }
+    let alert = |labels: serde_json::Value| serde_json::json!({ "labels": labels });
+    let alerts = serde_json::json!([
+        alert(
+            serde_json::json!({"alertname": "AreaIncident", "severity": "critical",
+            "area": "east", "prefecture": "新潟県", "kind": "ipv6_lost"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "Ipv6Missing", "severity": "critical",
+            "flag": "ipv6_missing", "site": "in-niigata", "area": "east", "prefecture": "新潟県"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "Ipv6Missing", "severity": "critical",
+            "flag": "ipv6_missing", "site": "in-tokyo", "area": "east", "prefecture": "東京都"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "AgentSilent", "severity": "warning",
+            "flag": "agent_silent", "site": "silent-niigata", "area": "east", "prefecture": "新潟県"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "SiteInMaintenance", "severity": "info",
+            "site": "closed"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "LineAuthFailed", "severity": "critical",
+            "flag": "lineauth_failed", "site": "closed"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "StoreLostReports", "severity": "critical",
+            "flag": "store_lost_reports", "site": "closed"})
+        ),
+    ]);
+    let r = http
+        .post(format!("{base}/alerts"))
+        .header("content-type", "application/json")
+        .body(alerts.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let mut state = std::collections::BTreeMap::new();
+    for _ in 0..50 {
+        let got: serde_json::Value = serde_json::from_str(
+            &http
+                .get(format!("{base}/alerts"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        state = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let l = &a["labels"];
+                let who = format!(
+                    "{}/{}",
+                    l["alertname"].as_str().unwrap(),
+                    l["site"].as_str().unwrap_or("-")
+                );
+                let inhibited = !a["status"]["inhibitedBy"]
+                    .as_array()
+                    .is_none_or(|v| v.is_empty());
+                (who, inhibited)
+            })
+            .collect();
+        if state.len() == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expect: std::collections::BTreeMap<String, bool> = [
+        ("AreaIncident/-", false),
+        ("Ipv6Missing/in-niigata", true),
+        ("Ipv6Missing/in-tokyo", false),
+        ("AgentSilent/silent-niigata", false),
+        ("SiteInMaintenance/closed", false),
+        ("LineAuthFailed/closed", true),
+        ("StoreLostReports/closed", false),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(state, expect, "alert → inhibited");
 }
