@@ -65,13 +65,18 @@ impl IncidentKind {
         }
     }
 
-    /// Whether a site's raised flags show this kind; when, if so.
-    fn raised_at(self, flags: &SmallMap<Flag, ActiveFlag>) -> Option<i64> {
-        let (flag, detail) = match self {
+    /// The site flag (and detail) that shows this kind.
+    pub fn flag(self) -> (Flag, Option<&'static str>) {
+        match self {
             IncidentKind::Ipv6Lost => (Flag::Ipv6Missing, None),
             IncidentKind::NwbaseDnsUnreachable => (Flag::DnsFailing, Some("upstream")),
             IncidentKind::AgentsSilent => (Flag::AgentSilent, None),
-        };
+        }
+    }
+
+    /// Whether a site's raised flags show this kind; when, if so.
+    fn raised_at(self, flags: &SmallMap<Flag, ActiveFlag>) -> Option<i64> {
+        let (flag, detail) = self.flag();
         flags
             .get(&flag)
             .filter(|a| detail.is_none() || a.detail.as_deref() == detail)
@@ -338,12 +343,15 @@ impl Incident {
     }
 }
 
+/// A site's area (east, west, "") and prefecture ("" when unsaid).
+pub type Place<'a> = (&'static str, &'a str);
+
 /// Each site's area and prefecture, from its terminals' records (the one that says most; among
 /// equals the first terminal by id, so the answer does not depend on map order).
-pub fn site_places(
-    records: &HashMap<TerminalKey, TerminalRecord>,
-) -> HashMap<&str, (&'static str, &str)> {
-    let mut best: HashMap<&str, ((bool, bool, &str), (&'static str, &str))> = HashMap::new();
+pub fn site_places(records: &HashMap<TerminalKey, TerminalRecord>) -> HashMap<&str, Place<'_>> {
+    // Per site: how little its best record says (prefecture unsaid, area unsaid, terminal id).
+    type Rank<'a> = (bool, bool, &'a str);
+    let mut best: HashMap<&str, (Rank, Place)> = HashMap::new();
     for (k, r) in records {
         let area = crate::api::area_name(r.area).unwrap_or("");
         let rank = (
@@ -737,25 +745,27 @@ mod tests {
 
     #[test]
     fn rules_override_by_area_and_prefecture_and_impossible_ones_are_refused() {
-        let mut s = IncidentSettings::default();
-        s.rules = vec![
-            IncidentRule {
-                area: "east".into(),
-                prefecture: Some("東京都".into()),
-                min_sites: Some(30),
-                min_share_percent: None,
-                within_secs: None,
-                close_below_sites: None,
-            },
-            IncidentRule {
-                area: "east".into(),
-                prefecture: None,
-                min_sites: Some(3),
-                min_share_percent: None,
-                within_secs: Some(60),
-                close_below_sites: None,
-            },
-        ];
+        let s = IncidentSettings {
+            rules: vec![
+                IncidentRule {
+                    area: "east".into(),
+                    prefecture: Some("東京都".into()),
+                    min_sites: Some(30),
+                    min_share_percent: None,
+                    within_secs: None,
+                    close_below_sites: None,
+                },
+                IncidentRule {
+                    area: "east".into(),
+                    prefecture: None,
+                    min_sites: Some(3),
+                    min_share_percent: None,
+                    within_secs: Some(60),
+                    close_below_sites: None,
+                },
+            ],
+            ..Default::default()
+        };
         s.validate().unwrap();
         assert_eq!(s.thresholds("east", "東京都").min_sites, 30);
         assert_eq!(s.thresholds("east", "千葉県").min_sites, 3);

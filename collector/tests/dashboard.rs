@@ -229,6 +229,87 @@ async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_t
     c.stop().await.unwrap();
 }
 
+/// An area-wide incident on the overview: a banner naming the area, the prefecture and how many
+/// sites, its sites badged in the list; its button filters the list to them (ChromeDriver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_an_area_outage_is_one_banner_over_the_overview() {
+    use oqs_fleet_sim::scenario::OUTAGE_PREFECTURE;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flags.evaluate_every_ms = 100;
+    // Forty sites put three in 新潟県: let three make an incident.
+    cfg.incidents.min_sites = 3;
+    // The simulated agents stop after their reports (10 ms apart): their silence is not this
+    // test's incident.
+    cfg.flags.silent_intervals = 1_000_000;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    sim_fleet(&c, Scenario::AreaOutage, 40, 4, "ar-").await;
+    let mut open = serde_json::Value::Null;
+    for _ in 0..100 {
+        open = get_json(c.http_addr, "/api/incidents?state=open").await;
+        if open["open"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open["open"], 1, "{open}");
+    let sites: Vec<String> = serde_json::from_value(open["incidents"][0]["sites"].clone()).unwrap();
+    assert_eq!(sites.len(), 3);
+    let base = format!("http://{}", c.http_addr);
+    let b = base.clone();
+    let s = screenshots().join("overview-incident.png");
+    let dom = tokio::task::spawn_blocking(move || chromium(&format!("{b}/"), &s))
+        .await
+        .unwrap();
+    let banner = dom
+        .split("data-incident=\"")
+        .nth(1)
+        .expect("the incident banner");
+    assert!(
+        banner.contains(&format!("NTT東日本 {OUTAGE_PREFECTURE}: 3拠点でIPv6未取得")),
+        "{}",
+        &banner[..banner.len().min(400)]
+    );
+    assert_eq!(dom.matches("data-incident=\"").count(), 1, "one banner");
+    assert_eq!(
+        dom.matches("class=\"badge incident\"").count(),
+        3,
+        "its sites are badged"
+    );
+    let b = base.clone();
+    let s = screenshots().join("overview-incident-en.png");
+    let dom = tokio::task::spawn_blocking(move || chromium(&format!("{b}/?lang=en"), &s))
+        .await
+        .unwrap();
+    assert!(
+        dom.contains(&format!(
+            "NTT East, {OUTAGE_PREFECTURE}: 3 sites — IPv6 lost since"
+        )),
+        "the English banner"
+    );
+    // Its button lists just its sites.
+    let b = webdriver::Browser::start().await;
+    b.goto(&format!("{base}/")).await;
+    b.wait_for(
+        "the banner",
+        "return document.querySelector('#incidents button') ? 'yes' : ''",
+        20,
+    )
+    .await;
+    b.click("#incidents button").await;
+    let listed = b
+        .wait_for(
+            "the incident's sites only",
+            "const r = [...document.querySelectorAll('#rows tr[data-site]')].map(t => t.dataset.site); \
+             return r.length === 3 ? r.sort().join(',') : ''",
+            20,
+        )
+        .await;
+    assert_eq!(listed.as_str().unwrap(), sites.join(","));
+    b.quit().await;
+    c.stop().await.unwrap();
+}
+
 /// A minimal W3C WebDriver client over ChromeDriver (Debian's `chromium-driver`), for what
 /// `--dump-dom` cannot do: click, and wait for what the page's script does next.
 mod webdriver {

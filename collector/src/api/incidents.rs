@@ -16,6 +16,8 @@ pub struct IncidentView {
     id: u64,
     kind: &'static str,
     kind_ja: &'static str,
+    /// The site flag that shows it (the overview filters on it).
+    flag: &'static str,
     area: String,
     prefecture: String,
     /// "NTT東日本 東京都: 37拠点でIPv6未取得（10:06から）".
@@ -41,6 +43,7 @@ impl From<&Incident> for IncidentView {
             id: i.id,
             kind: i.kind.as_str(),
             kind_ja: i.kind.label_ja(),
+            flag: i.kind.flag().0.as_str(),
             area: i.area.clone(),
             prefecture: i.prefecture.clone(),
             title_ja: i.title_ja(),

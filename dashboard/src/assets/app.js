@@ -36,6 +36,7 @@ const T = {
     windows: 'メンテナンス予定', start: '開始', end: '終了', reason: '理由', by: '登録者', add_window: '追加',
     remove: '削除', no_windows: '予定なし', save: '保存', closed_hint: '例: thu:13:00-24:00, sun', quiet: 'この拠点のアラートは通知されません（フラグは表示されます）',
     until: t => `${t} まで`,
+    incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -63,6 +64,8 @@ const T = {
     windows: 'Maintenance windows', start: 'Start', end: 'End', reason: 'Reason', by: 'Set by', add_window: 'Add',
     remove: 'Remove', no_windows: 'none planned', save: 'Save', closed_hint: 'e.g. thu:13:00-24:00, sun', quiet: "This site's alerts are not sent (its flags still show)",
     until: t => `until ${t}`,
+    incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
+    incident_title: i => `${i.area === 'west' ? 'NTT West' : 'NTT East'}${i.prefecture ? ', ' + i.prefecture : ''}: ${i.site_count} sites — ${{ ipv6_lost: 'IPv6 lost', nwbase_dns_unreachable: 'NW-base DNS unreachable', agents_silent: 'agents silent' }[i.kind] || i.kind} since ${jst(new Date(i.since), { hour: '2-digit', minute: '2-digit' })}`,
   },
 }[LANG];
 
@@ -218,6 +221,8 @@ function segmentsOf(points, to, colorOf, textOf) {
 function overviewPage() {
   const state = { flag: '', area: '', prefecture: '', q: '', flagged: false, offset: 0, limit: 100 };
   const tiles = el('div', { class: 'tiles', id: 'tiles' });
+  // Open area-wide incidents (GET /api/incidents): one line each; a click lists its sites.
+  const banner = el('div', { id: 'incidents' });
   const areaSel = el('select', { id: 'f-area', onchange: e => { state.area = e.target.value; state.offset = 0; load(); } },
     el('option', { value: '' }, `${T.area}: ${T.all}`), el('option', { value: 'east' }, T.east), el('option', { value: 'west' }, T.west));
   const prefSel = el('select', { id: 'f-pref', onchange: e => { state.prefecture = e.target.value; state.offset = 0; load(); } },
@@ -236,7 +241,7 @@ function overviewPage() {
   document.body.append(
     el('header', {}, el('h1', {}, `OQS Fleet Monitor — ${T.sites}`), el('span', { class: 'spacer' }),
       el('a', { href: '/fleet', id: 'to-fleet' }, T.fleet), el('span', { id: 'updated', class: 'muted' }), langToggle()),
-    el('main', {}, tiles, el('div', { class: 'filters' }, areaSel, prefSel, flagSel, search, flaggedBox),
+    el('main', {}, banner, tiles, el('div', { class: 'filters' }, areaSel, prefSel, flagSel, search, flaggedBox),
       el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.name, T.prefecture, T.flags, T.step, T.last_report, T.terminals].map(h => el('th', {}, h)))), rows),
       pager));
 
@@ -244,8 +249,15 @@ function overviewPage() {
     const p = new URLSearchParams({ offset: state.offset, limit: state.limit });
     for (const k of ['flag', 'area', 'prefecture', 'q']) if (state[k]) p.set(k, state[k]);
     if (state.flagged) p.set('state', 'flagged');
-    let data;
-    try { data = await api('/api/sites?' + p); } catch (e) { info.textContent = e.message; return; }
+    let data, inc = { incidents: [] };
+    try { [data, inc] = await Promise.all([api('/api/sites?' + p), api('/api/incidents?state=open')]); } catch (e) { info.textContent = e.message; return; }
+    banner.replaceChildren(...inc.incidents.map(i => el('div', { class: 'incident', 'data-incident': i.id },
+      el('strong', {}, T.incident), ' ', el('span', { class: 'title' }, T.incident_title ? T.incident_title(i) : i.title_ja), ' ',
+      el('button', { onclick: () => {
+        Object.assign(state, { area: i.area, prefecture: i.prefecture, flag: i.flag, offset: 0 });
+        areaSel.value = i.area; prefSel.value = i.prefecture; flagSel.value = i.flag; load();
+      } }, T.show_sites))));
+    const inIncident = new Set(inc.incidents.flatMap(i => i.sites));
     const sc = data.state_counts || {};
     const all = (sc.flagged || 0) + (sc.healthy || 0);
     const flaggedBoxEl = document.getElementById('f-flagged');
@@ -266,6 +278,7 @@ function overviewPage() {
         el('td', {}, s.site_name || ''),
         el('td', {}, `${s.prefecture || ''} ${s.area ? '(' + T[s.area] + ')' : ''}`),
         el('td', {}, s.in_maintenance ? el('span', { class: 'badge maint' }, T.in_maint) : '',
+          inIncident.has(s.site_id) ? el('span', { class: 'badge incident' }, T.in_incident) : '',
           s.flags.length ? s.flags.map(f => flagBadge(f)) : el('span', { class: 'badge ok' }, T.healthy)),
         el('td', {}, s.diagnosis_step ? T.step_n(s.diagnosis_step) : '-'),
         el('td', {}, when(s.last_report_at)),

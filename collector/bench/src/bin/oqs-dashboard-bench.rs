@@ -34,8 +34,8 @@ struct Args {
 }
 
 /// One HTTP/1.1 request (a JSON body when given); fails unless the answer is 2xx; returns the
-/// answer body's length.
-async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<usize> {
+/// answer's body.
+async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let content_type = if body.is_empty() {
         ""
@@ -59,11 +59,12 @@ async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyh
         text.lines().next().unwrap_or("")
     );
     let head = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    Ok(buf.len() - head)
+    Ok(String::from_utf8_lossy(&buf[head..]).into_owned())
 }
 
+/// The size of a GET's answer body.
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
-    request(addr, "GET", path, "").await
+    Ok(request(addr, "GET", path, "").await?.len())
 }
 
 /// Median time and the size of `paths` fetched together (as the page does).
@@ -92,16 +93,27 @@ async fn feed(
     step_ms: i64,
 ) -> anyhow::Result<()> {
     let mut pending = Vec::new();
+    let first = rounds.start;
     for round in rounds {
         let t = start_ms + round as i64 * step_ms;
         for site in sites {
             let r = report(site, 0, round, round + 1, t);
+            // The first report carries the stream's Hello, as ingest sends it: the site's name,
+            // area and prefecture, the agent's version.
+            let ident = if round == first {
+                let h = oqs_fleet_sim::hello(site, 0);
+                Some(Box::new(oqs_collector::validate::hello(&h).map_err(
+                    |e| anyhow::anyhow!("the simulator's Hello: {e}"),
+                )?))
+            } else {
+                None
+            };
             pending.push(
                 handle
                     .report(ReportCommit::new(
                         &TerminalKey::new(&site.site_id, "pc-1"),
                         r,
-                        None,
+                        ident,
                     ))
                     .await?,
             );
@@ -158,7 +170,8 @@ async fn main() -> anyhow::Result<()> {
         let fleet: Vec<SiteProfile> = (0..args.sites)
             .map(|i| SiteProfile::new(i, "fleet-", Scenario::Mixed, 1))
             .collect();
-        feed(&handle, &fleet, 0..3, now - 3 * 60_000, 60_000).await?;
+        // Four rounds: the mixed fleet's outage in 新潟県 is raised (an area-wide incident).
+        feed(&handle, &fleet, 0..4, now - 4 * 60_000, 60_000).await?;
         // The site page's site: a prefix change on day one, then a month of one report a minute.
         let one = vec![SiteProfile::new(9, "history-", Scenario::PrefixChange, 1)];
         let rounds = args.history_days * 1440;
@@ -174,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         task.await?;
         store.flush()?;
         println!(
-            "filled: {} sites x 3 reports, and 1 site x {} reports, in {:.1} s",
+            "filled: {} sites x 4 reports, and 1 site x {} reports, in {:.1} s",
             args.sites,
             rounds,
             started.elapsed().as_secs_f64()
@@ -197,6 +210,22 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     }
+    // The overview shows the incident the outage opens (the committer's first evaluation).
+    let mut open_incidents = 0;
+    for _ in 0..150 {
+        let body = request(http, "GET", "/api/incidents?state=open", "").await?;
+        open_incidents = serde_json::from_str::<serde_json::Value>(&body)?["open"]
+            .as_u64()
+            .unwrap_or(0);
+        if open_incidents > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(
+        open_incidents > 0,
+        "the mixed fleet's outage opened no incident"
+    );
     let shell: Vec<String> = ["/", "/assets/app.js", "/assets/app.css"]
         .iter()
         .map(|s| s.to_string())
@@ -204,7 +233,10 @@ async fn main() -> anyhow::Result<()> {
     let (t_shell, b_shell) = time(http, &shell, args.repeat).await?;
     let (t_over, b_over) = time(
         http,
-        &["/api/sites?offset=0&limit=100".to_string()],
+        &[
+            "/api/sites?offset=0&limit=100".to_string(),
+            "/api/incidents?state=open".to_string(),
+        ],
         args.repeat,
     )
     .await?;
@@ -243,8 +275,10 @@ async fn main() -> anyhow::Result<()> {
         kib(b_shell)
     );
     println!(
-        "overview, {} sites, first page of 100 (/api/sites): {:.1} ms, {:.1} KiB; page weight with the shell {:.1} KiB",
+        "overview, {} sites ({} in maintenance, {} open incident), first page of 100 (/api/sites and /api/incidents): {:.1} ms, {:.1} KiB; page weight with the shell {:.1} KiB",
         args.sites,
+        args.sites.div_ceil(10),
+        open_incidents,
         t_over.as_secs_f64() * 1e3,
         kib(b_over),
         kib(b_over + b_shell)
