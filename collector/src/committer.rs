@@ -220,6 +220,12 @@ struct Writer {
     /// Every terminal record, loaded at start, then authoritative (only this writes them).
     records: HashMap<TerminalKey, TerminalRecord>,
     derived: Derived,
+    /// A commit failed in a way this store handle never recovers from (`is_unrecoverable`).
+    broken: bool,
+    /// Batches sled holds but could not make durable (`StoreError::left_written`): what they
+    /// changed is kept (the memory matches the tree), published and acked only once a later
+    /// commit is durable; until then every batch commits, duplicates included.
+    unflushed: Vec<Staged>,
 }
 
 /// What the committer needs besides the store.
@@ -278,6 +284,8 @@ pub async fn spawn(
             store,
             records,
             derived,
+            broken: false,
+            unflushed: Vec::new(),
         })
     })
     .await
@@ -321,6 +329,14 @@ pub async fn spawn(
             })
             .await
             {
+                Ok(w) if w.broken => {
+                    // Every later commit would fail the same way: stop, so the collector exits
+                    // and its supervisor restarts it on the store as last made durable.
+                    tracing::error!(
+                        "the store can no longer write until it is reopened; stopping ingest                          (nothing unacknowledged is lost: agents keep what was not acked)"
+                    );
+                    break;
+                }
                 Ok(w) => writer = Some(w),
                 Err(e) => {
                     // A panic in the writer loses its cache; every queued reply is dropped, so
@@ -467,13 +483,22 @@ impl Writer {
                 batch.put_terminal(key, rec);
             }
         }
-        let result = if dirty.is_empty() && batch.is_empty() && staged.is_empty() {
+        // A duplicate is acked as stored: after a batch that was written but not made durable,
+        // only once a commit is durable again.
+        let result = if dirty.is_empty()
+            && batch.is_empty()
+            && staged.is_empty()
+            && self.unflushed.is_empty()
+        {
             Ok(())
         } else {
             self.store.commit(batch)
         };
         match result {
             Ok(()) => {
+                for earlier in self.unflushed.drain(..) {
+                    self.derived.committed(earlier);
+                }
                 self.derived.committed(staged);
                 for key in &identified {
                     if let Some(rec) = self.records.get(key) {
@@ -489,9 +514,16 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; nothing in the batch is acked");
-                self.derived.failed(staged);
-                for (key, rec) in before {
-                    self.records.insert(key, rec);
+                self.broken |= e.is_unrecoverable();
+                if e.left_written() {
+                    // sled holds the batch and writes it out with the next flush: forgetting
+                    // it here would leave reports in the store that no record counts.
+                    self.unflushed.push(staged);
+                } else {
+                    self.derived.failed(staged);
+                    for (key, rec) in before {
+                        self.records.insert(key, rec);
+                    }
                 }
                 let err = CommitError(e.to_string());
                 for (reply, _) in hello_replies {

@@ -73,6 +73,27 @@ pub enum StoreError {
     CorruptValue { key: String, reason: String },
 }
 
+impl StoreError {
+    /// Whether [`Store::commit`] failed after sled took the batch (only making it durable
+    /// failed): the tree holds it, and a later flush writes it out.
+    pub fn left_written(&self) -> bool {
+        matches!(self, StoreError::Sync { .. })
+    }
+
+    /// Whether this store handle can never write again: sled 0.34 keeps the first I/O error of
+    /// its log writer (a full disk while it wrote a buffer) and returns it from every later call
+    /// until the store is reopened, when it recovers to its last durable commit. Our own
+    /// fdatasync failing is not such an error: the next commit tries again.
+    pub fn is_unrecoverable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io(
+                sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)
+            )
+        )
+    }
+}
+
 /// A stored report: whole, or elided because it matched the one before (latencies aside).
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // short-lived, read one at a time

@@ -373,4 +373,23 @@ async fn every_ack_follows_an_fdatasync_and_a_failed_sync_acks_nothing() {
         status.message().contains("fdatasync") || status.message().contains("durable"),
         "the status says the write could not be made durable: {status:?}"
     );
+    // Sent again: the collector holds it (sled took the batch) but it is still not durable, so
+    // it is not acked as a duplicate either.
+    for _ in 0..3 {
+        let Ok(mut s) =
+            AgentStream::open(channel(grpc).await, msg_hello(hello("clinic-f", "pc-1"))).await
+        else {
+            continue;
+        };
+        loop {
+            match s.next().await {
+                Ok(Some(CollectorBody::Welcome(_))) => s.send(report(1)).await,
+                Ok(Some(CollectorBody::Ack(a))) => {
+                    panic!("seq {} acked again while no sync succeeds", a.seq)
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
 }
