@@ -22,6 +22,18 @@ pub enum Severity {
     Warning,
 }
 
+/// What a raised flag means for a site's monthly availability (月次稼働率, `availability.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// The OQS connection is not usable (the guide's tree fails): the time is an outage.
+    Down,
+    /// Nothing is known of the site (its agent is silent): the time is neither up nor down.
+    NoData,
+    /// The connection still works (a warning about something else: the clock, the store).
+    Up,
+}
+
 /// The `severity` label of a shipped alert rule (what Alertmanager routes on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,6 +114,8 @@ pub struct FlagInfo {
     pub flag: Flag,
     pub name: &'static str,
     pub severity: Severity,
+    /// What the flag raised means for the site's monthly availability.
+    pub availability: Availability,
     pub label_ja: &'static str,
     pub label_en: &'static str,
     pub meaning: &'static str,
@@ -168,7 +182,7 @@ macro_rules! checks {
 
 macro_rules! flags {
     ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal {
-        $sev:ident, ja: $ja:literal, en: $en:literal, $(badge_detail: $bd:literal,)? guide: $guide:expr,
+        $sev:ident, avail: $avail:ident, ja: $ja:literal, en: $en:literal, $(badge_detail: $bd:literal,)? guide: $guide:expr,
         alerts: [$($alert:expr),* $(,)?] $(,)?
     } )*) => {
         /// What the NOC is told about a site. Declared most severe first: the order the overview
@@ -187,6 +201,7 @@ macro_rules! flags {
             flag: Flag::$variant,
             name: $name,
             severity: Severity::$sev,
+            availability: Availability::$avail,
             label_ja: $ja,
             label_en: $en,
             meaning: concat!($($doc),*),
@@ -239,7 +254,7 @@ use AlertSeverity::{Critical as A_CRIT, Info as A_INFO, Warning as A_WARN};
 flags! {
     /// P11019, P32031 or any other code on the portal.
     LineauthError = "lineauth_error" {
-        Critical, ja: "回線認証エラー", en: "Line-auth error", badge_detail: true,
+        Critical, avail: Down, ja: "回線認証エラー", en: "Line-auth error", badge_detail: true,
         guide: page(Some(5), "P16-17, FAQ Q9, FAQ Q11"),
         alerts: [
             on_detail("LineAuthIneligibleLine", "P11019", A_CRIT).because(Finding::IneligibleLine),
@@ -251,39 +266,39 @@ flags! {
     /// acknowledged reports (a damaged disk, a restore from an older backup); held like
     /// `terminal_id_conflict`.
     StoreLostReports = "store_lost_reports" {
-        Critical, ja: "受信済みデータ消失", en: "Store lost acked reports",
+        Critical, avail: Up, ja: "受信済みデータ消失", en: "Store lost acked reports",
         guide: page(None, "docs/SECURITY.md, README 'The store'"),
         alerts: [on_flag("StoreLostReports", A_CRIT)],
     }
     /// Another machine reports with the same site and terminal ids (a different report under a
     /// stored seq); held for `conflict_hold_secs` after the last one.
     TerminalIdConflict = "terminal_id_conflict" {
-        Critical, ja: "端末ID重複", en: "Terminal id conflict",
+        Critical, avail: Up, ja: "端末ID重複", en: "Terminal id conflict",
         guide: page(None, "README 'Enrollment'"),
         alerts: [on_flag("TerminalIdConflict", A_CRIT)],
     }
     /// 回線認証に失敗しました (FAQ Q12): the customer ID is not registered, or another line.
     LineauthFailed = "lineauth_failed" {
-        Critical, ja: "回線認証失敗", en: "Line-auth failed",
+        Critical, avail: Down, ja: "回線認証失敗", en: "Line-auth failed",
         guide: Guide::Finding(Finding::AuthFailed),
         alerts: [on_flag("LineAuthFailed", A_CRIT)],
     }
     /// The consent page shows where the site had been authenticated.
     ReauthRequired = "reauth_required" {
-        Critical, ja: "再認証が必要", en: "Re-auth required",
+        Critical, avail: Down, ja: "再認証が必要", en: "Re-auth required",
         guide: Guide::Finding(Finding::ReauthRequired),
         alerts: [on_flag("ReauthRequired", A_CRIT)],
     }
     /// No global IPv6 address or no IPv6 default route.
     Ipv6Missing = "ipv6_missing" {
-        Critical, ja: "IPv6未取得", en: "IPv6 missing",
+        Critical, avail: Down, ja: "IPv6未取得", en: "IPv6 missing",
         guide: Guide::Finding(Finding::Ipv6Missing),
         alerts: [on_flag("Ipv6Missing", A_CRIT)],
     }
     /// The system resolver fails for OQS names (detail: `terminal_settings`, `truncated`,
     /// `router_table` or `upstream`).
     DnsFailing = "dns_failing" {
-        Critical, ja: "DNS異常", en: "DNS failing",
+        Critical, avail: Down, ja: "DNS異常", en: "DNS failing",
         guide: Guide::Finding(Finding::RouterDnsTable),
         alerts: [
             on_detail("DnsTerminalSettings", "terminal_settings", A_CRIT)
@@ -296,67 +311,67 @@ flags! {
     }
     /// The OQS connection certificate is not trusted (not installed, FAQ Q8).
     CertUntrusted = "cert_untrusted" {
-        Critical, ja: "証明書未導入", en: "Cert untrusted",
+        Critical, avail: Down, ja: "証明書未導入", en: "Cert untrusted",
         guide: Guide::Finding(Finding::CertificateMissing),
         alerts: [on_flag("CertUntrusted", A_CRIT)],
     }
     /// The line's /64 differs from the last one seen (cleared after a hold time).
     PrefixChanged = "prefix_changed" {
-        Warning, ja: "プレフィックス変更", en: "Prefix changed",
+        Warning, avail: Up, ja: "プレフィックス変更", en: "Prefix changed",
         guide: page(Some(6), "FAQ Q17"),
         alerts: [on_flag("PrefixChanged", A_WARN)],
     }
     /// システムエラーが発生しました (FAQ Q13): the portal may have a fault.
     LineauthSystemError = "lineauth_system_error" {
-        Warning, ja: "回線認証システムエラー", en: "Portal system error",
+        Warning, avail: Down, ja: "回線認証システムエラー", en: "Portal system error",
         guide: Guide::Finding(Finding::SystemError),
         alerts: [on_flag("LineAuthSystemError", A_WARN)],
     }
     /// The portal gives no page although IPv6 works and its name resolves.
     LineauthUnreachable = "lineauth_unreachable" {
-        Warning, ja: "回線認証サイト不達", en: "Portal unreachable",
+        Warning, avail: Down, ja: "回線認証サイト不達", en: "Portal unreachable",
         guide: Guide::Finding(Finding::PortalUnreachable),
         alerts: [on_flag("LineAuthPortalUnreachable", A_WARN)],
     }
     /// OQS web does not answer although IPv6 and name resolution work.
     OqsWebUnreachable = "oqs_web_unreachable" {
-        Warning, ja: "OQS Web不達", en: "OQS web unreachable",
+        Warning, avail: Down, ja: "OQS Web不達", en: "OQS web unreachable",
         guide: Guide::Finding(Finding::OqsSide),
         alerts: [on_flag("OqsWebUnreachable", A_WARN)],
     }
     /// 希望しない was chosen, or the back button was used (FAQ Q10); detail says which.
     LineauthDeclined = "lineauth_declined" {
-        Warning, ja: "「希望しない」選択", en: "Declined / not from portal",
+        Warning, avail: Down, ja: "「希望しない」選択", en: "Declined / not from portal",
         guide: Guide::Finding(Finding::Declined),
         alerts: [on_flag("LineAuthDeclined", A_WARN)],
     }
     /// 時間を置いて再度試してください (P17).
     LineauthRetryLater = "lineauth_retry_later" {
-        Warning, ja: "回線認証 再試行待ち", en: "Portal: retry later",
+        Warning, avail: Down, ja: "回線認証 再試行待ち", en: "Portal: retry later",
         guide: Guide::Finding(Finding::RetryLater),
         alerts: [on_flag("LineAuthRetryLater", A_WARN)],
     }
     /// A page none of the guide's texts match, without a code (with one: `lineauth_error`).
     LineauthUnknownPage = "lineauth_unknown_page" {
-        Warning, ja: "回線認証 不明な画面", en: "Portal: unknown page",
+        Warning, avail: Down, ja: "回線認証 不明な画面", en: "Portal: unknown page",
         guide: Guide::Finding(Finding::UnknownPage),
         alerts: [on_flag("LineAuthUnknownPage", A_WARN)],
     }
     /// No report for several intervals.
     AgentSilent = "agent_silent" {
-        Warning, ja: "エージェント無応答", en: "Agent silent",
+        Warning, avail: NoData, ja: "エージェント無応答", en: "Agent silent",
         guide: page(None, "README 'The agent'"),
         alerts: [on_flag("AgentSilent", A_WARN)],
     }
     /// The global address appears/disappears or changes repeatedly (FAQ Q1).
     Flapping = "flapping" {
-        Warning, ja: "アドレス不安定", en: "Flapping",
+        Warning, avail: Up, ja: "アドレス不安定", en: "Flapping",
         guide: page(Some(4), "FAQ Q1"),
         alerts: [on_flag("Flapping", A_WARN)],
     }
     /// The terminal's clock is off from ntp.base.oqs-pdl.org.
     NtpSkew = "ntp_skew" {
-        Warning, ja: "時刻ずれ", en: "NTP skew",
+        Warning, avail: Up, ja: "時刻ずれ", en: "NTP skew",
         guide: page(None, "P18 3-2"),
         alerts: [on_flag("NtpSkew", A_INFO)],
     }
@@ -453,6 +468,7 @@ pub struct FlagView {
     pub label_en: &'static str,
     pub meaning: &'static str,
     pub badge_detail: bool,
+    pub availability: Availability,
     pub guide_step: Option<u8>,
     pub guide_page: &'static str,
     pub alerts: &'static [Alert],
@@ -483,6 +499,7 @@ pub fn view() -> CatalogView {
                     label_en: f.label_en,
                     meaning: f.meaning.trim(),
                     badge_detail: f.badge_detail,
+                    availability: f.availability,
                     guide_step,
                     guide_page,
                     alerts: f.alerts,

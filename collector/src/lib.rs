@@ -13,6 +13,7 @@
 //!   detection), [`samples`] and [`history`] (points per check), [`flags`] (the flag engine and
 //!   the guide's diagnosis per site) with [`small_map`].
 //! - Out: [`maintenance`] (closed days and windows: quiet alerts, no agent_silent),
+//!   [`availability`] (monthly availability per site: the outages, maintenance and gaps),
 //!   [`incidents`] (area-wide incidents instead of a page per site), [`view`] (the fleet's state
 //!   the API reads), [`inventory`] (agent versions, who lags), [`metrics`] and [`fleet_metrics`]
 //!   (`/metrics`), [`api`] (the JSON API and the dashboard), [`http_auth`] and [`failure_limit`]
@@ -22,6 +23,7 @@
 //! crates of their own beside this one. What a new check kind or flag touches: `docs/ADDING.md`.
 
 pub mod api;
+pub mod availability;
 pub mod catalog;
 pub mod checks;
 pub mod clock;

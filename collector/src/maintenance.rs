@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 const DAY_MS: i64 = 86_400_000;
+/// Ended windows are kept this long (a year and a month: last year's same month's report).
+pub const ENDED_KEPT_DAYS: i64 = 400;
 const JST_MS: i64 = 9 * 3_600_000;
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
@@ -24,7 +26,8 @@ pub struct MaintenanceLimits {
     pub max_window_days: u32,
     /// How far ahead a window may start, in days.
     pub max_ahead_days: u32,
-    /// Ad-hoc windows per site (ended ones are dropped when a new one is added).
+    /// Ad-hoc windows per site, ended ones included (kept for the monthly availability for
+    /// `ENDED_KEPT_DAYS`; the oldest ended ones make room when a new one is added).
     pub max_windows: usize,
     /// Recurring closed spans per site.
     pub max_closed: usize,
@@ -253,6 +256,50 @@ impl Schedule {
                 to: c.to.clone(),
             })
         })
+    }
+
+    /// The spans of `[from_ms, to_ms)` the site was in maintenance by this schedule (closed
+    /// hours, holidays if so set, windows), sorted and merged: what the monthly availability
+    /// leaves out.
+    pub fn spans(&self, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)> {
+        let mut v: Vec<(i64, i64)> = self
+            .windows
+            .iter()
+            .map(|w| (w.start_ms.max(from_ms), w.end_ms.min(to_ms)))
+            .collect();
+        let first = (from_ms + JST_MS).div_euclid(DAY_MS);
+        let last = (to_ms - 1 + JST_MS).div_euclid(DAY_MS);
+        for days in first..=last {
+            let midnight = days * DAY_MS - JST_MS;
+            if self.holidays && support::is_holiday(days) {
+                v.push((midnight, midnight + DAY_MS));
+            }
+            let wd = support::weekday(days);
+            for c in &self.closed {
+                if let Ok((day, from, to)) = c.span() {
+                    if day == wd {
+                        v.push((
+                            midnight + i64::from(from) * 60_000,
+                            midnight + i64::from(to) * 60_000,
+                        ));
+                    }
+                }
+            }
+        }
+        let mut v: Vec<(i64, i64)> = v
+            .into_iter()
+            .map(|(a, b)| (a.max(from_ms), b.min(to_ms)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        v.sort();
+        let mut out: Vec<(i64, i64)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(l) if a <= l.1 => l.1 = l.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
     }
 
     /// When the latest maintenance before `now_ms` ended (within the last eight days), for the

@@ -55,9 +55,12 @@ struct WindowView {
     end: Option<String>,
     reason: String,
     by: String,
+    /// Over (kept for the monthly availability).
+    ended: bool,
 }
 
 fn page(site: &SiteId, s: &Schedule) -> MaintenancePage {
+    let now = crate::clock::now_ms();
     MaintenancePage {
         site_id: site.to_string(),
         closed: s.closed.clone(),
@@ -71,9 +74,10 @@ fn page(site: &SiteId, s: &Schedule) -> MaintenancePage {
                 end: when(w.end_ms),
                 reason: w.reason.clone(),
                 by: w.by.clone(),
+                ended: w.end_ms <= now,
             })
             .collect(),
-        in_effect: s.in_effect(crate::clock::now_ms()),
+        in_effect: s.in_effect(now),
     }
 }
 
@@ -152,9 +156,20 @@ pub(super) async fn add_window(
         crate::clock::parse_time(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
     };
     let now = crate::clock::now_ms();
-    // Ended windows make room; ids keep growing.
+    // Ended windows stay for the monthly availability (a year and a month); the oldest ended
+    // make room at the limit; ids keep growing.
     let id = sched.windows.iter().map(|w| w.id).max().unwrap_or(0) + 1;
-    sched.windows.retain(|w| w.end_ms > now);
+    let horizon = now - crate::maintenance::ENDED_KEPT_DAYS * 86_400_000;
+    sched.windows.retain(|w| w.end_ms > horizon);
+    sched.windows.sort_by_key(|w| w.start_ms);
+    while sched.windows.len() >= s.maintenance_limits.max_windows {
+        match sched.windows.iter().position(|w| w.end_ms <= now) {
+            Some(i) => {
+                sched.windows.remove(i);
+            }
+            None => break,
+        }
+    }
     let w = Window {
         id,
         start_ms: t("start", &b.start)?,

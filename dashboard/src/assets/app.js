@@ -36,7 +36,7 @@ const T = {
     windows: 'メンテナンス予定', start: '開始', end: '終了', reason: '理由', by: '登録者', add_window: '追加',
     remove: '削除', no_windows: '予定なし', save: '保存', closed_hint: '例: thu:13:00-24:00, sun', quiet: 'この拠点のアラートは通知されません（フラグは表示されます）',
     until: t => `${t} まで`,
-    incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
+    ended: '終了', incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -64,7 +64,7 @@ const T = {
     windows: 'Maintenance windows', start: 'Start', end: 'End', reason: 'Reason', by: 'Set by', add_window: 'Add',
     remove: 'Remove', no_windows: 'none planned', save: 'Save', closed_hint: 'e.g. thu:13:00-24:00, sun', quiet: "This site's alerts are not sent (its flags still show)",
     until: t => `until ${t}`,
-    incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
+    ended: 'ended', incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
     incident_title: i => `${i.area === 'west' ? 'NTT West' : 'NTT East'}${i.prefecture ? ', ' + i.prefecture : ''}: ${i.site_count} sites — ${{ ipv6_lost: 'IPv6 lost', nwbase_dns_unreachable: 'NW-base DNS unreachable', agents_silent: 'agents silent' }[i.kind] || i.kind} since ${jst(new Date(i.since), { hour: '2-digit', minute: '2-digit' })}`,
   },
 }[LANG];
@@ -406,8 +406,8 @@ function sitePage() {
       el('h3', {}, T.windows),
       m.windows.length ? el('table', { id: 'maint-windows' },
         el('thead', {}, el('tr', {}, [T.start, T.end, T.reason, T.by, ''].map(h => el('th', {}, h)))),
-        el('tbody', {}, m.windows.map(w => el('tr', { 'data-window': String(w.id) },
-          el('td', {}, when(w.start)), el('td', {}, when(w.end)), el('td', {}, w.reason), el('td', {}, w.by),
+        el('tbody', {}, m.windows.map(w => el('tr', { 'data-window': String(w.id), class: w.ended ? 'muted' : '' },
+          el('td', {}, when(w.start)), el('td', {}, when(w.end), w.ended ? ` (${T.ended})` : ''), el('td', {}, w.reason), el('td', {}, w.by),
           el('td', {}, el('button', { class: 'mw-remove', onclick: () => send(`${path}/windows/${w.id}`, 'DELETE') }, T.remove))))))
         : el('p', { class: 'muted' }, T.no_windows),
       el('div', { class: 'filters' }, start, end, reason, by, add, msg));
