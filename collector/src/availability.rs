@@ -18,7 +18,32 @@
 
 use crate::catalog::{Availability, Flag};
 use crate::flags::{Action, Event};
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
+/// What the account needs of a flag event (the store reads only these fields).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FlagChange {
+    pub id: u64,
+    /// When it happened (report time for report-driven events, the collector's for silence).
+    pub at_ms: i64,
+    /// When the collector recorded it.
+    pub recorded_ms: i64,
+    pub flag: Flag,
+    pub action: Action,
+}
+
+impl From<&Event> for FlagChange {
+    fn from(e: &Event) -> Self {
+        FlagChange {
+            id: e.id,
+            at_ms: e.at_ms,
+            recorded_ms: e.recorded_ms,
+            flag: e.flag,
+            action: e.action,
+        }
+    }
+}
 
 const DAY_MS: i64 = 86_400_000;
 const JST_MS: i64 = 9 * 3_600_000;
@@ -100,7 +125,7 @@ impl Month {
 /// What is known of one site for the month.
 pub struct SiteInput<'a> {
     /// The site's flag events, in any order.
-    pub events: &'a [Event],
+    pub events: &'a [FlagChange],
     /// Flags raised now with when (for a raise the log no longer holds).
     pub active_now: &'a [(Flag, i64)],
     /// Nothing is known before this: the site's first Hello, or the kept log's start if later.
@@ -139,8 +164,11 @@ impl Account {
 }
 
 /// The spans each flag was raised, from the events (sorted by when they happened).
-fn flag_spans(events: &[Event], active_now: &[(Flag, i64)]) -> BTreeMap<Flag, Vec<(i64, i64)>> {
-    let mut ev: Vec<&Event> = events.iter().collect();
+fn flag_spans(
+    events: &[FlagChange],
+    active_now: &[(Flag, i64)],
+) -> BTreeMap<Flag, Vec<(i64, i64)>> {
+    let mut ev: Vec<&FlagChange> = events.iter().collect();
     ev.sort_by_key(|e| (e.at_ms, e.id));
     let mut open: BTreeMap<Flag, i64> = BTreeMap::new();
     let mut spans: BTreeMap<Flag, Vec<(i64, i64)>> = BTreeMap::new();
@@ -187,50 +215,67 @@ pub fn account(month: Month, now_ms: i64, site: &SiteInput<'_>) -> Account {
         acc.no_data_ms = month_end - start;
         return acc;
     }
-    let spans = flag_spans(site.events, site.active_now);
-    // Every moment the classification can change.
-    let mut cuts: Vec<i64> = vec![start, end, site.known_from_ms.clamp(start, end)];
-    for v in spans.values() {
+    // A sweep over the moments anything changes: +1/-1 per flag span and maintenance span
+    // (index `MAINT`), clipped to the month up to now.
+    const MAINT: usize = usize::MAX;
+    let index = |f: Flag| Flag::ALL.iter().position(|x| *x == f).unwrap_or(0);
+    let mut edges: Vec<(i64, i32, usize, i64)> = Vec::new();
+    for (f, v) in flag_spans(site.events, site.active_now) {
         for (a, b) in v {
-            cuts.push((*a).clamp(start, end));
-            cuts.push((*b).clamp(start, end));
+            let (ca, cb) = (a.clamp(start, end), b.clamp(start, end));
+            if ca < cb {
+                edges.push((ca, 1, index(f), a));
+                edges.push((cb, -1, index(f), a));
+            }
         }
     }
     for (a, b) in site.maintenance {
-        cuts.push((*a).clamp(start, end));
-        cuts.push((*b).clamp(start, end));
+        let (ca, cb) = ((*a).clamp(start, end), (*b).clamp(start, end));
+        if ca < cb {
+            edges.push((ca, 1, MAINT, ca));
+            edges.push((cb, -1, MAINT, ca));
+        }
     }
-    cuts.sort_unstable();
-    cuts.dedup();
-    let raised = |f: Flag, t: i64| {
-        spans
-            .get(&f)
-            .is_some_and(|v| v.iter().any(|(a, b)| *a <= t && t < *b))
-    };
+    let known = site.known_from_ms.clamp(start, end);
+    // Closing edges first at the same moment: a span ending where another begins leaves no gap.
+    edges.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut times: Vec<i64> = edges.iter().map(|e| e.0).collect();
+    times.extend([start, end, known]);
+    times.sort_unstable();
+    times.dedup();
+    let mut count = vec![0i32; Flag::ALL.len()];
+    // When each flag's current span began (the order of causes).
+    let mut since = vec![i64::MIN; Flag::ALL.len()];
+    let mut maint = 0i32;
+    let mut e = 0;
     let mut current: Option<Outage> = None;
-    for w in cuts.windows(2) {
+    for w in times.windows(2) {
         let (a, b) = (w[0], w[1]);
+        while e < edges.len() && edges[e].0 <= a {
+            let (_, d, i, from) = edges[e];
+            if i == MAINT {
+                maint += d;
+            } else {
+                count[i] += d;
+                if d > 0 {
+                    since[i] = from;
+                }
+            }
+            e += 1;
+        }
         let len = b - a;
-        let in_maint = site.maintenance.iter().any(|(x, y)| *x <= a && a < *y);
-        let flags: Vec<Flag> = Flag::ALL
-            .iter()
-            .copied()
-            .filter(|f| raised(*f, a))
-            .collect();
-        let no_data = a < site.known_from_ms
-            || flags
+        let count = &count;
+        let raised = |avail: Availability| {
+            Flag::ALL
                 .iter()
-                .any(|f| f.info().availability == Availability::NoData);
-        let down: Vec<Flag> = flags
-            .iter()
-            .copied()
-            .filter(|f| f.info().availability == Availability::Down)
-            .collect();
-        if in_maint {
+                .enumerate()
+                .filter(move |(i, f)| count[*i] > 0 && f.info().availability == avail)
+        };
+        if maint > 0 {
             acc.maintenance_ms += len;
-        } else if no_data {
+        } else if a < known || raised(Availability::NoData).next().is_some() {
             acc.no_data_ms += len;
-        } else if !down.is_empty() {
+        } else if raised(Availability::Down).next().is_some() {
             acc.down_ms += len;
             let o = current.get_or_insert_with(|| Outage {
                 start_ms: a,
@@ -240,15 +285,8 @@ pub fn account(month: Month, now_ms: i64, site: &SiteInput<'_>) -> Account {
             });
             o.end_ms = b;
             // The order they were raised in: the earliest raise first.
-            let mut by_raise: Vec<(i64, Flag)> = down
-                .iter()
-                .map(|f| {
-                    let since = spans[f]
-                        .iter()
-                        .find(|(x, y)| *x <= a && a < *y)
-                        .map_or(a, |(x, _)| *x);
-                    (since, *f)
-                })
+            let mut by_raise: Vec<(i64, Flag)> = raised(Availability::Down)
+                .map(|(i, f)| (since[i], *f))
                 .collect();
             by_raise.sort();
             for (_, f) in by_raise {
@@ -279,8 +317,8 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
-    fn ev(id: u64, at: i64, flag: Flag, action: Action) -> Event {
-        Event {
+    fn ev(id: u64, at: i64, flag: Flag, action: Action) -> FlagChange {
+        FlagChange::from(&Event {
             id,
             at_ms: at,
             recorded_ms: at,
@@ -288,9 +326,9 @@ mod tests {
             terminal: None,
             flag,
             action,
-            detail: None,
+            detail: Some("detail the account ignores".into()),
             related_event_id: None,
-        }
+        })
     }
 
     #[test]

@@ -591,6 +591,11 @@ impl Writer {
         rec.reports_total += 1;
         rec.last_report_at_ms = now;
         rec.last_round_at_ms = c.finished_at_ms;
+        if c.finished_at_ms > 0
+            && (rec.first_report_at_ms == 0 || c.finished_at_ms < rec.first_report_at_ms)
+        {
+            rec.first_report_at_ms = c.finished_at_ms;
+        }
         rec.spool_dropped_total = c.spool_dropped_total;
         if let Some(i) = interface_in_use(&c.report).filter(|i| *i != rec.interface) {
             rec.interface = i.to_owned();

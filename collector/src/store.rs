@@ -238,6 +238,22 @@ pub struct TerminalRecord {
     /// The interface carrying the terminal's IPv6 address in use, from its newest report.
     #[prost(string, tag = "21")]
     pub interface: String,
+    /// The earliest `finished_at_ms` among the terminal's stored reports (a spool replayed
+    /// after its first Hello reaches back before it; 0: none yet, or stored before this was kept).
+    #[prost(int64, tag = "22")]
+    pub first_report_at_ms: i64,
+}
+
+impl TerminalRecord {
+    /// Since when the collector knows anything of this terminal: its earliest report, or its
+    /// first Hello if that is earlier or the only one known (0: never).
+    pub fn known_since_ms(&self) -> i64 {
+        [self.first_report_at_ms, self.first_seen_ms]
+            .into_iter()
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 /// A terminal's identity as stored (the key's two parts).
@@ -1003,6 +1019,25 @@ impl Store {
             out.push(e);
         }
         Ok((out, false))
+    }
+
+    /// One site's flag changes recorded since `since_ms`, newest first: only what the monthly
+    /// availability needs of each event (cheaper to decode than whole events).
+    pub fn flag_changes(
+        &self,
+        site: &str,
+        since_ms: i64,
+    ) -> Result<Vec<crate::availability::FlagChange>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(site_event_prefix(site)).rev() {
+            let (k, v) = kv?;
+            let e: crate::availability::FlagChange = from_json(&k, &v)?;
+            if e.recorded_ms < since_ms {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// Event keys (both indexes) of events recorded before `before_ms`, at most `limit` events.

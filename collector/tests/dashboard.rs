@@ -310,6 +310,97 @@ async fn in_chromium_an_area_outage_is_one_banner_over_the_overview() {
     c.stop().await.unwrap();
 }
 
+/// The monthly availability report in Chromium: in Japanese, with the month's percentage, the
+/// outage with its cause, the excluded closed days; and the browser prints it to a PDF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_monthly_availability_report_reads_and_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flags.silent_intervals = 1_000_000;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let (month, _) = last_month_with_one_outage(&c, "ar-").await;
+    let api = get_json(
+        c.http_addr,
+        &format!("/api/sites/ar-00000/availability?month={month}"),
+    )
+    .await;
+    let pct = format!("{:.3}%", api["availability_percent"].as_f64().unwrap());
+    let url = format!(
+        "http://{}/sites/ar-00000/availability?month={month}",
+        c.http_addr
+    );
+    let u = url.clone();
+    let s = screenshots().join("availability.png");
+    let dom = tokio::task::spawn_blocking(move || chromium(&u, &s))
+        .await
+        .unwrap();
+    assert!(dom.contains("月次稼働率報告書"), "the report's title");
+    let figure = dom
+        .split("id=\"r-availability\"")
+        .nth(1)
+        .expect("the figure");
+    assert!(
+        figure[..300.min(figure.len())].contains(&pct),
+        "{pct}: {}",
+        &figure[..300.min(figure.len())]
+    );
+    assert!(
+        dom.contains("data-outage=\"ipv6_missing\""),
+        "the outage row"
+    );
+    assert!(
+        dom.contains("IPv6未取得") && dom.contains("手順4"),
+        "its cause and step"
+    );
+    assert!(dom.contains("id=\"r-maint\""), "the closed days, left out");
+    assert!(dom.contains("停止の記録（1件）"));
+    // Printed (as the browser's "save as PDF" does): a PDF of one page or more.
+    let pdf = dir.path().join("availability.pdf");
+    let p = pdf.clone();
+    tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=8000",
+                "--no-pdf-header-footer",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--print-to-pdf={}", p.display()))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "chromium --print-to-pdf failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    let bytes = std::fs::read(&pdf).expect("the PDF was written");
+    assert!(bytes.starts_with(b"%PDF-"), "a PDF");
+    assert!(
+        bytes.len() > 10_000,
+        "with the report in it ({} bytes)",
+        bytes.len()
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("/Type /Page") || text.contains("/Type/Page"),
+        "with pages"
+    );
+    let _ = std::fs::copy(&pdf, screenshots().join("availability.pdf"));
+    c.stop().await.unwrap();
+}
+
 /// A minimal W3C WebDriver client over ChromeDriver (Debian's `chromium-driver`), for what
 /// `--dump-dom` cannot do: click, and wait for what the page's script does next.
 mod webdriver {

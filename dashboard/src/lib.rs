@@ -1,4 +1,5 @@
-//! The NOC dashboard: the fleet overview at `/`, a page per site at `/sites/{site_id}` and the
+//! The NOC dashboard: the fleet overview at `/`, a page per site at `/sites/{site_id}`, its
+//! printable monthly availability report at `/sites/{site_id}/availability?month=YYYY-MM` and the
 //! fleet inventory (agent versions, machines) at `/fleet`, served by `oqs-collector`.
 //!
 //! The pages are a shell plus one script and one stylesheet shipped in this crate (no Node
@@ -25,6 +26,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(|| async { page("overview") }))
         .route("/sites/{site_id}", get(|| async { page("site") }))
         .route("/fleet", get(|| async { page("fleet") }))
+        .route(
+            "/sites/{site_id}/availability",
+            get(|| async { page("availability") }),
+        )
         .route(
             "/assets/app.js",
             get(|| async {
@@ -62,6 +67,9 @@ mod tests {
         assert!(overview.contains("/assets/app.js") && overview.contains("/assets/app.css"));
         assert!(super::page("site").0.contains("data-page=\"site\""));
         assert!(super::page("fleet").0.contains("data-page=\"fleet\""));
+        assert!(super::page("availability")
+            .0
+            .contains("data-page=\"availability\""));
         // The script inserts API text as text: no innerHTML anywhere.
         assert!(!super::APP_JS.contains("innerHTML"));
         // The desks to call come from the API (contact.desks), with whether each is open now.

@@ -9,6 +9,7 @@
 //! (`RunNow`, `ConfigUpdate`) through [`Presence`]. Customer IDs leave here masked.
 
 pub mod admin;
+pub mod availability;
 pub mod commands;
 pub mod error;
 pub mod history;
@@ -65,6 +66,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(history::events))
         .route("/api/inventory", get(inventory::inventory))
         .route("/api/incidents", get(incidents::incidents))
+        .route("/api/sites/{site_id}/availability", get(availability::site))
+        .route("/api/availability.csv", get(availability::fleet_csv))
         .route(
             "/api/sites/{site_id}/maintenance",
             get(maintenance::get_schedule).put(maintenance::put_schedule),

@@ -287,3 +287,58 @@ pub fn closed_after_sending(
         }
     }
 }
+
+/// Last month (Japan time), with a known story for site `{prefix}00000` (the simulator's site 0):
+/// healthy from 00:00 on the 1st, IPv6 lost from 10:00 on the 2nd (raised on the second report
+/// without it, 10:10) until healthy again (cleared on the second healthy report, 12:10), healthy
+/// an hour before the month's end; closed every Sunday (set through the API). Returns the month
+/// and the minutes the outage lasted (120).
+pub async fn last_month_with_one_outage(
+    c: &Running,
+    prefix: &str,
+) -> (oqs_collector::availability::Month, f64) {
+    use oqs_collector::availability::Month;
+    use oqs_fleet_sim::scenario::{report, Scenario, SiteProfile};
+    let now = oqs_collector::clock::now_ms();
+    let month = Month::of(Month::of(now).bounds().0 - 1);
+    let (start, end) = month.bounds();
+    let healthy = SiteProfile::new(0, prefix, Scenario::Healthy, 1);
+    let down = SiteProfile::new(0, prefix, Scenario::Ipv6Missing, 1);
+    const MIN: i64 = 60_000;
+    let day = 1440 * MIN;
+    let plan: [(&SiteProfile, i64); 9] = [
+        (&healthy, 0),
+        (&healthy, 10 * MIN),
+        (&healthy, 20 * MIN),
+        (&down, day + 600 * MIN),
+        (&down, day + 610 * MIN),
+        (&down, day + 620 * MIN),
+        (&healthy, day + 720 * MIN),
+        (&healthy, day + 730 * MIN),
+        (&healthy, end - start - 60 * MIN),
+    ];
+    let (mut s, last) = AgentStream::hello(
+        channel(c.grpc_addr).await,
+        oqs_fleet_sim::hello(&healthy, 0),
+    )
+    .await;
+    assert_eq!(last, 0);
+    for (i, (profile, at)) in plan.iter().enumerate() {
+        let seq = i as u64 + 1;
+        s.send(report(profile, 0, seq, seq, start + at)).await;
+        assert_eq!(s.ack().await.seq, seq);
+    }
+    let http = c.http_addr;
+    let req = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .put(format!("http://{http}/api/sites/{prefix}00000/maintenance"))
+        .header("content-type", "application/json")
+        .body(r#"{"closed":[{"day":"sun"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(req.status().as_u16(), 200);
+    (month, 120.0)
+}

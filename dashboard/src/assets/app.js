@@ -36,7 +36,7 @@ const T = {
     windows: 'メンテナンス予定', start: '開始', end: '終了', reason: '理由', by: '登録者', add_window: '追加',
     remove: '削除', no_windows: '予定なし', save: '保存', closed_hint: '例: thu:13:00-24:00, sun', quiet: 'この拠点のアラートは通知されません（フラグは表示されます）',
     until: t => `${t} まで`,
-    ended: '終了', incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
+    availability: '月次稼働率', ended: '終了', incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -64,7 +64,7 @@ const T = {
     windows: 'Maintenance windows', start: 'Start', end: 'End', reason: 'Reason', by: 'Set by', add_window: 'Add',
     remove: 'Remove', no_windows: 'none planned', save: 'Save', closed_hint: 'e.g. thu:13:00-24:00, sun', quiet: "This site's alerts are not sent (its flags still show)",
     until: t => `until ${t}`,
-    ended: 'ended', incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
+    availability: 'Monthly availability', ended: 'ended', incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
     incident_title: i => `${i.area === 'west' ? 'NTT West' : 'NTT East'}${i.prefecture ? ', ' + i.prefecture : ''}: ${i.site_count} sites — ${{ ipv6_lost: 'IPv6 lost', nwbase_dns_unreachable: 'NW-base DNS unreachable', agents_silent: 'agents silent' }[i.kind] || i.kind} since ${jst(new Date(i.since), { hour: '2-digit', minute: '2-digit' })}`,
   },
 }[LANG];
@@ -363,6 +363,7 @@ function sitePage() {
   const maint = el('div', { class: 'panel', id: 'maintenance' }, T.loading);
   document.body.append(
     el('header', {}, el('a', { href: '/' }, `← ${T.sites}`), el('h1', { id: 'title' }, `${T.site} ${id}`), el('span', { class: 'spacer' }),
+      el('a', { href: `/sites/${encodeURIComponent(id)}/availability`, id: 'to-availability' }, T.availability),
       el('span', { class: 'actions' }, toast, runBtn), langToggle()),
     el('main', {}, el('div', { class: 'filters' }, `${T.range}: `, rangeSel), body, maint));
 
@@ -593,9 +594,75 @@ function sitePage() {
   setInterval(load, 15000);
 }
 
+// ---------- the monthly availability report ----------
+// 月次稼働率報告書: one site, one month (?month=YYYY-MM, the current one by default), in Japanese
+// for the clinic whatever the dashboard's language; the browser prints it (print CSS: A4, no
+// navigation). Every figure and text is the API's (GET /api/sites/{id}/availability).
+function availabilityPage() {
+  const raw = location.pathname.split('/')[2] || '';
+  let id;
+  try { id = decodeURIComponent(raw); } catch (_) { id = raw; }
+  const q = new URLSearchParams(location.search);
+  const now = new Date(Date.now() + 9 * 3600e3);
+  const month = q.get('month') || `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
+  const shift = (m, d) => {
+    const [y, mo] = m.split('-').map(Number);
+    const t = new Date(Date.UTC(y, mo - 1 + d, 1));
+    return `${t.getUTCFullYear()}-${String(t.getUTCMonth() + 1).padStart(2, '0')}`;
+  };
+  const go = m => `/sites/${encodeURIComponent(id)}/availability?month=${m}`;
+  const body = el('main', { id: 'report', class: 'report' }, '読み込み中…');
+  document.body.append(
+    el('header', { class: 'noprint' }, el('a', { href: `/sites/${encodeURIComponent(id)}` }, `← 拠点 ${id}`),
+      el('h1', {}, 'OQS Fleet Monitor — 月次稼働率'), el('span', { class: 'spacer' }),
+      el('a', { href: go(shift(month, -1)), id: 'prev-month' }, '← 前月'), el('a', { href: go(shift(month, 1)), id: 'next-month' }, '翌月 →'),
+      el('a', { href: `/api/availability.csv?month=${month}`, id: 'fleet-csv' }, '全拠点CSV'),
+      el('button', { id: 'print', onclick: () => window.print() }, '印刷・PDF保存')),
+    body);
+  const hm = min => {
+    const m = Math.round(min);
+    return `${Math.floor(m / 60)}時間${m % 60}分`;
+  };
+  const at = iso => (iso ? jst(new Date(iso), { year: 'numeric', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' }) : '');
+  api(`/api/sites/${encodeURIComponent(id)}/availability?month=${encodeURIComponent(month)}`).then(r => {
+    const [y, mo] = r.month.split('-').map(Number);
+    const carrier = r.area === 'west' ? 'NTT西日本' : r.area === 'east' ? 'NTT東日本' : '';
+    body.replaceChildren(
+      el('h1', {}, 'オンライン資格確認 接続状況 月次稼働率報告書'),
+      el('table', { class: 'meta' }, el('tbody', {},
+        el('tr', {}, el('th', {}, '拠点'), el('td', { id: 'r-site' }, `${r.site_name || ''}（${r.site_id}）`)),
+        el('tr', {}, el('th', {}, '所在地・回線'), el('td', {}, `${r.prefecture || ''} ${carrier}`)),
+        el('tr', {}, el('th', {}, '対象月'), el('td', { id: 'r-month' }, `${y}年${mo}月（${at(r.from)} ～ ${at(r.to)}、日本時間）`)),
+        el('tr', {}, el('th', {}, '作成日時'), el('td', {}, at(new Date().toISOString()))))),
+      el('div', { class: 'figure', id: 'r-availability' }, r.availability_percent === null
+        ? el('span', { class: 'nodata' }, 'データなし（この月の稼働率は算出できません）')
+        : [el('span', { class: 'label' }, '稼働率 '), el('span', { class: 'value' }, `${r.availability_percent.toFixed(3)}%`)]),
+      el('table', { class: 'summary' }, el('tbody', {},
+        el('tr', {}, el('th', {}, '稼働時間'), el('td', { id: 'r-up' }, hm(r.up_minutes))),
+        el('tr', {}, el('th', {}, '停止時間'), el('td', { id: 'r-down' }, hm(r.down_minutes))),
+        el('tr', {}, el('th', {}, '休診日・メンテナンス（除外）'), el('td', { id: 'r-maint' }, hm(r.maintenance_minutes))),
+        el('tr', {}, el('th', {}, 'データなし（除外）'), el('td', { id: 'r-nodata' }, hm(r.no_data_minutes))))),
+      el('h2', {}, `停止の記録（${r.outages.length}件）`),
+      r.outages.length
+        ? el('table', { id: 'r-outages', class: 'outages' },
+          el('thead', {}, el('tr', {}, ['開始', '終了', '時間', '原因', '接続ガイド'].map(h => el('th', {}, h)))),
+          el('tbody', {}, r.outages.map(o => el('tr', { 'data-outage': o.cause },
+            el('td', {}, at(o.start)), el('td', {}, o.ongoing ? `${at(o.end)}（継続中）` : at(o.end)), el('td', {}, hm(o.minutes)),
+            el('td', {}, o.causes.map(c => (flagInfo(c) || { label_ja: c }).label_ja).join('、')),
+            el('td', {}, `${o.guide_step ? `手順${o.guide_step} ` : ''}${o.guide_page}`)))))
+        : el('p', { id: 'r-no-outage' }, 'この月の停止はありませんでした。'),
+      el('h2', {}, '算出方法'),
+      el('p', { class: 'definition' }, r.definition_ja),
+      r.known_from ? el('p', { class: 'muted' }, `監視データの開始: ${at(r.known_from)}`) : '',
+      el('p', { class: 'muted footer' }, 'OQS Fleet Monitor により作成'));
+    document.title = `月次稼働率 ${r.site_name || r.site_id} ${y}年${mo}月`;
+  }, e => { body.textContent = e.message; });
+}
+
 document.documentElement.lang = LANG;
 loadCatalog().then(() => {
   const page = document.body.dataset.page;
-  if (page === 'site') sitePage(); else if (page === 'fleet') fleetPage(); else overviewPage();
+  if (page === 'site') sitePage(); else if (page === 'fleet') fleetPage();
+  else if (page === 'availability') availabilityPage(); else overviewPage();
 },
   e => { document.body.textContent = `${T.loading} /api/catalog: ${e.message}`; });

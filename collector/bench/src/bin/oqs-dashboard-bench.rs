@@ -31,6 +31,61 @@ struct Args {
     /// sled's page cache (`store.cache_bytes`; default: the collector's default).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Flag events per site written over last month (raise/clear pairs of outage flags, half an
+    /// hour each): what the monthly availability CSV reads.
+    #[arg(long, default_value_t = 60)]
+    events_per_site: u64,
+}
+
+/// Last month's flag events for every site: `per_site` of them, raise/clear pairs spread over
+/// the month (written straight into the store: a read benchmark's data, not ingest's work).
+fn month_of_events(
+    store: &Store,
+    sites: &[SiteProfile],
+    per_site: u64,
+    now: i64,
+) -> anyhow::Result<u64> {
+    use oqs_collector::catalog::Flag;
+    use oqs_collector::flags::{Action, Event};
+    let this_month = oqs_collector::availability::Month::of(now);
+    let (from, to) = oqs_collector::availability::Month::of(this_month.bounds().0 - 1).bounds();
+    let flags = [
+        Flag::Ipv6Missing,
+        Flag::DnsFailing,
+        Flag::LineauthUnreachable,
+        Flag::OqsWebUnreachable,
+    ];
+    let pairs = per_site / 2;
+    let mut id = 1_000_000_000u64;
+    let mut written = 0;
+    for chunk in sites.chunks(100) {
+        let mut batch = oqs_collector::store::CommitBatch::default();
+        for site in chunk {
+            for p in 0..pairs {
+                let at = from
+                    + (to - from) / pairs.max(1) as i64 * p as i64
+                    + (site.index as i64 % 600) * 1000;
+                let flag = flags[(p as usize + site.index) % flags.len()];
+                for (action, t) in [(Action::Raised, at), (Action::Cleared, at + 1_800_000)] {
+                    batch.put_event(&Event {
+                        id,
+                        at_ms: t,
+                        recorded_ms: t,
+                        site: site.site_id.clone(),
+                        terminal: Some("pc-1".into()),
+                        flag,
+                        action,
+                        detail: None,
+                        related_event_id: None,
+                    });
+                    id += 1;
+                    written += 1;
+                }
+            }
+        }
+        store.commit(batch)?;
+    }
+    Ok(written)
 }
 
 /// One HTTP/1.1 request (a JSON body when given); fails unless the answer is 2xx; returns the
@@ -185,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         drop(handle);
         task.await?;
+        let events = month_of_events(&store, &fleet, args.events_per_site, now)?;
+        println!("and {events} flag events over last month");
         store.flush()?;
         println!(
             "filled: {} sites x 4 reports, and 1 site x {} reports, in {:.1} s",
@@ -253,6 +310,22 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (t_inv, b_inv) = time(http, &["/api/inventory?limit=100".to_string()], args.repeat).await?;
+    // The fleet's monthly availability as CSV, this month and the whole of last month's account
+    // (the history site's month of reports and prefix change in it).
+    let this_month = oqs_collector::availability::Month::of(now);
+    let last_month = oqs_collector::availability::Month::of(this_month.bounds().0 - 1);
+    let (t_csv, b_csv) = time(
+        http,
+        &[format!("/api/availability.csv?month={this_month}")],
+        args.repeat,
+    )
+    .await?;
+    let (t_csv_last, _) = time(
+        http,
+        &[format!("/api/availability.csv?month={last_month}")],
+        args.repeat,
+    )
+    .await?;
     let from = now - args.history_days as i64 * 86_400_000;
     let site = "history-00009";
     let mut site_paths = vec![
@@ -287,6 +360,13 @@ async fn main() -> anyhow::Result<()> {
         "overview filtered by flag: {:.1} ms; searched: {:.1} ms",
         t_flag.as_secs_f64() * 1e3,
         t_q.as_secs_f64() * 1e3
+    );
+    println!(
+        "availability CSV, {} sites (/api/availability.csv): this month {:.1} ms ({:.1} KiB), last month {:.1} ms",
+        args.sites + 1,
+        t_csv.as_secs_f64() * 1e3,
+        kib(b_csv),
+        t_csv_last.as_secs_f64() * 1e3
     );
     println!(
         "inventory, {} terminals, first 100 (/api/inventory): {:.1} ms, {:.1} KiB",
