@@ -47,7 +47,15 @@ pub fn failing(r: &Report) -> Vec<String> {
     for n in r.ntp.iter().filter(|n| bad(n.outcome)) {
         out.push(format!("ntp {}", n.server));
     }
+    if r.certs.as_ref().is_some_and(|c| bad(c.outcome)) {
+        out.push("certs".to_string());
+    }
     out
+}
+
+/// Whole days from the report's time to a certificate's end (negative: expired).
+fn days_left(r: &Report, not_after_ms: i64) -> i64 {
+    (not_after_ms - r.finished_at_ms).div_euclid(86_400_000)
 }
 
 /// One JSON document with every probe result, the line-auth state and code, the prefix and the
@@ -135,6 +143,19 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis, customer_id: Option<&str>) ->
             "stratum": n.stratum,
             "error": n.error,
         })).collect::<Vec<_>>(),
+        "certs": r.certs.as_ref().map(|c| json!({
+            "outcome": outcome(c.outcome),
+            "error": c.error,
+            "certs": c.certs.iter().map(|x| json!({
+                "source": wire_name!(CertSource, x.source),
+                "subject": x.subject,
+                "issuer": x.issuer,
+                "not_after_ms": x.not_after_ms,
+                "days_left": days_left(r, x.not_after_ms),
+                "location": x.location,
+                "matched_by": x.matched_by,
+            })).collect::<Vec<_>>(),
+        })),
         "failing": failing(r),
         "diagnosis": {
             "step": d.step,
@@ -279,6 +300,26 @@ pub fn text(
                 n.error.clone()
             }
         ));
+    }
+    if let Some(c) = &r.certs {
+        for x in &c.certs {
+            let left = days_left(r, x.not_after_ms);
+            s.push_str(&format!(
+                "[{}] 証明書 / certificate {} ({}): 残り {} 日 / {} days left\n",
+                mark(left > 30),
+                x.subject,
+                x.location,
+                left,
+                left
+            ));
+        }
+        if !c.error.is_empty() {
+            s.push_str(&format!(
+                "[{}] 証明書 / certificates: {}\n",
+                mark(false),
+                c.error
+            ));
+        }
     }
     s.push('\n');
     let failing = failing(r);
@@ -436,6 +477,7 @@ mod tests {
                 ..Default::default()
             }],
             spool_dropped_total: 0,
+            certs: None,
         }
     }
 

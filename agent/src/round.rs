@@ -4,7 +4,7 @@
 //! Must never retry inside a round (the next round is the retry) and never block the runtime:
 //! OS reads go to a blocking thread.
 
-use crate::checks::{self, dns, http, ipv6, lineauth, ntp};
+use crate::checks::{self, certs, dns, http, ipv6, lineauth, ntp};
 use crate::config::AgentConfig;
 use oqs_proto::v1::Report;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,12 +78,13 @@ impl RoundRunner {
             lineauth: &self.lineauth,
             web: &self.web,
         };
-        let (ipv6, dns, lineauth, http, ntp) = tokio::join!(
+        let (ipv6, dns, lineauth, http, ntp, certs) = tokio::join!(
             ipv6::run(&ctx),
             dns::run(&ctx),
             lineauth::run(&ctx),
             http::run(&ctx),
             ntp::run(&ctx),
+            certs::run(&ctx),
         );
         let mut report = Report {
             seq,
@@ -95,6 +96,7 @@ impl RoundRunner {
             http,
             ntp,
             spool_dropped_total,
+            certs: Some(certs),
         };
         crate::tidy::report(&mut report);
         report

@@ -225,6 +225,9 @@ checks! {
     Crl = "crl" { ja: "CRL", en: "CRL", unit: "ms", timeline: UpDown }
     /// SNTP against ntp.base.oqs-pdl.org: reachability and the terminal's clock offset.
     Ntp = "ntp" { ja: "NTP", en: "NTP", unit: "ms", timeline: UpDown }
+    /// The certificates the OQS connection depends on (the OQS connection certificate, the
+    /// terminal's electronic certificate) and when they expire.
+    Certs = "certs" { ja: "証明書", en: "Certificates", unit: "ms", timeline: UpDown }
 }
 
 const fn on_flag(name: &'static str, severity: AlertSeverity) -> Alert {
@@ -368,6 +371,16 @@ flags! {
         Warning, avail: Up, ja: "アドレス不安定", en: "Flapping",
         guide: page(Some(4), "FAQ Q1"),
         alerts: [on_flag("Flapping", A_WARN)],
+    }
+    /// A certificate the OQS connection depends on expires within `flags.cert_warn_days` (90,
+    /// when the MPKI client starts warning); detail: the days left (0 or less: expired).
+    CertExpiring = "cert_expiring" {
+        Warning, avail: Up, ja: "証明書期限", en: "Cert expiring", badge_detail: true,
+        guide: page(None, "FAQ Q8; 電子証明書の有効期間は3年3か月"),
+        alerts: [
+            on_detail("CertExpiring30d", "30", A_WARN),
+            on_detail("CertExpiring7d", "7", A_CRIT),
+        ],
     }
     /// The terminal's clock is off from ntp.base.oqs-pdl.org.
     NtpSkew = "ntp_skew" {

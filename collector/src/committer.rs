@@ -597,6 +597,14 @@ impl Writer {
             rec.first_report_at_ms = c.finished_at_ms;
         }
         rec.spool_dropped_total = c.spool_dropped_total;
+        if let Some(certs) = &c.report.certs {
+            rec.cert_not_after_ms = certs
+                .certs
+                .iter()
+                .map(|x| x.not_after_ms)
+                .min()
+                .unwrap_or(0);
+        }
         if let Some(i) = interface_in_use(&c.report).filter(|i| *i != rec.interface) {
             rec.interface = i.to_owned();
         }

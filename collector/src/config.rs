@@ -158,6 +158,8 @@ pub struct Limits {
     pub max_http_probes: usize,
     /// NTP probes in one report.
     pub max_ntp_probes: usize,
+    /// Certificates in one report's certificate check.
+    pub max_certs: usize,
     /// IPv6 addresses in one report.
     pub max_addresses: usize,
     /// Answers in one DNS probe; DNS servers and gateways in the IPv6 state.
@@ -211,6 +213,7 @@ impl Default for Limits {
             max_dns_probes: 256,
             max_http_probes: 32,
             max_ntp_probes: 8,
+            max_certs: oqs_proto::text_limits::CERTS,
             max_addresses: 64,
             max_list_items: 64,
             max_text_chars: 512,
@@ -300,6 +303,9 @@ pub struct FlagSettings {
     pub clear_after: u32,
     /// `ntp_skew` above this clock offset, in milliseconds.
     pub ntp_skew_ms: u64,
+    /// `cert_expiring` is raised when a certificate the OQS connection depends on expires within
+    /// this many days (the MPKI client's first warning is at 90).
+    pub cert_warn_days: u32,
     /// `prefix_changed` stays raised this long after the last change, in seconds.
     pub prefix_changed_hold_secs: u64,
     /// `terminal_id_conflict` stays raised this long after the last conflicting report, in
@@ -330,6 +336,7 @@ impl Default for FlagSettings {
             raise_after: 2,
             clear_after: 2,
             ntp_skew_ms: 1000,
+            cert_warn_days: 90,
             prefix_changed_hold_secs: 3600,
             conflict_hold_secs: 3600,
             reauth_link_secs: 86_400,
@@ -455,7 +462,7 @@ impl CollectorConfig {
             });
         }
         let l = &self.limits;
-        let positive: [(&'static str, usize); 13] = [
+        let positive: [(&'static str, usize); 14] = [
             (
                 "limits.max_reports_per_minute",
                 l.max_reports_per_minute as usize,
@@ -473,6 +480,7 @@ impl CollectorConfig {
             ("limits.max_dns_probes", l.max_dns_probes),
             ("limits.max_http_probes", l.max_http_probes),
             ("limits.max_ntp_probes", l.max_ntp_probes),
+            ("limits.max_certs", l.max_certs),
             ("limits.max_addresses", l.max_addresses),
             ("limits.max_list_items", l.max_list_items),
             ("limits.max_text_chars", l.max_text_chars),

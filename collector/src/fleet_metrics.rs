@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, Clone, Default)]
 struct TerminalMetrics {
     /// Per [`Check::ALL`] index: (passed, latency ms) of the latest report that had the check.
-    checks: [Option<(bool, u32)>; 6],
+    checks: [Option<(bool, u32)>; Check::ALL.len()],
     last_report_ms: i64,
     /// The agent's version as a label (interned: a fleet runs a handful) and its OS family.
     version: Option<Arc<str>>,
@@ -255,7 +255,8 @@ impl FleetMetrics {
             }
             let help = format!(
                 "1 for a raised flag's bounded detail (absent otherwise): dns_failing {}; \
-                 lineauth_error the portal code when known (P11019, P32031) or other.",
+                 lineauth_error the portal code when known (P11019, P32031) or other; \
+                 cert_expiring the days left as 90, 30 (30 or fewer) or 7 (7 or fewer, or expired).",
                 flags::DNS_CAUSES.join("|")
             );
             header(out, "oqs_site_flag_detail", "gauge", &help)?;
@@ -275,6 +276,14 @@ impl FleetMetrics {
                     .and_then(|f| f.detail.as_deref())
                 {
                     writeln!(out, "oqs_site_flag_detail{{detail=\"{}\",flag=\"lineauth_error\",site=\"{}\"}} 1", label(c), st.site)?;
+                }
+                if let Some(days) = st
+                    .flags
+                    .get(&Flag::CertExpiring)
+                    .and_then(|f| f.detail.as_deref())
+                    .and_then(|d| d.parse::<i64>().ok())
+                {
+                    writeln!(out, "oqs_site_flag_detail{{detail=\"{}\",flag=\"cert_expiring\",site=\"{}\"}} 1", flags::cert_bucket(days), st.site)?;
                 }
             }
             header(out, "oqs_site_diagnosis_step", "gauge", "The connection guide's troubleshooting step (1-6) the site fails first; 0 when healthy.")?;

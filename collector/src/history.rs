@@ -180,7 +180,7 @@ mod tests {
             let r = report(&site, 0, round, round + 1, t);
             all.push(record(&mut rec, samples(&r), t, t, 3_600_000));
         }
-        assert_eq!(all[0].len(), 6, "first point of every check");
+        assert_eq!(all[0].len(), Check::ALL.len(), "first point of every check");
         assert!(all[1].is_empty(), "round 1 is identical");
         let changed: Vec<_> = all[2].iter().map(|(c, p)| (*c, p.kind)).collect();
         assert!(changed.contains(&(Check::Ipv6, PointKind::Change)));

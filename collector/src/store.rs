@@ -242,6 +242,10 @@ pub struct TerminalRecord {
     /// after its first Hello reaches back before it; 0: none yet, or stored before this was kept).
     #[prost(int64, tag = "22")]
     pub first_report_at_ms: i64,
+    /// The soonest expiry (notAfter, Unix ms) among the certificates its newest report with a
+    /// certificate check read (0: none known).
+    #[prost(int64, tag = "23")]
+    pub cert_not_after_ms: i64,
 }
 
 impl TerminalRecord {

@@ -70,7 +70,10 @@ async fn the_dashboard_takes_every_name_from_the_catalogue() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(checks, ["ipv6", "dns", "lineauth", "oqs_web", "crl", "ntp"]);
+    assert_eq!(
+        checks,
+        ["ipv6", "dns", "lineauth", "oqs_web", "crl", "ntp", "certs"]
+    );
     assert_eq!(v["prefectures"].as_array().unwrap().len(), 47);
 }
 

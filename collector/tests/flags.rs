@@ -244,6 +244,22 @@ const EXPECTED: &[Expect<'static>] = &[
         ],
     },
     Expect {
+        scenario: Scenario::CertExpiring,
+        flags: &["cert_expiring"],
+        events: &[("cert_expiring", "raised")],
+        step: None,
+        finding: None,
+        metrics: &[
+            ("oqs_site_flag", &[("flag", "cert_expiring")], 1.0),
+            (
+                "oqs_site_flag_detail",
+                &[("flag", "cert_expiring"), ("detail", "30")],
+                1.0,
+            ),
+            ("oqs_site_diagnosis_step", &[], 0.0),
+        ],
+    },
+    Expect {
         scenario: Scenario::NtpSkew,
         flags: &["ntp_skew"],
         events: &[("ntp_skew", "raised")],
@@ -756,6 +772,7 @@ async fn every_flag_clears_when_its_condition_ends() {
             &["cert_untrusted", "oqs_web_unreachable"],
         ),
         (Scenario::NtpSkew, &["ntp_skew"]),
+        (Scenario::CertExpiring, &["cert_expiring"]),
         (Scenario::WebDown, &["oqs_web_unreachable"]),
         (Scenario::UnknownCode, &["lineauth_error"]),
         (Scenario::P32031, &["lineauth_error"]),

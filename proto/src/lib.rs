@@ -37,6 +37,10 @@ pub mod text_limits {
     pub const SITE_NAME: usize = 128;
     /// An enrollment token or a terminal secret, in bytes.
     pub const CREDENTIAL: usize = 256;
+    /// A certificate's subject or issuer, its location or match rule.
+    pub const CERT_TEXT: usize = 256;
+    /// Certificates one report may carry.
+    pub const CERTS: usize = 32;
 }
 
 /// The highest report seq either side accepts (2^63 − 1): far beyond any terminal's lifetime of

@@ -4,6 +4,7 @@
 //!
 //! Must never retry inside a round or change anything on the terminal.
 
+pub mod certs;
 pub mod dns;
 pub mod http;
 pub mod ipv6;

@@ -62,6 +62,10 @@ pub struct Probes {
     pub oqs_web_verification_url: String,
     pub crl_url: String,
     pub ntp_servers: Vec<String>,
+    /// Which certificates the certificate check reads (`[certs]`).
+    pub certs: crate::checks::certs::CertRules,
+    /// The OQS CA bundle, also watched for its expiry (the same as [`AgentConfig::oqs_ca`]).
+    pub oqs_ca: Option<PathBuf>,
 }
 
 /// A credential from the config: its Debug output never shows it.

@@ -31,6 +31,16 @@ pub(super) struct Raw {
     pub(super) http: RawHttp,
     #[serde(default)]
     pub(super) ntp: RawNtp,
+    #[serde(default)]
+    pub(super) certs: RawCerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCerts {
+    pub(super) pem_paths: Option<Vec<PathBuf>>,
+    pub(super) client_contains: Option<Vec<String>>,
+    pub(super) anchor_contains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

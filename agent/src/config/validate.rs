@@ -249,6 +249,38 @@ impl AgentConfig {
             }
             Some(n) => Some(n.to_owned()),
         };
+        let certs = {
+            let d = crate::checks::certs::CertRules::default();
+            let rules = |key: &'static str, v: Option<Vec<String>>, def: Vec<String>| match v {
+                None => Ok(def),
+                Some(v)
+                    if v.len() > 16
+                        || v.iter()
+                            .any(|s| s.trim().is_empty() || s.chars().count() > 64) =>
+                {
+                    Err(invalid(key, "at most 16 texts of 1 to 64 characters"))
+                }
+                Some(v) => Ok(v),
+            };
+            let pem_paths = r.certs.pem_paths.clone().unwrap_or_default();
+            if pem_paths.len() > 16 {
+                return Err(invalid("certs.pem_paths", "at most 16 files"));
+            }
+            crate::checks::certs::CertRules {
+                pem_paths,
+                client_contains: rules(
+                    "certs.client_contains",
+                    r.certs.client_contains.clone(),
+                    d.client_contains,
+                )?,
+                anchor_contains: rules(
+                    "certs.anchor_contains",
+                    r.certs.anchor_contains.clone(),
+                    d.anchor_contains,
+                )?,
+            }
+        };
+        let oqs_ca_watch = r.oqs_ca.clone();
         Ok(Self {
             prefecture: r.prefecture.clone(),
             site_name,
@@ -301,6 +333,8 @@ impl AgentConfig {
                 )?,
                 crl_url: url("http.crl_url", r.http.crl_url, guide::CRL_URL)?,
                 ntp_servers,
+                certs: certs,
+                oqs_ca: oqs_ca_watch,
             },
         })
     }

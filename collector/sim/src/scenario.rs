@@ -6,8 +6,9 @@
 
 use oqs_proto::ident::Area;
 use oqs_proto::v1::{
-    AddressKind, DnsProbe, DnsServerMode, HttpProbe, HttpTarget, Ipv6Address, Ipv6State,
-    LineAuthProbe, LineAuthState, NtpProbe, Outcome, RecordType, Report, ResolverRole,
+    AddressKind, CertCheck, CertInfo, CertSource, DnsProbe, DnsServerMode, HttpProbe, HttpTarget,
+    Ipv6Address, Ipv6State, LineAuthProbe, LineAuthState, NtpProbe, Outcome, RecordType, Report,
+    ResolverRole,
 };
 use std::fmt;
 use std::str::FromStr;
@@ -85,6 +86,9 @@ scenarios! {
     /// The router truncates the large answers (pweb/ntp.base.oqs-pdl.org, about 30 addresses)
     /// and does not serve DNS over TCP: those names fail through the system resolver only.
     DnsTruncated = "dns-truncated",
+    /// The terminal's electronic certificate expires in 20 days (`cert_expiring`, the 30-day
+    /// alert).
+    CertExpiring = "cert-expiring",
     /// An NTT outage in one prefecture (`OUTAGE_PREFECTURE`): every site of it loses IPv6 from
     /// round `CHANGE_ROUND` on, together (an area-wide incident); sites elsewhere are healthy.
     AreaOutage = "area-outage",
@@ -139,6 +143,7 @@ impl Scenario {
             37 => Scenario::CertUntrusted,
             45 => Scenario::UnknownCode,
             47 => Scenario::DnsUpstream,
+            43 => Scenario::CertExpiring,
             49 => Scenario::WebDown,
             _ => Scenario::Healthy,
         }
@@ -620,6 +625,43 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         latency_ms: jitter(51, 5, 30),
     }];
 
+    // Certificates (the OQS connection certificate, the terminal's electronic certificate): the
+    // client certificate's expiry is fixed per site, so it comes closer as time passes; in
+    // `CertExpiring` it is 20 days after the report.
+    // A certificate's end is a fixed moment (its history does not change with every report):
+    // here, per site, counted from the current 30-day block (from the current day for
+    // `CertExpiring`, so it stays about 20 days ahead).
+    const DAY: i64 = 86_400_000;
+    let client_not_after = if sc == Scenario::CertExpiring {
+        now_ms.div_euclid(DAY) * DAY + 21 * DAY
+    } else {
+        now_ms.div_euclid(30 * DAY) * 30 * DAY
+            + (200 + (mix(site.index as u64, 70) % 900) as i64) * DAY
+    };
+    let anchor_not_after = now_ms.div_euclid(365 * DAY) * 365 * DAY + 3650 * DAY;
+    let certs = CertCheck {
+        outcome: Outcome::Ok as i32,
+        error: String::new(),
+        certs: vec![
+            CertInfo {
+                source: CertSource::TrustAnchor as i32,
+                subject: "CN=OQS Connection Root CA (simulated)".into(),
+                issuer: "CN=OQS Connection Root CA (simulated)".into(),
+                not_after_ms: anchor_not_after,
+                location: "oqs_ca".into(),
+                matched_by: String::new(),
+            },
+            CertInfo {
+                source: CertSource::Client as i32,
+                subject: format!("CN={}", site.site_id),
+                issuer: "CN=Online Claims Electronic Certificate CA (simulated)".into(),
+                not_after_ms: client_not_after,
+                location: "LocalMachine\\My".into(),
+                matched_by: "issuer contains \"Online Claims\"".into(),
+            },
+        ],
+    };
+
     let took = 250 + i64::from(jitter(60, 0, 300));
     Report {
         seq,
@@ -631,6 +673,7 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         http,
         ntp,
         spool_dropped_total: 0,
+        certs: Some(certs),
     }
 }
 

@@ -30,6 +30,9 @@ struct SiteSummary {
     prefix: Option<String>,
     /// Closed or in a maintenance window now: its flags show, its alerts stay quiet.
     in_maintenance: bool,
+    /// Whole days until the soonest certificate expiry its terminals reported (negative:
+    /// expired; null: none reported).
+    cert_days_left: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -150,6 +153,12 @@ pub(super) async fn sites(
         rows.push((
             rank,
             SiteSummary {
+                cert_days_left: terms
+                    .iter()
+                    .map(|(_, r)| r.cert_not_after_ms)
+                    .filter(|t| *t > 0)
+                    .min()
+                    .map(|t| (t - now_ms).div_euclid(86_400_000)),
                 in_maintenance: s
                     .maintenance
                     .get(&site_id)

@@ -6,6 +6,7 @@
 //! Adding a check kind: its catalogue entry ([`crate::catalog`]), its module here, and one arm in
 //! [`sample`] (the compiler asks for it). Pure: must never decide flags or store anything.
 
+pub mod certs;
 pub mod crl;
 pub mod dns;
 pub mod http;
@@ -27,7 +28,8 @@ pub fn validate(r: &Report, l: &Limits) -> Result<(), String> {
     dns::validate(r, l)?;
     lineauth::validate(r, l)?;
     http::validate(r, l)?;
-    ntp::validate(r, l)
+    ntp::validate(r, l)?;
+    certs::validate(r, l)
 }
 
 /// Keeps the first `limits.max_addresses` addresses and the first `limits.max_list_items` items
@@ -45,6 +47,7 @@ pub fn sample(check: Check, r: &Report) -> Option<Sample> {
         Check::OqsWeb => oqs_web::sample(r),
         Check::Crl => crl::sample(r),
         Check::Ntp => ntp::sample(r),
+        Check::Certs => certs::sample(r),
     }
 }
 

@@ -25,7 +25,7 @@ pub use crate::catalog::Flag;
 
 impl Flag {
     /// Flags judged on each report with hysteresis (the others follow time or transitions).
-    pub const CONDITIONS: [Flag; 13] = [
+    pub const CONDITIONS: [Flag; 14] = [
         Flag::LineauthError,
         Flag::LineauthFailed,
         Flag::LineauthSystemError,
@@ -39,6 +39,7 @@ impl Flag {
         Flag::CertUntrusted,
         Flag::OqsWebUnreachable,
         Flag::NtpSkew,
+        Flag::CertExpiring,
     ];
 }
 
@@ -156,6 +157,16 @@ pub struct Event {
 pub struct Engine {
     pub settings: FlagSettings,
     pub next_event_id: u64,
+}
+
+/// The bounded `detail` label of `cert_expiring` in `oqs_site_flag_detail`, from the days left
+/// (the flag's own detail): "7" (a week or less, or expired), "30" (a month or less), "90".
+pub fn cert_bucket(days_left: i64) -> &'static str {
+    match days_left {
+        ..=7 => "7",
+        8..=30 => "30",
+        _ => "90",
+    }
 }
 
 /// The details `dns_failing` can carry, in the guide's order (the bounded `detail` label of

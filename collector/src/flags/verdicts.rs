@@ -156,6 +156,17 @@ impl Engine {
                 Some(format!("offset {:+} ms", n.offset_us / 1000)),
             );
         }
+        // The soonest expiry among the certificates the report read, in whole days from the
+        // report's time (rounded down: 0 is "expires today", negative is expired).
+        if let Some(days) = r
+            .certs
+            .as_ref()
+            .and_then(|c| c.certs.iter().map(|c| c.not_after_ms).min())
+            .map(|not_after| (not_after - r.finished_at_ms).div_euclid(86_400_000))
+            .filter(|d| *d <= i64::from(self.settings.cert_warn_days))
+        {
+            v.insert(Flag::CertExpiring, Some(days.to_string()));
+        }
         v
     }
 }

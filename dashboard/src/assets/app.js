@@ -36,6 +36,7 @@ const T = {
     windows: 'メンテナンス予定', start: '開始', end: '終了', reason: '理由', by: '登録者', add_window: '追加',
     remove: '削除', no_windows: '予定なし', save: '保存', closed_hint: '例: thu:13:00-24:00, sun', quiet: 'この拠点のアラートは通知されません（フラグは表示されます）',
     until: t => `${t} まで`,
+    cert: '証明書期限', days_left: n => (n < 0 ? '期限切れ' : `残り${n}日`),
     availability: '月次稼働率', ended: '終了', incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
   },
   en: {
@@ -64,6 +65,7 @@ const T = {
     windows: 'Maintenance windows', start: 'Start', end: 'End', reason: 'Reason', by: 'Set by', add_window: 'Add',
     remove: 'Remove', no_windows: 'none planned', save: 'Save', closed_hint: 'e.g. thu:13:00-24:00, sun', quiet: "This site's alerts are not sent (its flags still show)",
     until: t => `until ${t}`,
+    cert: 'Cert expiry', days_left: n => (n < 0 ? 'expired' : `${n} days`),
     availability: 'Monthly availability', ended: 'ended', incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
     incident_title: i => `${i.area === 'west' ? 'NTT West' : 'NTT East'}${i.prefecture ? ', ' + i.prefecture : ''}: ${i.site_count} sites — ${{ ipv6_lost: 'IPv6 lost', nwbase_dns_unreachable: 'NW-base DNS unreachable', agents_silent: 'agents silent' }[i.kind] || i.kind} since ${jst(new Date(i.since), { hour: '2-digit', minute: '2-digit' })}`,
   },
@@ -242,7 +244,7 @@ function overviewPage() {
     el('header', {}, el('h1', {}, `OQS Fleet Monitor — ${T.sites}`), el('span', { class: 'spacer' }),
       el('a', { href: '/fleet', id: 'to-fleet' }, T.fleet), el('span', { id: 'updated', class: 'muted' }), langToggle()),
     el('main', {}, banner, tiles, el('div', { class: 'filters' }, areaSel, prefSel, flagSel, search, flaggedBox),
-      el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.name, T.prefecture, T.flags, T.step, T.last_report, T.terminals].map(h => el('th', {}, h)))), rows),
+      el('table', {}, el('thead', {}, el('tr', {}, [T.site, T.name, T.prefecture, T.flags, T.step, T.cert, T.last_report, T.terminals].map(h => el('th', {}, h)))), rows),
       pager));
 
   async function load() {
@@ -281,6 +283,8 @@ function overviewPage() {
           inIncident.has(s.site_id) ? el('span', { class: 'badge incident' }, T.in_incident) : '',
           s.flags.length ? s.flags.map(f => flagBadge(f)) : el('span', { class: 'badge ok' }, T.healthy)),
         el('td', {}, s.diagnosis_step ? T.step_n(s.diagnosis_step) : '-'),
+        el('td', { class: `cert ${s.cert_days_left === null ? '' : s.cert_days_left <= 7 ? 'bad' : s.cert_days_left <= 30 ? 'warn' : ''}`, 'data-cert-days': s.cert_days_left === null ? '' : String(s.cert_days_left) },
+          s.cert_days_left === null ? '-' : T.days_left(s.cert_days_left)),
         el('td', {}, when(s.last_report_at)),
         el('td', {}, `${s.connected_terminals}/${s.terminal_count}`));
     }));
