@@ -146,6 +146,7 @@ pub async fn run(ctx: &Context<'_>) -> CertCheck {
 
 /// The machine's certificate stores through CryptoAPI (what certlm.msc shows).
 #[cfg(windows)]
+#[allow(unsafe_code)]
 mod store {
     use super::{cut, matched, parse_der};
     use oqs_proto::v1::{CertInfo, CertSource};

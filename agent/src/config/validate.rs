@@ -333,7 +333,7 @@ impl AgentConfig {
                 )?,
                 crl_url: url("http.crl_url", r.http.crl_url, guide::CRL_URL)?,
                 ntp_servers,
-                certs: certs,
+                certs,
                 oqs_ca: oqs_ca_watch,
             },
         })
