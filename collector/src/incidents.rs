@@ -135,6 +135,16 @@ pub struct IncidentRule {
     pub close_below_sites: Option<u32>,
 }
 
+impl IncidentRule {
+    /// Where the rule stands in the config, for its errors: ".rules[0] (east 東京都)".
+    fn at(&self, i: usize) -> String {
+        match &self.prefecture {
+            Some(p) => format!(".rules[{i}] ({} {p})", self.area),
+            None => format!(".rules[{i}] ({})", self.area),
+        }
+    }
+}
+
 /// The thresholds that apply to one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -221,14 +231,7 @@ impl IncidentSettings {
             });
         }
         for (i, r) in self.rules.iter().enumerate() {
-            let at = format!(
-                ".rules[{i}] ({}{})",
-                r.area,
-                r.prefecture
-                    .as_deref()
-                    .map(|p| format!(" {p}"))
-                    .unwrap_or_default()
-            );
+            let at = r.at(i);
             if !matches!(r.area.as_str(), "east" | "west") {
                 return Err(RuleError {
                     at,
@@ -267,14 +270,7 @@ impl IncidentSettings {
             let t = self.thresholds(&r.area, r.prefecture.as_deref().unwrap_or(""));
             if known > 0 && (known as u64) < u64::from(t.min_sites) {
                 return Err(RuleError {
-                    at: format!(
-                        ".rules[{i}] ({}{})",
-                        r.area,
-                        r.prefecture
-                            .as_deref()
-                            .map(|p| format!(" {p}"))
-                            .unwrap_or_default()
-                    ),
+                    at: r.at(i),
                     message: format!(
                         "min_sites = {} is more than the {known} sites this collector knows in \
                          that group: the rule could never open an incident",

@@ -84,36 +84,40 @@ fn screenshots() -> PathBuf {
 }
 
 /// Headless Chromium: the DOM after the page's script ran, and a screenshot.
+/// Headless Chromium with its own profile, the page's script given time to run.
+fn headless(profile: &Path) -> Command {
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1300",
+        "--virtual-time-budget=8000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
 fn chromium(url: &str, shot: &Path) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let common = |cmd: &mut Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1400,1300",
-            "--virtual-time-budget=8000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
-    };
-    let mut dom = Command::new("chromium");
-    common(&mut dom);
-    let out = dom.arg("--dump-dom").arg(url).output().unwrap_or_else(|e| {
-        panic!("chromium must be installed (apt-get install chromium, as .ci/run does): {e}")
-    });
+    let out = headless(profile.path())
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("chromium must be installed (apt-get install chromium, as .ci/run does): {e}")
+        });
     assert!(
         out.status.success(),
         "chromium failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut shot_cmd = Command::new("chromium");
-    common(&mut shot_cmd);
-    let s = shot_cmd
+    let s = headless(profile.path())
         .arg(format!("--screenshot={}", shot.display()))
         .arg(url)
         .output()
@@ -362,20 +366,8 @@ async fn in_chromium_the_monthly_availability_report_reads_and_prints() {
     let p = pdf.clone();
     tokio::task::spawn_blocking(move || {
         let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=8000",
-                "--no-pdf-header-footer",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+        let out = headless(profile.path())
+            .arg("--no-pdf-header-footer")
             .arg(format!("--print-to-pdf={}", p.display()))
             .arg(&url)
             .output()
