@@ -200,12 +200,12 @@ impl CommitterHandle {
     /// Queueing waits only when the committer's queue is full (back-pressure).
     pub async fn report(
         &self,
-        commit: ReportCommit,
+        commit: impl Into<Box<ReportCommit>>,
     ) -> Result<oneshot::Receiver<Result<CommitOutcome, CommitError>>, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Report {
-                commit: Box::new(commit),
+                commit: commit.into(),
                 reply,
             })
             .await

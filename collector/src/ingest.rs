@@ -14,6 +14,7 @@ use crate::presence::{Outbound, Outgoing, Presence};
 use crate::store::TerminalKey;
 use crate::validate::{self, Rejection};
 use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
 use oqs_proto::v1::agent_message::Body as AgentBody;
 use oqs_proto::v1::collector_message::Body as CollectorBody;
 use oqs_proto::v1::fleet_ingest_server::FleetIngest;
@@ -190,7 +191,7 @@ impl FleetIngest for IngestService {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 4);
         let state = self.state.clone();
-        tokio::spawn(session(state, inbound, tx, peer, slot));
+        tokio::spawn(session(state, Box::new(inbound), tx, peer, slot));
         Ok(Response::new(ReceiverStream::new(rx).map(
             unbox as fn(Outgoing) -> Result<CollectorMessage, Status>,
         )))
@@ -237,18 +238,21 @@ fn rejection_status(r: &Rejection) -> Status {
 /// One agent stream: its Hello, then its reports until it ends.
 async fn session(
     state: Arc<IngestState>,
-    mut inbound: Streaming<AgentMessage>,
+    // Boxed: an async fn's arguments are held twice in its future (~230 bytes each for this one).
+    mut inbound: Box<Streaming<AgentMessage>>,
     tx: Outbound,
     peer: Option<std::net::IpAddr>,
     pre_hello: PreHelloSlot,
 ) {
-    // The Hello phase's state (the Hello, the identity, enrollment) is gone once it returns: the
-    // future every connected agent keeps alive holds only what the reports need.
-    let opened = open_stream(&state, &mut inbound, &tx, peer).await;
-    drop(pre_hello);
-    let Some((key, secret_hash, _counted, ident, clock_behind_ms)) = opened else {
+    // The Hello phase's state (the Hello, the identity, enrollment; ~1.7 KB) is boxed and gone
+    // once it returns: the future every connected agent keeps alive holds only what the reports
+    // need.
+    let Some((key, secret_hash, _counted, ident, clock_behind_ms)) =
+        Box::pin(open_stream(&state, &mut inbound, &tx, peer)).await
+    else {
         return;
     };
+    drop(pre_hello);
     let _present = state.presence.enter(key.clone(), tx.clone());
     if let Err(st) = reports(
         &state,
@@ -509,86 +513,152 @@ async fn reports(
                     idle.as_secs()
                 )));
             }
-            next = inbound.message(), if reading && in_flight.len() < max_in_flight => {
+            // Boxed as it is read: the select's output and the locals of this loop live in every
+            // connected agent's task, and a report inline is ~420 bytes (three copies of it made
+            // the task ~3 KB; issue "one home for each fact", item 7).
+            next = inbound.message().map(|r| r.map(|m| m.map(Box::new))), if reading && in_flight.len() < max_in_flight => {
                 heard = tokio::time::Instant::now();
-                let report = match next {
-                    Ok(None) => { reading = false; continue; }
-                    Err(st) => return Err(inbound_error(state, st)),
-                    Ok(Some(AgentMessage { body: Some(AgentBody::Report(r)) })) => r,
-                    Ok(Some(AgentMessage { body: Some(AgentBody::Hello(_)) })) => {
-                        state.metrics.reject("bad_hello");
-                        return Err(Status::invalid_argument("Hello may only be the first message of a stream"));
+                let ctx = StreamCtx { state, key, secret_hash, clock_behind_ms, rate_window };
+                match take_message(&ctx, &mut ident, &mut last_seq_on_stream, next) {
+                    Step::Skip => continue,
+                    Step::Closed => reading = false,
+                    Step::EndAfterQueued(st) => {
+                        ending = Some(st);
+                        reading = false;
                     }
-                    Ok(Some(AgentMessage { body: None })) => {
-                        // A message kind from a newer agent: ignore it rather than break the stream.
-                        tracing::debug!("ignoring an agent message of an unknown kind");
-                        continue;
-                    }
-                };
-                let seq = report.seq;
-                if let Some(h) = secret_hash {
-                    if !state.enrollment.still_valid(key, h) {
-                        let f = crate::enrollment::AuthFailure::Revoked;
-                        state.metrics.auth_failure(f.label());
-                        return Err(Status::unauthenticated(f.message()));
+                    Step::Fail(st) => return Err(st),
+                    Step::Refuse(seq, st) => return Err(Box::pin(refuse(tx, seq, st)).await),
+                    Step::Commit(seq, commit) => {
+                        // Boxed, like the refusals: a future kept inline would make every
+                        // connected agent's task as large as its largest await.
+                        let rx = Box::pin(state.committer.report(commit)).await
+                            .map_err(|e| Status::unavailable(e.to_string()))?;
+                        in_flight.push_back(async move { (seq, rx.await) });
                     }
                 }
-                if let Err(wait) = state.rates.admit(key, state.limits.max_reports_per_minute, rate_window) {
-                    // Not a bad report: no Rejected, so the agent keeps it and sends it again once
-                    // the window is over (the pushback says when). Those already queued are acked.
-                    state.metrics.reject("rate_limited");
-                    let mut st = Status::resource_exhausted(format!(
-                        "more than limits.max_reports_per_minute = {} reports in {} s from this \
-                         terminal; report seq {seq} and later were not read: send them again in {} ms",
-                        state.limits.max_reports_per_minute,
-                        rate_window.as_secs(),
-                        wait.as_millis()
-                    ));
-                    if let Ok(v) = wait.as_millis().to_string().parse() {
-                        st.metadata_mut().insert(RETRY_PUSHBACK, v);
-                    }
-                    ending = Some(Box::new(st));
-                    reading = false;
-                    continue;
-                }
-                if seq > oqs_proto::MAX_SEQ {
-                    // Not this report's fault but a damaged counter: no Rejected (on which the
-                    // agent would drop the report); the stream ends and the agent keeps its spool.
-                    state.metrics.reject("seq_out_of_range");
-                    return Err(Status::out_of_range(format!(
-                        "report seq {seq} is above the limit {}: the agent's spool state is \
-                         damaged; its reports are kept, fix or reset the spool's state file",
-                        oqs_proto::MAX_SEQ
-                    )));
-                }
-                if seq <= last_seq_on_stream {
-                    state.metrics.reject("out_of_order");
-                    return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
-                        "report seq {seq} follows seq {last_seq_on_stream} on this stream: seqs must \
-                         strictly increase"
-                    )))).await);
-                }
-                let mut report = report;
-                let trimmed = validate::trim_lists(&mut report, &state.limits);
-                if trimmed > 0 {
-                    state.metrics.items_trimmed.inc_by(trimmed);
-                }
-                if let Err(r) = validate::report(&report, &state.limits) {
-                    state.metrics.reject(r.label());
-                    return Err(Box::pin(refuse(tx, seq, rejection_status(&r))).await);
-                }
-                last_seq_on_stream = seq;
-                let mut commit = ReportCommit::new(key, report, ident.take());
-                commit.clock_behind_ms = clock_behind_ms;
-                stamp_if_ahead(&mut commit, &state.limits, crate::clock::now_ms());
-                // Boxed, like the refusals: a future kept inline would make every connected
-                // agent's task as large as its largest await (~600 bytes for this one).
-                let rx = Box::pin(state.committer.report(commit)).await
-                    .map_err(|e| Status::unavailable(e.to_string()))?;
-                in_flight.push_back(async move { (seq, rx.await) });
             }
         }
     }
+}
+
+/// What a stream's reads need to know of it.
+struct StreamCtx<'a> {
+    state: &'a IngestState,
+    key: &'a TerminalKey,
+    secret_hash: Option<&'a str>,
+    clock_behind_ms: Option<i64>,
+    rate_window: Duration,
+}
+
+/// What one message read from a stream asks of it. Decided without awaiting, so the report never
+/// lives in the stream's future across an await.
+enum Step {
+    /// Nothing to do (a message kind from a newer agent).
+    Skip,
+    /// The agent closed its side: ack what is queued, then end.
+    Closed,
+    /// Stop reading; the stream ends with this status once the queued reports are acked.
+    EndAfterQueued(Box<Status>),
+    /// End the stream now with this status.
+    Fail(Status),
+    /// Tell the agent this report (seq) is refused, then end the stream with the status.
+    Refuse(u64, Status),
+    /// Commit this report (seq).
+    Commit(u64, Box<ReportCommit>),
+}
+
+/// Checks one message read from a stream past its Hello and says what the stream does with it.
+fn take_message(
+    ctx: &StreamCtx<'_>,
+    ident: &mut Option<Box<crate::validate::AgentIdentity>>,
+    last_seq_on_stream: &mut u64,
+    next: Result<Option<Box<AgentMessage>>, Status>,
+) -> Step {
+    let StreamCtx {
+        state,
+        key,
+        secret_hash,
+        clock_behind_ms,
+        rate_window,
+    } = *ctx;
+    let mut report = match next {
+        Ok(None) => return Step::Closed,
+        Err(st) => return Step::Fail(inbound_error(state, st)),
+        Ok(Some(m)) => match m.body {
+            Some(AgentBody::Report(r)) => r,
+            Some(AgentBody::Hello(_)) => {
+                state.metrics.reject("bad_hello");
+                return Step::Fail(Status::invalid_argument(
+                    "Hello may only be the first message of a stream",
+                ));
+            }
+            None => {
+                // A message kind from a newer agent: ignore it rather than break the stream.
+                tracing::debug!("ignoring an agent message of an unknown kind");
+                return Step::Skip;
+            }
+        },
+    };
+    let seq = report.seq;
+    if let Some(h) = secret_hash {
+        if !state.enrollment.still_valid(key, h) {
+            let f = crate::enrollment::AuthFailure::Revoked;
+            state.metrics.auth_failure(f.label());
+            return Step::Fail(Status::unauthenticated(f.message()));
+        }
+    }
+    if let Err(wait) = state
+        .rates
+        .admit(key, state.limits.max_reports_per_minute, rate_window)
+    {
+        // Not a bad report: no Rejected, so the agent keeps it and sends it again once the
+        // window is over (the pushback says when). Those already queued are acked.
+        state.metrics.reject("rate_limited");
+        let mut st = Status::resource_exhausted(format!(
+            "more than limits.max_reports_per_minute = {} reports in {} s from this terminal; \
+             report seq {seq} and later were not read: send them again in {} ms",
+            state.limits.max_reports_per_minute,
+            rate_window.as_secs(),
+            wait.as_millis()
+        ));
+        if let Ok(v) = wait.as_millis().to_string().parse() {
+            st.metadata_mut().insert(RETRY_PUSHBACK, v);
+        }
+        return Step::EndAfterQueued(Box::new(st));
+    }
+    if seq > oqs_proto::MAX_SEQ {
+        // Not this report's fault but a damaged counter: no Rejected (on which the agent would
+        // drop the report); the stream ends and the agent keeps its spool.
+        state.metrics.reject("seq_out_of_range");
+        return Step::Fail(Status::out_of_range(format!(
+            "report seq {seq} is above the limit {}: the agent's spool state is damaged; its \
+             reports are kept, fix or reset the spool's state file",
+            oqs_proto::MAX_SEQ
+        )));
+    }
+    if seq <= *last_seq_on_stream {
+        state.metrics.reject("out_of_order");
+        return Step::Refuse(
+            seq,
+            Status::failed_precondition(format!(
+                "report seq {seq} follows seq {last_seq_on_stream} on this stream: seqs must \
+                 strictly increase"
+            )),
+        );
+    }
+    let trimmed = validate::trim_lists(&mut report, &state.limits);
+    if trimmed > 0 {
+        state.metrics.items_trimmed.inc_by(trimmed);
+    }
+    if let Err(r) = validate::report(&report, &state.limits) {
+        state.metrics.reject(r.label());
+        return Step::Refuse(seq, rejection_status(&r));
+    }
+    *last_seq_on_stream = seq;
+    let mut commit = Box::new(ReportCommit::new(key, report, ident.take()));
+    commit.clock_behind_ms = clock_behind_ms;
+    stamp_if_ahead(&mut commit, &state.limits, crate::clock::now_ms());
+    Step::Commit(seq, commit)
 }
 
 /// A report whose time is more than `limits.max_clock_ahead_secs` ahead of the collector's clock
@@ -611,5 +681,25 @@ fn stamp_if_ahead(c: &mut ReportCommit, limits: &crate::config::Limits, now_ms: 
         c.finished_at_ms = now_ms;
         c.clock_ahead_ms = Some(ahead);
         c.encoded = c.report.encode_to_vec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn of five arguments returns, without calling it.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connected agent keeps one `session` future alive for its stream's whole life: at
+    /// 10,000 terminals each 100 bytes is 1 MB (README "Memory per terminal"). It was ~3,000
+    /// bytes while the Hello's state and three copies of a report lived in it; a change that
+    /// makes it grow past this bound should box what it adds.
+    #[test]
+    fn a_stream_task_stays_small() {
+        let size = future_size(session);
+        assert!(size <= 1_100, "session future is {size} bytes");
     }
 }
