@@ -677,15 +677,36 @@ impl Store {
         compression: Option<i32>,
         accept_lost_writes: bool,
     ) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // The collector flushes explicitly before each ack; no background timer is needed for
-            // durability, and one would only add write amplification.
-            .flush_every_ms(None)
-            .use_compression(compression.is_some())
-            .compression_factor(compression.unwrap_or(3));
-        let db = open_waiting_for_lock(&config, LOCK_WAIT).map_err(|e| open_error(dir, e))?;
+        let config = |compression: Option<i32>| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                // The collector flushes explicitly before each ack; no background timer is needed
+                // for durability, and one would only add write amplification.
+                .flush_every_ms(None)
+                .use_compression(compression.is_some())
+                .compression_factor(compression.unwrap_or(3))
+        };
+        let db = match open_waiting_for_lock(&config(compression), LOCK_WAIT) {
+            // sled fixes compression when a store is created and refuses the other setting: a
+            // store made before the default changed (or with another store.compression_level)
+            // opens as it was made.
+            Err(sled::Error::Unsupported(m)) if m.contains("use_compression") => {
+                let kept = match compression {
+                    Some(_) => None,
+                    None => Some(3),
+                };
+                tracing::warn!(
+                    dir = %dir.display(),
+                    compressed = kept.is_some(),
+                    "the store keeps the compression it was created with; \
+                     store.compression_level applies to new stores"
+                );
+                open_waiting_for_lock(&config(kept), LOCK_WAIT)
+            }
+            other => other,
+        }
+        .map_err(|e| open_error(dir, e))?;
         let tree = db.open_tree("ingest")?;
         let durability = Durability::open(dir).map_err(|source| StoreError::Sync {
             dir: dir.display().to_string(),
@@ -1145,6 +1166,26 @@ fn decode_record(key: &TerminalKey, v: &[u8]) -> Result<TerminalRecord, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sled fixes compression when a store is created: a store made compressed (the default
+    /// before session 10) opens, whole, under the uncompressed default, and the other way round.
+    #[test]
+    fn a_store_keeps_the_compression_it_was_created_with() {
+        for (made, asked) in [(Some(3), None), (None, Some(3))] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let s = Store::open_checked(dir.path(), 1 << 20, made, false).unwrap();
+                s.raw_put_flush(b"xk", b"kept").unwrap();
+                s.flush().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let s = Store::open_checked(dir.path(), 1 << 20, asked, false)
+                .unwrap_or_else(|e| panic!("made {made:?}, opened {asked:?}: {e}"));
+            let kv = s.raw_scan(b"x").unwrap();
+            assert_eq!(kv.len(), 1, "made {made:?}, opened {asked:?}");
+            assert_eq!(kv[0].1.as_ref(), b"kept");
+        }
+    }
 
     #[test]
     fn a_log_that_lost_acknowledged_writes_stops_the_open_and_says_how_to_recover() {
