@@ -33,8 +33,8 @@ struct Args {
     /// Rounds sent before waiting for their acks (more rounds: fewer, larger group commits).
     #[arg(long, default_value_t = 1)]
     rounds_per_commit: u64,
-    /// zstd level of the store (0: none), as `store.compression_level`.
-    #[arg(long, default_value_t = 3)]
+    /// zstd level of the store (0: none, the collector's default), as `store.compression_level`.
+    #[arg(long, default_value_t = 0)]
     compression_level: i32,
     /// Where to build the store (a fresh temporary directory by default).
     #[arg(long)]
