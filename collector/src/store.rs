@@ -457,6 +457,10 @@ impl CommitBatch {
 /// thread some moments after the last handle is dropped (spacejam/sled#1234), so a collector
 /// restarted in the same process, or started while the previous process is still exiting, would
 /// otherwise fail; a lock held longer than this is another collector's, and the error says so.
+/// The zstd level a compressed store is reopened with when the configuration asks for none
+/// (reading needs no level; sled wants one that is valid for what it writes from then on).
+const REOPEN_ZSTD_LEVEL: i32 = 3;
+
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// sled reports a held lock as an `Other` I/O error whose text names the lock.
@@ -476,9 +480,10 @@ fn open_error(dir: &Path, source: sled::Error) -> StoreError {
              (keep it for analysis), then restore the latest backup into {d} or start with an \
              empty directory; agents send again every report they still hold"
         ),
-        sled::Error::Unsupported(_) => format!(
-            "The store in {d} was created with other settings: store.compression_level must be \
-             what it was created with (0 for none)"
+        // A compression mismatch is not among these: the store reopens as it was made.
+        sled::Error::Unsupported(m) => format!(
+            "The store in {d} was created by another sled version or with other storage \
+             settings ({m}): open it with the collector version that made it"
         ),
         sled::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             format!("The collector's user cannot read or write {d}: check its owner and mode")
@@ -685,7 +690,7 @@ impl Store {
                 // for durability, and one would only add write amplification.
                 .flush_every_ms(None)
                 .use_compression(compression.is_some())
-                .compression_factor(compression.unwrap_or(3))
+                .compression_factor(compression.unwrap_or(REOPEN_ZSTD_LEVEL))
         };
         let db = match open_waiting_for_lock(&config(compression), LOCK_WAIT) {
             // sled fixes compression when a store is created and refuses the other setting: a
@@ -694,7 +699,7 @@ impl Store {
             Err(sled::Error::Unsupported(m)) if m.contains("use_compression") => {
                 let kept = match compression {
                     Some(_) => None,
-                    None => Some(3),
+                    None => Some(REOPEN_ZSTD_LEVEL),
                 };
                 tracing::warn!(
                     dir = %dir.display(),
