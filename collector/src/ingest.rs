@@ -14,7 +14,8 @@ use crate::presence::{Outbound, Outgoing, Presence};
 use crate::store::TerminalKey;
 use crate::validate::{self, Rejection};
 use futures::stream::{FuturesOrdered, StreamExt};
-use futures::FutureExt;
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt};
 use oqs_proto::v1::agent_message::Body as AgentBody;
 use oqs_proto::v1::collector_message::Body as CollectorBody;
 use oqs_proto::v1::fleet_ingest_server::FleetIngest;
@@ -22,8 +23,6 @@ use oqs_proto::v1::{Ack, AgentMessage, CollectorMessage, Rejected, Welcome};
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -160,7 +159,7 @@ impl IngestService {
 #[tonic::async_trait]
 impl FleetIngest for IngestService {
     type ConnectStream = futures::stream::Map<
-        ReceiverStream<Outgoing>,
+        mpsc::Receiver<Outgoing>,
         fn(Outgoing) -> Result<CollectorMessage, Status>,
     >;
 
@@ -189,10 +188,12 @@ impl FleetIngest for IngestService {
             }
         };
         let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 4);
+        // Room for the acks in flight and a few commands: the channel adds one slot per sender
+        // (this stream's and the one `Presence` keeps).
+        let (tx, rx) = mpsc::channel(self.state.tuning.per_stream_in_flight + 2);
         let state = self.state.clone();
         tokio::spawn(session(state, Box::new(inbound), tx, peer, slot));
-        Ok(Response::new(ReceiverStream::new(rx).map(
+        Ok(Response::new(rx.map(
             unbox as fn(Outgoing) -> Result<CollectorMessage, Status>,
         )))
     }
@@ -240,7 +241,7 @@ async fn session(
     state: Arc<IngestState>,
     // Boxed: an async fn's arguments are held twice in its future (~230 bytes each for this one).
     mut inbound: Box<Streaming<AgentMessage>>,
-    tx: Outbound,
+    mut tx: Outbound,
     peer: Option<std::net::IpAddr>,
     pre_hello: PreHelloSlot,
 ) {
@@ -248,7 +249,7 @@ async fn session(
     // once it returns: the future every connected agent keeps alive holds only what the reports
     // need.
     let Some((key, secret_hash, _counted, ident, clock_behind_ms)) =
-        Box::pin(open_stream(&state, &mut inbound, &tx, peer)).await
+        Box::pin(open_stream(&state, &mut inbound, &mut tx, peer)).await
     else {
         return;
     };
@@ -261,7 +262,7 @@ async fn session(
         ident,
         clock_behind_ms,
         &mut inbound,
-        &tx,
+        &mut tx,
     )
     .await
     {
@@ -294,7 +295,7 @@ impl Drop for StreamCount<'_> {
 async fn open_stream<'s>(
     state: &'s IngestState,
     inbound: &mut Streaming<AgentMessage>,
-    tx: &Outbound,
+    tx: &mut Outbound,
     peer: Option<std::net::IpAddr>,
 ) -> Option<(
     TerminalKey,
@@ -422,7 +423,7 @@ fn auth_status(f: crate::enrollment::AuthFailure) -> Status {
 }
 
 /// Refuses one report: tells the agent which seq (so it can drop it) and ends the stream.
-async fn refuse(tx: &Outbound, seq: u64, status: Status) -> Status {
+async fn refuse(tx: &mut Outbound, seq: u64, status: Status) -> Status {
     let _ = tx
         .send(Ok(msg(CollectorBody::Rejected(Rejected {
             seq,
@@ -440,7 +441,7 @@ async fn reports(
     mut ident: Option<Box<crate::validate::AgentIdentity>>,
     clock_behind_ms: Option<i64>,
     inbound: &mut Streaming<AgentMessage>,
-    tx: &Outbound,
+    tx: &mut Outbound,
 ) -> Result<(), Status> {
     let mut in_flight = FuturesOrdered::new();
     let mut last_seq_on_stream = 0u64;
