@@ -218,7 +218,7 @@ impl CommitterHandle {
 struct Writer {
     store: Store,
     /// Every terminal record, loaded at start, then authoritative (only this writes them).
-    records: HashMap<TerminalKey, TerminalRecord>,
+    records: crate::store::Records,
     derived: Derived,
     /// A commit failed in a way this store handle never recovers from (`is_unrecoverable`).
     broken: bool,
@@ -273,8 +273,14 @@ pub async fn spawn(
     let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
     let m = metrics.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<Writer, SpawnError> {
-        let records: HashMap<TerminalKey, TerminalRecord> =
-            store.terminals()?.into_iter().collect();
+        let records: crate::store::Records = store
+            .terminals()?
+            .into_iter()
+            .map(|(k, mut r)| {
+                r.rollups.shrink_to_fit();
+                (k, Box::new(r))
+            })
+            .collect();
         let places = crate::incidents::site_places(&records);
         incidents.validate_for_fleet(places.values().map(|(a, p)| (*a, *p)))?;
         let derived = Derived::load(&store, flags, history, view, m, &records)?
@@ -362,8 +368,9 @@ fn now_ms() -> i64 {
 impl Writer {
     fn record(&mut self, key: &TerminalKey) -> Result<&mut TerminalRecord, StoreError> {
         if !self.records.contains_key(key) {
-            let rec = self.store.terminal(key)?.unwrap_or_default();
-            self.records.insert(key.clone(), rec);
+            let mut rec = self.store.terminal(key)?.unwrap_or_default();
+            rec.rollups.shrink_to_fit();
+            self.records.insert(key.clone(), Box::new(rec));
         }
         Ok(self.records.get_mut(key).expect("inserted above"))
     }
@@ -382,7 +389,7 @@ impl Writer {
         let mut identified: Vec<TerminalKey> = Vec::new();
         let now = now_ms();
         // Undo list: records as they were before this batch, restored if the write fails.
-        let mut before: HashMap<TerminalKey, TerminalRecord> = HashMap::new();
+        let mut before: crate::store::Records = HashMap::new();
 
         // (terminal, stored, acked) of Hellos that say the store lost acknowledged reports.
         let mut lost: Vec<(TerminalKey, u64, u64)> = Vec::new();
@@ -405,7 +412,9 @@ impl Writer {
                         }
                     }) {
                         Ok(Some(rec)) => {
-                            before.entry(key.clone()).or_insert_with(|| rec.clone());
+                            before
+                                .entry(key.clone())
+                                .or_insert_with(|| Box::new(rec.clone()));
                             apply_identity(rec, &ident, now);
                             identified.push(key.clone());
                             let last = rec.last_seq;
@@ -544,7 +553,7 @@ impl Writer {
         batch: &mut CommitBatch,
         staged: &mut Staged,
         pending: &mut HashMap<Vec<u8>, i64>,
-        before: &mut HashMap<TerminalKey, TerminalRecord>,
+        before: &mut crate::store::Records,
         now: i64,
     ) -> Result<CommitOutcome, CommitError> {
         let err = |e: StoreError| CommitError(e.to_string());

@@ -87,7 +87,7 @@ impl Derived {
         history: HistorySettings,
         view: FleetView,
         metrics: Arc<Metrics>,
-        records: &HashMap<TerminalKey, TerminalRecord>,
+        records: &crate::store::Records,
     ) -> Result<Self, StoreError> {
         let engine = Engine::new(flags, store.next_event_id()?);
         let mut sites = HashMap::new();
@@ -282,7 +282,7 @@ impl Derived {
         &mut self,
         staged: &mut Staged,
         batch: &mut CommitBatch,
-        records: &HashMap<TerminalKey, TerminalRecord>,
+        records: &crate::store::Records,
         now_ms: i64,
     ) {
         let ids: Vec<String> = self.sites.keys().cloned().collect();
@@ -337,7 +337,7 @@ impl Derived {
         &mut self,
         staged: &mut Staged,
         batch: &mut CommitBatch,
-        records: &HashMap<TerminalKey, TerminalRecord>,
+        records: &crate::store::Records,
         now_ms: i64,
     ) {
         if !self.incident_settings.enabled && self.incidents.open().next().is_none() {
@@ -453,7 +453,7 @@ impl Derived {
         &mut self,
         store: &Store,
         batch: &mut CommitBatch,
-        records: &mut HashMap<TerminalKey, TerminalRecord>,
+        records: &mut crate::store::Records,
         dirty: &mut HashSet<TerminalKey>,
         now_ms: i64,
     ) -> Result<usize, StoreError> {

@@ -82,6 +82,11 @@ pub fn record(
         let idx = match rec.rollups.iter().position(|r| r.check == name) {
             Some(i) => i,
             None => {
+                // Every terminal keeps one per check kind: room for all of them at once, not the
+                // doubling growth's 8 slots for 6 (10,000 terminals' records stay in memory).
+                if rec.rollups.is_empty() {
+                    rec.rollups.reserve_exact(Check::ALL.len());
+                }
                 rec.rollups.push(CheckRollup {
                     check: name.to_owned(),
                     ..Default::default()
@@ -112,7 +117,8 @@ pub fn record(
             latency_max_ms: r.latency_max_ms,
         };
         *r = CheckRollup {
-            check: name.to_owned(),
+            // The name is kept, not allocated again for every point.
+            check: std::mem::take(&mut r.check),
             signature: s.signature,
             last_point_ms: at_ms.max(1),
             ..Default::default()

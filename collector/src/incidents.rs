@@ -13,7 +13,6 @@
 use crate::catalog::Flag;
 use crate::flags::ActiveFlag;
 use crate::small_map::SmallMap;
-use crate::store::{TerminalKey, TerminalRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -344,7 +343,7 @@ pub type Place<'a> = (&'static str, &'a str);
 
 /// Each site's area and prefecture, from its terminals' records (the one that says most; among
 /// equals the first terminal by id, so the answer does not depend on map order).
-pub fn site_places(records: &HashMap<TerminalKey, TerminalRecord>) -> HashMap<&str, Place<'_>> {
+pub fn site_places(records: &crate::store::Records) -> HashMap<&str, Place<'_>> {
     // Per site: how little its best record says (prefecture unsaid, area unsaid, terminal id).
     type Rank<'a> = (bool, bool, &'a str);
     let mut best: HashMap<&str, (Rank, Place)> = HashMap::new();

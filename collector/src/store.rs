@@ -260,6 +260,11 @@ impl TerminalRecord {
     }
 }
 
+/// Every terminal's record in memory (the committer's, authoritative once loaded). Boxed: the
+/// map's table is sized in powers of two above its length, and holds a pointer per slot rather
+/// than a whole record (issue "one home for each fact", item 7: ~2 MB at 10,000 terminals).
+pub type Records = std::collections::HashMap<TerminalKey, Box<TerminalRecord>>;
+
 /// A terminal's identity as stored (the key's two parts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TerminalKey {
