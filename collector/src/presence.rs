@@ -50,12 +50,12 @@ impl Presence {
     }
 
     /// Marks a stream of `key` open until the returned guard is dropped; `tx` reaches its agent.
-    pub fn enter(&self, key: TerminalKey, tx: Outbound) -> PresenceGuard {
+    pub fn enter<'a>(&'a self, key: &'a TerminalKey, tx: Outbound) -> PresenceGuard<'a> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().entry(key.clone()).or_default().push((id, tx));
         self.gauge.inc();
         PresenceGuard {
-            presence: self.clone(),
+            presence: self,
             key,
             id,
         }
@@ -102,19 +102,20 @@ impl Presence {
 }
 
 /// Closes a terminal's stream in [`Presence`] when dropped, whatever way the stream ended.
-pub struct PresenceGuard {
-    presence: Presence,
-    key: TerminalKey,
+/// It borrows what the stream's task already holds: every connected agent's task keeps one.
+pub struct PresenceGuard<'a> {
+    presence: &'a Presence,
+    key: &'a TerminalKey,
     id: u64,
 }
 
-impl Drop for PresenceGuard {
+impl Drop for PresenceGuard<'_> {
     fn drop(&mut self) {
         let mut open = self.presence.lock();
-        if let Some(streams) = open.get_mut(&self.key) {
+        if let Some(streams) = open.get_mut(self.key) {
             streams.retain(|(id, _)| *id != self.id);
             if streams.is_empty() {
-                open.remove(&self.key);
+                open.remove(self.key);
             }
         }
         drop(open);
