@@ -282,7 +282,7 @@ pub async fn spawn(
             })
             .collect();
         let places = crate::incidents::site_places(&records);
-        incidents.validate_for_fleet(places.values().map(|(a, p)| (*a, *p)))?;
+        incidents.validate_for_fleet(places.values().map(|(_, (a, p))| (*a, *p)))?;
         let derived = Derived::load(&store, flags, history, view, m, &records)?
             .with_maintenance(maintenance)
             .with_incidents(&store, incidents, incident_book)?;

@@ -348,7 +348,9 @@ impl Derived {
             .sites
             .values()
             .map(|st| {
-                let (area, prefecture) = places.get(st.site.as_str()).copied().unwrap_or(("", ""));
+                let (area, prefecture) = places
+                    .get(st.site.as_str())
+                    .map_or(("", ""), |(_, place)| *place);
                 SiteFacts {
                     site: &st.site,
                     area,

@@ -343,10 +343,11 @@ pub type Place<'a> = (&'static str, &'a str);
 
 /// Each site's area and prefecture, from its terminals' records (the one that says most; among
 /// equals the first terminal by id, so the answer does not depend on map order).
-pub fn site_places(records: &crate::store::Records) -> HashMap<&str, Place<'_>> {
-    // Per site: how little its best record says (prefecture unsaid, area unsaid, terminal id).
-    type Rank<'a> = (bool, bool, &'a str);
-    let mut best: HashMap<&str, (Rank, Place)> = HashMap::new();
+///
+/// Each value is (how little the chosen record says, the place): the map built is the map
+/// returned, not collected into a second one (it is built every evaluation, for every site).
+pub fn site_places(records: &crate::store::Records) -> HashMap<&str, (PlaceRank<'_>, Place<'_>)> {
+    let mut best: HashMap<&str, (PlaceRank, Place)> = HashMap::new();
     for (k, r) in records {
         let area = crate::api::area_name(r.area).unwrap_or("");
         let rank = (
@@ -361,8 +362,12 @@ pub fn site_places(records: &crate::store::Records) -> HashMap<&str, Place<'_>> 
             }
         }
     }
-    best.into_iter().map(|(s, (_, p))| (s, p)).collect()
+    best
 }
+
+/// How little a terminal record says of its site's place: (prefecture unsaid, area unsaid,
+/// terminal id); the least wins.
+pub type PlaceRank<'a> = (bool, bool, &'a str);
 
 /// One site as the detector sees it.
 pub struct SiteFacts<'a> {

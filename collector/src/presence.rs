@@ -52,7 +52,15 @@ impl Presence {
     /// Marks a stream of `key` open until the returned guard is dropped; `tx` reaches its agent.
     pub fn enter<'a>(&'a self, key: &'a TerminalKey, tx: Outbound) -> PresenceGuard<'a> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(key.clone()).or_default().push((id, tx));
+        let mut open = self.lock();
+        let streams = open.entry(key.clone()).or_default();
+        // One stream per terminal is the rule (two only while a reconnect overlaps the old
+        // stream): room for one, not the four of a `Vec`'s first growth.
+        if streams.capacity() == 0 {
+            streams.reserve_exact(1);
+        }
+        streams.push((id, tx));
+        drop(open);
         self.gauge.inc();
         PresenceGuard {
             presence: self,

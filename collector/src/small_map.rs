@@ -54,11 +54,20 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.find(k).is_ok()
     }
 
+    /// Room for one more entry: exactly one for the first (most of these maps hold one entry,
+    /// where a `Vec`'s first growth makes room for four), doubling after it.
+    fn make_room(&mut self) {
+        if self.entries.capacity() == 0 {
+            self.entries.reserve_exact(1);
+        }
+    }
+
     /// Inserts or replaces; returns the value replaced.
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
         match self.find(&k) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, v)),
             Err(i) => {
+                self.make_room();
                 self.entries.insert(i, (k, v));
                 None
             }
@@ -77,6 +86,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         let i = match self.find(&k) {
             Ok(i) => i,
             Err(i) => {
+                self.make_room();
                 self.entries.insert(i, (k, make()));
                 i
             }
