@@ -130,3 +130,36 @@ impl Drop for PresenceGuard<'_> {
         self.presence.gauge.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oqs_proto::v1::RunNow;
+
+    /// A terminal's entry makes room for its one stream (not a `Vec`'s first four); a reconnect's
+    /// overlap still holds both, commands go to the newest, and the guards leave nothing behind.
+    #[test]
+    fn one_stream_takes_room_for_one_and_commands_go_to_the_newest() {
+        let gauge = IntGauge::new("test_connected", "test").unwrap();
+        let presence = Presence::new(gauge.clone());
+        let key = TerminalKey::new("s1", "pc-1");
+        let (old_tx, mut old_rx) = futures::channel::mpsc::channel(4);
+        let old = presence.enter(&key, old_tx);
+        assert_eq!(presence.lock()[&key].capacity(), 1);
+        let (new_tx, mut new_rx) = futures::channel::mpsc::channel(4);
+        let new = presence.enter(&key, new_tx);
+        assert_eq!(gauge.get(), 2);
+        let reached = presence.send_to_site("s1", CollectorBody::RunNow(RunNow::default()));
+        assert_eq!(reached, ["pc-1"]);
+        assert!(
+            new_rx.try_recv().is_ok(),
+            "the newest stream got the command"
+        );
+        assert!(old_rx.try_recv().is_err(), "the older stream got nothing");
+        drop(new);
+        assert!(presence.is_connected(&key));
+        drop(old);
+        assert!(!presence.is_connected(&key));
+        assert_eq!(gauge.get(), 0);
+    }
+}

@@ -219,4 +219,20 @@ mod tests {
         s.retain(|_, v| *v > 5);
         assert_eq!(s.len(), 2);
     }
+
+    /// Most of these maps hold one entry (a site's one terminal, its one raised flag): the first
+    /// insert makes room for exactly one, by either way in, and a second still fits (README
+    /// "Memory per terminal").
+    #[test]
+    fn a_first_entry_takes_room_for_one() {
+        let mut a: SmallMap<String, u32> = SmallMap::default();
+        a.insert("pc-1".into(), 1);
+        assert_eq!(a.entries.capacity(), 1);
+        let mut b: SmallMap<String, u32> = SmallMap::default();
+        b.get_or_insert_with("pc-1".into(), || 1);
+        assert_eq!(b.entries.capacity(), 1);
+        b.insert("pc-2".into(), 2);
+        assert_eq!(b.len(), 2);
+        assert!(b.entries.capacity() >= 2);
+    }
 }
