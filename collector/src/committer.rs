@@ -276,10 +276,7 @@ pub async fn spawn(
         let records: crate::store::Records = store
             .terminals()?
             .into_iter()
-            .map(|(k, mut r)| {
-                r.rollups.shrink_to_fit();
-                (k, Box::new(r))
-            })
+            .map(|(k, r)| (k, Box::new(r)))
             .collect();
         let places = crate::incidents::site_places(&records);
         incidents.validate_for_fleet(places.values().map(|(_, (a, p))| (*a, *p)))?;
@@ -368,8 +365,7 @@ fn now_ms() -> i64 {
 impl Writer {
     fn record(&mut self, key: &TerminalKey) -> Result<&mut TerminalRecord, StoreError> {
         if !self.records.contains_key(key) {
-            let mut rec = self.store.terminal(key)?.unwrap_or_default();
-            rec.rollups.shrink_to_fit();
+            let rec = self.store.terminal(key)?.unwrap_or_default();
             self.records.insert(key.clone(), Box::new(rec));
         }
         Ok(self.records.get_mut(key).expect("inserted above"))

@@ -82,11 +82,8 @@ pub fn record(
         let idx = match rec.rollups.iter().position(|r| r.check == name) {
             Some(i) => i,
             None => {
-                // Every terminal keeps one per check kind: room for all of them at once, not the
-                // doubling growth's 8 slots for 6 (10,000 terminals' records stay in memory).
-                if rec.rollups.is_empty() {
-                    rec.rollups.reserve_exact(Check::ALL.len());
-                }
+                // Every terminal keeps one per check kind, and every record stays in memory.
+                crate::small_map::room_for_first(&mut rec.rollups, Check::ALL.len());
                 rec.rollups.push(CheckRollup {
                     check: name.to_owned(),
                     ..Default::default()
@@ -174,6 +171,21 @@ mod tests {
             .unwrap()
             .samples;
         assert_eq!(counted + pending, 1440);
+    }
+
+    /// A record's rollups are made with room for every check kind once (every record stays in
+    /// the committer's memory; README "Memory per terminal").
+    #[test]
+    fn a_records_rollups_take_room_for_the_check_kinds_once() {
+        let site = SiteProfile::new(0, "s", Scenario::Healthy, 1);
+        let mut rec = TerminalRecord::default();
+        for round in 0..3u64 {
+            let t = 1_000 + round as i64 * 60_000;
+            let r = report(&site, 0, round, round + 1, t);
+            record(&mut rec, samples(&r), t, t, 3_600_000);
+        }
+        assert!(!rec.rollups.is_empty());
+        assert_eq!(rec.rollups.capacity(), Check::ALL.len());
     }
 
     #[test]

@@ -54,11 +54,8 @@ impl Presence {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut open = self.lock();
         let streams = open.entry(key.clone()).or_default();
-        // One stream per terminal is the rule (two only while a reconnect overlaps the old
-        // stream): room for one, not the four of a `Vec`'s first growth.
-        if streams.capacity() == 0 {
-            streams.reserve_exact(1);
-        }
+        // One stream per terminal is the rule (two only while a reconnect overlaps the old one).
+        crate::small_map::room_for_first(streams, 1);
         streams.push((id, tx));
         drop(open);
         self.gauge.inc();

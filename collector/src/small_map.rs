@@ -12,6 +12,15 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 
+/// Before a push onto `v`: when it has no room yet, room for exactly `n`, where a `Vec`'s first
+/// growth makes room for four (or doubles to eight for six). For the per-terminal and per-site
+/// vectors whose usual length is known (README "Memory per terminal").
+pub fn room_for_first<T>(v: &mut Vec<T>, n: usize) {
+    if v.capacity() == 0 {
+        v.reserve_exact(n);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmallMap<K, V> {
     entries: Vec<(K, V)>,
@@ -54,12 +63,10 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.find(k).is_ok()
     }
 
-    /// Room for one more entry: exactly one for the first (most of these maps hold one entry,
-    /// where a `Vec`'s first growth makes room for four), doubling after it.
+    /// Room for one more entry: exactly one for the first (most of these maps hold one entry),
+    /// doubling after it.
     fn make_room(&mut self) {
-        if self.entries.capacity() == 0 {
-            self.entries.reserve_exact(1);
-        }
+        room_for_first(&mut self.entries, 1);
     }
 
     /// Inserts or replaces; returns the value replaced.

@@ -1167,10 +1167,13 @@ fn decode_report(k: &[u8], v: &[u8]) -> Result<StoredReport, StoreError> {
 }
 
 fn decode_record(key: &TerminalKey, v: &[u8]) -> Result<TerminalRecord, StoreError> {
-    TerminalRecord::decode(v).map_err(|source| StoreError::Corrupt {
+    let mut rec = TerminalRecord::decode(v).map_err(|source| StoreError::Corrupt {
         key: format!("{}/{}", key.site, key.terminal),
         source,
-    })
+    })?;
+    // Decoding grows the rollups by doubling (8 slots for 6); the committer keeps every record.
+    rec.rollups.shrink_to_fit();
+    Ok(rec)
 }
 
 #[cfg(test)]
@@ -1315,6 +1318,32 @@ mod tests {
         // A terminal whose id is a prefix of another's never interleaves with it.
         let k2 = TerminalKey::new("s", "t2");
         assert!(k.report_key(u64::MAX) < k2.report_key(0));
+    }
+
+    /// A record read back holds its rollups in exactly the room they need (decoding grows by
+    /// doubling), by either way it is read: the committer keeps every record in memory.
+    #[test]
+    fn a_record_read_back_keeps_its_rollups_in_the_room_they_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = TerminalKey::new("site-a", "pc-1");
+        let rec = TerminalRecord {
+            rollups: (0..6)
+                .map(|i| CheckRollup {
+                    check: format!("check-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut b = CommitBatch::default();
+        b.put_terminal(&key, &rec);
+        store.commit(b).unwrap();
+        let one = store.terminal(&key).unwrap().unwrap();
+        assert_eq!(one, rec);
+        assert_eq!(one.rollups.capacity(), 6);
+        let all = store.terminals().unwrap();
+        assert_eq!(all[0].1.rollups.capacity(), 6);
     }
 
     #[test]
