@@ -505,6 +505,56 @@ fn open_error(dir: &Path, source: sled::Error) -> StoreError {
     }
 }
 
+/// sled 0.34 writes a snapshot of its page table at every open that finds the log grown, to
+/// `snap.N.generating`, renamed to `snap.N` once synced. It then takes the newest file named
+/// `snap.*` as the snapshot to start from without skipping `.generating` (it skips
+/// `.in___motion`, a name it no longer writes; spacejam/sled#1527), so one left behind by a
+/// write that failed — a collector started on a full disk — makes every later open fail as
+/// corrupt, even once the disk has room. Such a file is unfinished by construction (sled renames
+/// it only after it is whole and synced), and the log and the previous snapshot hold everything
+/// it was made from. Removes them from `dir`, saying which; returns how many.
+///
+/// Called only after an open failed as corrupt: a collector holding the store's lock may be
+/// writing one at that moment otherwise.
+fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let unfinished = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("snap.") && n.ends_with(".generating"));
+        if unfinished {
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path)?;
+            tracing::warn!(
+                file = %path.display(),
+                bytes,
+                "removed an unfinished snapshot sled left behind (a write that failed, as on a \
+                 full disk); the store opens from its log and previous snapshot"
+            );
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Opens `config` in `dir` like [`open_waiting_for_lock`], once more after removing the
+/// unfinished snapshots a corrupt open may be caused by ([`remove_unfinished_snapshots`]).
+fn open_sled(dir: &Path, config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    match open_waiting_for_lock(config, LOCK_WAIT) {
+        Err(e @ sled::Error::Corruption { .. }) => match remove_unfinished_snapshots(dir) {
+            Ok(0) => Err(e),
+            Ok(_) => open_waiting_for_lock(config, LOCK_WAIT),
+            Err(io) => {
+                tracing::warn!(dir = %dir.display(), error = %io, "cannot look for unfinished snapshots");
+                Err(e)
+            }
+        },
+        other => other,
+    }
+}
+
 /// Opens `config`, retrying while its lock is held, for at most `wait`. Blocking.
 fn open_waiting_for_lock(
     config: &sled::Config,
@@ -697,7 +747,7 @@ impl Store {
                 .use_compression(compression.is_some())
                 .compression_factor(compression.unwrap_or(REOPEN_ZSTD_LEVEL))
         };
-        let db = match open_waiting_for_lock(&config(compression), LOCK_WAIT) {
+        let db = match open_sled(dir, &config(compression)) {
             // sled fixes compression when a store is created and refuses the other setting: a
             // store made before the default changed (or with another store.compression_level)
             // opens as it was made.
@@ -712,7 +762,7 @@ impl Store {
                     "the store keeps the compression it was created with; \
                      store.compression_level applies to new stores"
                 );
-                open_waiting_for_lock(&config(kept), LOCK_WAIT)
+                open_sled(dir, &config(kept))
             }
             other => other,
         }
@@ -1277,6 +1327,50 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("oqs-witness"), "{e}");
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for i in 0..5u8 {
+                s.raw_put_flush(&[b'x', i], b"v").unwrap();
+            }
+            s.flush().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // What sled leaves when its start-up snapshot cannot be written: the file created, its
+        // bytes not (or only some), never renamed. Named newer than any snapshot it made.
+        let empty = dir.path().join("snap.FFFFFFFFFFFFFFF0.generating");
+        let partial = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&empty, b"").unwrap();
+        std::fs::write(&partial, [0x5a; 100]).unwrap();
+        let config = sled::Config::new()
+            .path(dir.path())
+            .flush_every_ms(None)
+            .use_compression(true)
+            .compression_factor(3);
+        // sled alone refuses the store for it (what this guards against).
+        let e = open_waiting_for_lock(&config, LOCK_WAIT).unwrap_err();
+        assert!(matches!(e, sled::Error::Corruption { .. }), "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let s = Store::open(dir.path()).unwrap();
+        for i in 0..5u8 {
+            assert_eq!(s.raw_scan(&[b'x', i]).unwrap().len(), 1, "entry {i}");
+        }
+        assert!(!empty.exists() && !partial.exists());
+        drop(s);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // A log that is damaged itself is still named so, nothing removed but the unfinished.
+        let log = dir.path().join("db");
+        let len = std::fs::metadata(&log).unwrap().len() as usize;
+        std::fs::write(&log, vec![0x5a; len]).unwrap();
+        std::fs::write(&partial, [0x5a; 100]).unwrap();
+        if let Err(e) = Store::open(dir.path()) {
+            assert!(e.to_string().contains("/db"), "{e}");
+        }
+        assert!(!partial.exists());
     }
 
     #[test]
