@@ -703,6 +703,13 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The store's filesystem: what is left for the collector's writes, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesystemSpace {
+    pub available_bytes: u64,
+    pub size_bytes: u64,
+}
+
 /// The sled database and the tree the collector uses.
 #[derive(Clone)]
 pub struct Store {
@@ -811,6 +818,14 @@ impl Store {
             db,
             tree,
             durability: std::sync::Arc::new(durability),
+        })
+    }
+
+    /// The filesystem holding the store, as the collector's user sees it (statvfs). Blocking.
+    pub fn filesystem_space(&self) -> std::io::Result<FilesystemSpace> {
+        Ok(FilesystemSpace {
+            available_bytes: fs2::available_space(&self.durability.dir)?,
+            size_bytes: fs2::total_space(&self.durability.dir)?,
         })
     }
 

@@ -248,3 +248,28 @@ async fn the_inventory_shows_versions_who_lags_and_each_machine() {
     )));
     api.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_say_how_much_room_the_stores_filesystem_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::open(dir.path()).await;
+    let (status, m) = api.get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in the scrape"))
+            .parse()
+            .unwrap()
+    };
+    let (avail, size) = (
+        value("oqs_store_filesystem_avail_bytes"),
+        value("oqs_store_filesystem_size_bytes"),
+    );
+    // The data directory's own filesystem, as statvfs tells it now (the free space moves with
+    // whatever else writes there; the size does not).
+    assert_eq!(size, fs2::total_space(dir.path()).unwrap());
+    assert!(avail > 0 && avail <= size, "{avail} of {size}");
+    assert!(m.contains("# TYPE oqs_store_filesystem_avail_bytes gauge"));
+    api.close().await;
+}

@@ -330,6 +330,15 @@ fn the_alertmanager_example_loads_and_groups_per_site() {
         route(&["alertname=CollectorDown", "severity=critical"]),
         "noc-pager"
     );
+    // The collector's disk: paged when almost full, told a day ahead.
+    assert_eq!(
+        route(&["alertname=CollectorDiskFull", "severity=critical"]),
+        "noc-pager"
+    );
+    assert_eq!(
+        route(&["alertname=CollectorDiskFilling", "severity=warning"]),
+        "noc-default"
+    );
     // A closed clinic's maintenance alert is told to nobody (it inhibits the site's alerts).
     assert_eq!(
         route(&[

@@ -109,6 +109,15 @@ async fn healthz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
+    let store = s.store.clone();
+    let space = match tokio::task::spawn_blocking(move || store.filesystem_space()).await {
+        Ok(Ok(space)) => Some(space),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the store's filesystem space");
+            None
+        }
+        Err(_) => None,
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -118,9 +127,29 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             let mut out = s.metrics.render(&s.view);
             render_maintenance(&s.maintenance, crate::clock::now_ms(), &mut out);
             incidents::render(&s.incidents, &mut out);
+            if let Some(space) = space {
+                render_store_filesystem(space, &mut out);
+            }
             out
         },
     )
+}
+
+/// `oqs_store_filesystem_avail_bytes` and `oqs_store_filesystem_size_bytes`: the data
+/// directory's filesystem, read at scrape time. A full disk stops ingest (nothing is
+/// acknowledged until there is room): the shipped alerts warn before it fills.
+fn render_store_filesystem(space: crate::store::FilesystemSpace, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP oqs_store_filesystem_avail_bytes Bytes the collector may still write on the filesystem holding its data directory (at 0 nothing more is stored or acknowledged).");
+    let _ = writeln!(out, "# TYPE oqs_store_filesystem_avail_bytes gauge");
+    let _ = writeln!(
+        out,
+        "oqs_store_filesystem_avail_bytes {}",
+        space.available_bytes
+    );
+    let _ = writeln!(out, "# HELP oqs_store_filesystem_size_bytes Size of the filesystem holding the collector's data directory.");
+    let _ = writeln!(out, "# TYPE oqs_store_filesystem_size_bytes gauge");
+    let _ = writeln!(out, "oqs_store_filesystem_size_bytes {}", space.size_bytes);
 }
 
 /// `oqs_site_in_maintenance{site}`: 1 while a site is closed or in a window (the shipped alert
