@@ -54,6 +54,16 @@ async fn a_prefecture_losing_ipv6_together_is_one_incident_until_it_recovers() {
     // Rounds 0 and 1 healthy, then IPv6 gone in 新潟県: raised on the second report without it.
     sim_fleet(&c, Scenario::AreaOutage, SITES, 4, "ao-").await;
     let v = until(c.http_addr, "open", 1).await;
+    // The incident opens once enough sites fail alike; the last of them joins at the flag
+    // engine's next evaluation (every 100 ms here), which may come after that first answer.
+    let mut v = v;
+    for _ in 0..50 {
+        if v["incidents"][0]["sites"].as_array().map(Vec::len) == Some(hit.len()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        v = incidents(c.http_addr, "open").await;
+    }
     assert_eq!(v["open"], 1, "{v}");
     let inc = &v["incidents"][0];
     assert_eq!(inc["kind"], "ipv6_lost", "{inc}");
