@@ -29,15 +29,29 @@ async fn incidents(http: std::net::SocketAddr, state: &str) -> Value {
     get_json(http, &format!("/api/incidents?state={state}")).await
 }
 
-async fn until(http: std::net::SocketAddr, state: &str, n: usize) -> Value {
+/// The `state` incidents once there are `n`, each listing `sites` sites if given (10 s at most).
+/// An incident opens once enough sites fail alike; later ones join at the flag engine's next
+/// evaluation, which may come after the first answer that shows it open.
+async fn until(http: std::net::SocketAddr, state: &str, n: usize, sites: Option<usize>) -> Value {
+    let done = |v: &Value| {
+        let list = v["incidents"].as_array().unwrap();
+        list.len() == n
+            && sites.is_none_or(|k| {
+                list.iter()
+                    .all(|i| i["sites"].as_array().map(Vec::len) == Some(k))
+            })
+    };
     for _ in 0..100 {
         let v = incidents(http, state).await;
-        if v["incidents"].as_array().unwrap().len() == n {
+        if done(&v) {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no {n} {state} incidents: {}", incidents(http, "all").await);
+    panic!(
+        "no {n} {state} incidents of {sites:?} sites: {}",
+        incidents(http, "all").await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,17 +67,7 @@ async fn a_prefecture_losing_ipv6_together_is_one_incident_until_it_recovers() {
     assert!(hit.len() >= 5, "{hit:?}");
     // Rounds 0 and 1 healthy, then IPv6 gone in 新潟県: raised on the second report without it.
     sim_fleet(&c, Scenario::AreaOutage, SITES, 4, "ao-").await;
-    let v = until(c.http_addr, "open", 1).await;
-    // The incident opens once enough sites fail alike; the last of them joins at the flag
-    // engine's next evaluation (every 100 ms here), which may come after that first answer.
-    let mut v = v;
-    for _ in 0..50 {
-        if v["incidents"][0]["sites"].as_array().map(Vec::len) == Some(hit.len()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        v = incidents(c.http_addr, "open").await;
-    }
+    let v = until(c.http_addr, "open", 1, Some(hit.len())).await;
     assert_eq!(v["open"], 1, "{v}");
     let inc = &v["incidents"][0];
     assert_eq!(inc["kind"], "ipv6_lost", "{inc}");
@@ -110,7 +114,7 @@ async fn a_prefecture_losing_ipv6_together_is_one_incident_until_it_recovers() {
 
     // The line comes back: two healthy reports clear every flag, and the incident ends.
     sim_fleet(&c, Scenario::Healthy, SITES, 3, "ao-").await;
-    let v = until(c.http_addr, "ended", 1).await;
+    let v = until(c.http_addr, "ended", 1, None).await;
     let ended = &v["incidents"][0];
     assert_eq!(ended["id"], id);
     assert_eq!(ended["open"], false);
