@@ -280,9 +280,11 @@ pub async fn spawn(
             .collect();
         let places = crate::incidents::site_places(&records);
         incidents.validate_for_fleet(places.values().map(|(_, (a, p))| (*a, *p)))?;
-        let derived = Derived::load(&store, flags, history, view, m, &records)?
+        let mut derived = Derived::load(&store, flags, history, view, m, &records)?
             .with_maintenance(maintenance)
             .with_incidents(&store, incidents, incident_book)?;
+        // Loading took what it took; the listeners open right after this returns.
+        derived.listening_from(now_ms());
         Ok(Writer {
             store,
             records,

@@ -45,6 +45,12 @@ impl Staged {
     }
 }
 
+/// When the collector last heard a terminal: its last stored report or its last Hello (a
+/// reconnected agent is heard before its next round).
+fn last_heard(r: &TerminalRecord) -> i64 {
+    r.last_report_at_ms.max(r.last_hello_ms)
+}
+
 /// The derived state the single writer owns.
 pub struct Derived {
     engine: Engine,
@@ -72,6 +78,12 @@ impl Derived {
         book.publish(self.incidents.list.clone());
         self.incident_book = book;
         Ok(self)
+    }
+
+    /// From now on this collector can hear agents (it is about to listen): silence before it is
+    /// not the agents' (`Engine::is_silent`), and opens no area-wide incident.
+    pub fn listening_from(&mut self, now_ms: i64) {
+        self.engine.heard_from_ms = now_ms;
     }
 
     /// Closed days and windows for the silence check.
@@ -305,7 +317,7 @@ impl Derived {
                         let seen = if closed {
                             now_ms
                         } else {
-                            r.last_report_at_ms.max(opened.unwrap_or(0))
+                            last_heard(r).max(opened.unwrap_or(0))
                         };
                         (seen, r.interval_ms)
                     })
@@ -344,6 +356,7 @@ impl Derived {
             return;
         }
         let places = crate::incidents::site_places(records);
+        let heard_from = self.engine.heard_from_ms;
         let facts: Vec<SiteFacts> = self
             .sites
             .values()
@@ -351,6 +364,14 @@ impl Derived {
                 let (area, prefecture) = places
                     .get(st.site.as_str())
                     .map_or(("", ""), |(_, place)| *place);
+                // Silence that began before this collector could hear anyone (it was down or
+                // starting) is the collector's outage, not the area's: CollectorDown pages for it.
+                let silence_while_listening = st.terminals.iter().any(|(id, ts)| {
+                    ts.silent
+                        && records
+                            .get(&TerminalKey::new(&st.site, id))
+                            .is_some_and(|r| last_heard(r) >= heard_from)
+                });
                 SiteFacts {
                     site: &st.site,
                     area,
@@ -360,6 +381,7 @@ impl Derived {
                         .get(&st.site)
                         .is_some_and(|s| s.in_effect(now_ms).is_some()),
                     flags: &st.flags,
+                    silence_while_listening,
                 }
             })
             .collect();

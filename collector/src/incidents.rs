@@ -376,6 +376,9 @@ pub struct SiteFacts<'a> {
     pub prefecture: &'a str,
     pub in_maintenance: bool,
     pub flags: &'a SmallMap<Flag, ActiveFlag>,
+    /// A terminal of the site fell silent while the collector could hear it (not while the
+    /// collector itself was down or starting): only such silence counts for `agents_silent`.
+    pub silence_while_listening: bool,
 }
 
 /// Open and recently ended incidents, and the next id.
@@ -432,6 +435,7 @@ impl Incidents {
                 for kind in IncidentKind::ALL {
                     let mut failing: Vec<(i64, &str)> = members
                         .iter()
+                        .filter(|s| kind != IncidentKind::AgentsSilent || s.silence_while_listening)
                         .filter_map(|s| kind.raised_at(s.flags).map(|at| (at, s.site)))
                         .collect();
                     failing.sort();
@@ -588,6 +592,8 @@ mod tests {
         prefs: Vec<&'static str>,
         maint: Vec<bool>,
         flags: Vec<SmallMap<Flag, ActiveFlag>>,
+        /// Whether each site's silence began while the collector was listening.
+        heard: Vec<bool>,
     }
 
     impl Fleet {
@@ -601,6 +607,7 @@ mod tests {
                     .collect(),
                 maint: vec![false; total],
                 flags: (0..total).map(|_| flags(None, 0)).collect(),
+                heard: vec![true; total],
             }
         }
         fn fail(&mut self, i: usize, f: Flag, d: Option<&str>, at: i64) {
@@ -617,6 +624,7 @@ mod tests {
                     prefecture: self.prefs[i],
                     in_maintenance: self.maint[i],
                     flags: &self.flags[i],
+                    silence_while_listening: self.heard[i],
                 })
                 .collect()
         }
@@ -678,6 +686,24 @@ mod tests {
             ended.title_ja()
         );
         assert_eq!(inc.open().count(), 0);
+    }
+
+    #[test]
+    fn silence_that_began_while_the_collector_was_down_opens_no_incident() {
+        let s = IncidentSettings::default();
+        let t0 = 1_000 * MIN;
+        let mut fleet = Fleet::new(20, 0);
+        for i in 0..10 {
+            fleet.fail(i, Flag::AgentSilent, None, t0 + i as i64 * 1000);
+            fleet.heard[i] = false;
+        }
+        let mut inc = Incidents::default();
+        assert!(inc.evaluate(&s, &fleet.facts(), t0 + MIN).is_empty());
+        // The same silence begun while it listened is the area's.
+        fleet.heard = vec![true; 20];
+        let ch = inc.evaluate(&s, &fleet.facts(), t0 + MIN);
+        assert_eq!(ch.put.len(), 1, "{ch:?}");
+        assert_eq!(ch.put[0].kind, IncidentKind::AgentsSilent);
     }
 
     #[test]

@@ -14,17 +14,10 @@ impl Engine {
         now_ms: i64,
         last_seen: &dyn Fn(&str) -> Option<(i64, i64)>,
     ) -> bool {
-        let intervals = i64::from(self.settings.silent_intervals.max(1));
-        let default_ms = self.settings.default_interval_ms();
         let window = self.settings.flapping_window_ms();
         st.terminals.iter().any(|(id, ts)| {
             let silent = last_seen(id).map(|(seen_ms, interval_ms)| {
-                let interval = if interval_ms > 0 {
-                    interval_ms
-                } else {
-                    default_ms
-                };
-                now_ms - seen_ms > intervals * interval
+                self.is_silent(ts.silent, seen_ms, interval_ms, now_ms)
             });
             silent.is_some_and(|s| s != ts.silent)
                 || ts.transitions_ms.iter().any(|t| now_ms - *t > window)
@@ -41,6 +34,27 @@ impl Engine {
                 })
     }
 
+    /// Whether a terminal last heard at `seen_ms` (a report or a Hello, by the collector's clock)
+    /// is silent at `now_ms`: nothing for `silent_intervals` of its interval, counted from when it
+    /// was last heard or from when this collector could first hear it again
+    /// ([`Engine::heard_from_ms`], its start), whichever is later — a terminal cannot be heard by
+    /// a collector that is down or starting, and its agent needs a moment to reconnect. One
+    /// already silent stays silent until it is heard: a restart is not a recovery.
+    pub fn is_silent(&self, was_silent: bool, seen_ms: i64, interval_ms: i64, now_ms: i64) -> bool {
+        let intervals = i64::from(self.settings.silent_intervals.max(1));
+        let interval = if interval_ms > 0 {
+            interval_ms
+        } else {
+            self.settings.default_interval_ms()
+        };
+        let from = if was_silent {
+            seen_ms
+        } else {
+            seen_ms.max(self.heard_from_ms)
+        };
+        now_ms - from > intervals.saturating_mul(interval)
+    }
+
     /// Time-driven changes: silence (the collector's clock against each terminal's last report),
     /// prefix-change hold and flapping windows. `last_seen` gives each terminal's last stored
     /// report (collector time) and its interval estimate.
@@ -51,16 +65,9 @@ impl Engine {
         last_seen: &dyn Fn(&str) -> Option<(i64, i64)>,
     ) -> Vec<Event> {
         let mut events = Vec::new();
-        let intervals = i64::from(self.settings.silent_intervals.max(1));
-        let default_ms = self.settings.default_interval_ms();
         for (id, ts) in st.terminals.iter_mut() {
             if let Some((seen_ms, interval_ms)) = last_seen(id) {
-                let interval = if interval_ms > 0 {
-                    interval_ms
-                } else {
-                    default_ms
-                };
-                ts.silent = now_ms - seen_ms > intervals * interval;
+                ts.silent = self.is_silent(ts.silent, seen_ms, interval_ms, now_ms);
             }
         }
         self.expire(st, now_ms, now_ms, &mut events);

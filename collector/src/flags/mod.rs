@@ -157,6 +157,9 @@ pub struct Event {
 pub struct Engine {
     pub settings: FlagSettings,
     pub next_event_id: u64,
+    /// From when this collector could hear agents (its start): no terminal's silence counts from
+    /// before it ([`Engine::is_silent`]). 0 in pure uses that know of no start.
+    pub heard_from_ms: i64,
 }
 
 /// The bounded `detail` label of `cert_expiring` in `oqs_site_flag_detail`, from the days left
@@ -179,6 +182,7 @@ impl Engine {
         Self {
             settings,
             next_event_id: next_event_id.max(1),
+            heard_from_ms: 0,
         }
     }
 

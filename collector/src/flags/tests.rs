@@ -178,6 +178,30 @@ fn flags_clear_when_the_condition_ends_and_prefix_hold_expires() {
 }
 
 #[test]
+fn silence_counts_from_the_collectors_start_and_a_restart_is_no_recovery() {
+    let (mut st, _) = run(Scenario::Healthy, 2);
+    let mut e = engine();
+    // Last heard at 0, every 60 s; the collector was down and listens again from 500 s on.
+    e.heard_from_ms = 500_000;
+    let seen = |_: &str| Some((0_i64, 60_000_i64));
+    assert!(!e.tick_due(&st, 600_000, &seen));
+    assert!(
+        e.on_tick(&mut st, 680_000, &seen).is_empty(),
+        "its grace runs from the start"
+    );
+    let evs = e.on_tick(&mut st, 680_001, &seen);
+    assert_eq!(
+        (evs[0].flag, evs[0].action),
+        (Flag::AgentSilent, Action::Raised)
+    );
+    // Silent before another restart: it stays silent, no clear-and-raise.
+    e.heard_from_ms = 900_000;
+    assert!(!e.tick_due(&st, 900_001, &seen));
+    assert!(e.on_tick(&mut st, 900_001, &seen).is_empty());
+    assert!(st.flags.contains_key(&Flag::AgentSilent));
+}
+
+#[test]
 fn silence_is_judged_on_the_interval_and_cleared_by_a_report() {
     let (mut st, _) = run(Scenario::Healthy, 2);
     let mut e = engine();
