@@ -190,8 +190,13 @@ pub struct Limits {
     /// connecting or of its previous answer (an idle keep-alive connection is closed after it).
     pub http_header_timeout_ms: u64,
     /// Open gRPC connections from one source (an IPv4 address or an IPv6 /64); more are closed
-    /// when accepted. Agents behind one NAT or VPN gateway share it: size it to the largest such.
+    /// when accepted. Agents behind one NAT or VPN gateway share it: size it to the largest such
+    /// (a vendor's VPN concentrator can carry thousands), below the process's open-file limit.
     pub max_connections_per_source: usize,
+    /// A refusal for being busy (streams waiting for their Hello, streams in all) tells the agent
+    /// to wait 1 s plus a random share of this many milliseconds (`grpc-retry-pushback-ms`), so a
+    /// fleet refused together comes back spread out.
+    pub retry_spread_ms: u64,
     /// Reports one terminal may send per rate window (`rate_window_secs`, a minute by default,
     /// hence the name), over all its streams; more end the stream with RESOURCE_EXHAUSTED and a
     /// `grpc-retry-pushback-ms` saying when the window ends.
@@ -223,7 +228,8 @@ impl Default for Limits {
             max_pre_hello_streams: 4096,
             max_pre_hello_per_source: 64,
             max_streams_per_connection: 8,
-            max_connections_per_source: 2048,
+            max_connections_per_source: 10_000,
+            retry_spread_ms: 10_000,
             stream_idle_secs: 3 * 3600,
             http_header_timeout_ms: 30_000,
             connect_timeout_ms: 10_000,
@@ -556,6 +562,7 @@ impl CollectorConfig {
                 self.limits.max_connections_per_source as u64,
             ),
             ("limits.stream_idle_secs", self.limits.stream_idle_secs),
+            ("limits.retry_spread_ms", self.limits.retry_spread_ms),
             ("limits.connect_timeout_ms", self.limits.connect_timeout_ms),
             (
                 "limits.http_header_timeout_ms",

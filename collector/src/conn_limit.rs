@@ -97,12 +97,13 @@ impl<T> FirstByte<T> {
 /// An accepted gRPC connection holding its slot.
 pub type Limited = FirstByte<TcpStream>;
 
-/// The listener's connections, those over their source's cap closed (and counted by `refused`).
+/// The listener's connections, those over their source's cap closed (and told to `refused` with
+/// the peer's address).
 pub fn incoming(
     listener: TcpListener,
     limit: Arc<PerSource>,
     first_byte_within: std::time::Duration,
-    refused: impl Fn() + Send + 'static,
+    refused: impl Fn(IpAddr) + Send + 'static,
 ) -> impl Stream<Item = io::Result<Limited>> {
     TcpListenerStream::new(listener).filter_map(move |accepted| match accepted {
         Err(e) => Some(Err(e)),
@@ -114,8 +115,7 @@ pub fn incoming(
                     ..FirstByte::new(tcp, first_byte_within)
                 })),
                 None => {
-                    refused();
-                    tracing::debug!(%peer, "connection over limits.max_connections_per_source closed");
+                    refused(peer);
                     None
                 }
             }

@@ -46,6 +46,8 @@ pub struct IngestState {
     pub rates: RateWindows,
     /// Cancelled on shutdown: streams stop reading, finish their acks, and end.
     pub shutdown: CancellationToken,
+    /// Refusals by the admission limits: counted, logged, and given a spread-out pushback.
+    pub limit_log: Arc<crate::limit_log::LimitLog>,
 }
 
 /// Streams that have not sent a valid Hello yet: bounded in all (`limits.max_pre_hello_streams`)
@@ -80,7 +82,8 @@ impl Drop for PreHelloSlot {
 }
 
 impl PreHello {
-    /// Takes a slot for a stream from `peer`, or says which limit is reached.
+    /// Takes a slot for a stream from `peer`, or refuses it (counted, logged, with a pushback)
+    /// naming the limit reached.
     fn enter(
         state: &Arc<IngestState>,
         peer: Option<std::net::IpAddr>,
@@ -88,8 +91,10 @@ impl PreHello {
         let (this, l) = (&state.pre_hello, &state.limits);
         let source = peer.map(crate::failure_limit::source);
         let mut m = this.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        let log = &state.limit_log;
         if this.total.load(std::sync::atomic::Ordering::Relaxed) >= l.max_pre_hello_streams {
-            return Err(Status::resource_exhausted(format!(
+            log.refused("too_many_pre_hello", "limits.max_pre_hello_streams", peer);
+            return Err(log.busy(format!(
                 "limits.max_pre_hello_streams = {} streams are waiting for their Hello; retry later",
                 l.max_pre_hello_streams
             )));
@@ -97,9 +102,14 @@ impl PreHello {
         if let Some(src) = source {
             let n = m.entry(src).or_insert(0);
             if *n >= l.max_pre_hello_per_source {
-                return Err(Status::resource_exhausted(format!(
+                log.refused(
+                    "too_many_pre_hello",
+                    "limits.max_pre_hello_per_source",
+                    peer,
+                );
+                return Err(log.busy(format!(
                     "limits.max_pre_hello_per_source = {} streams from this source are waiting for \
-                     their Hello; send the Hello first",
+                     their Hello; retry later",
                     l.max_pre_hello_per_source
                 )));
             }
@@ -175,20 +185,15 @@ impl FleetIngest for IngestService {
             .streams
             .load(std::sync::atomic::Ordering::Relaxed);
         if open >= self.state.limits.max_streams {
-            self.state.metrics.reject("too_many_streams");
-            return Err(Status::resource_exhausted(format!(
+            let log = &self.state.limit_log;
+            log.refused("too_many_streams", "limits.max_streams", peer);
+            return Err(log.busy(format!(
                 "the collector holds limits.max_streams = {} streams; retry later",
                 self.state.limits.max_streams
             )));
         }
         // Taken here (a refusal is the stream's status), held by the task until its Hello.
-        let slot = match PreHello::enter(&self.state, peer) {
-            Ok(slot) => slot,
-            Err(st) => {
-                self.state.metrics.reject("too_many_pre_hello");
-                return Err(st);
-            }
-        };
+        let slot = PreHello::enter(&self.state, peer)?;
         let inbound = request.into_inner();
         // Room for the acks in flight and a few commands: the channel adds one slot per sender
         // (this stream's and the one `Presence` keeps).

@@ -4,7 +4,8 @@
 //! The map, in the order data flows:
 //! - What things are: [`catalog`] (every check kind and flag, once), [`config`] (settings and
 //!   their limits), [`clock`].
-//! - In: [`conn_limit`] (connections per source, the first-byte timeout), [`ingest`] (the gRPC
+//! - In: [`conn_limit`] (connections per source, the first-byte timeout), [`limit_log`] (refusals
+//!   by those limits, counted and logged), [`ingest`] (the gRPC
 //!   streams: Hello, reports, acks, refusals), [`enrollment`] (tokens and terminal secrets),
 //!   [`validate`] (a Hello and a report's envelope) with [`checks`] (each kind's validation,
 //!   trimming and sample), [`presence`] (who is connected, commands to them).
@@ -40,6 +41,7 @@ pub mod http_auth;
 pub mod incidents;
 pub mod ingest;
 pub mod inventory;
+pub mod limit_log;
 pub mod maintenance;
 pub mod metrics;
 pub mod presence;

@@ -307,7 +307,9 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
     let http_addr = http_listener.local_addr()?;
 
     let committer_closer = committer.clone();
+    let limit_log = crate::limit_log::LimitLog::new(metrics.clone(), config.limits.retry_spread_ms);
     let ingest_state = Arc::new(IngestState {
+        limit_log: limit_log.clone(),
         enrollment: enrollment.clone(),
         streams: std::sync::atomic::AtomicUsize::new(0),
         pre_hello: Default::default(),
@@ -342,12 +344,18 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
             .context("configuring gRPC TLS")?;
     }
     let grpc_shutdown = shutdown.clone();
-    let refused_metrics = metrics.clone();
+    let refused = limit_log.clone();
     let incoming = crate::conn_limit::incoming(
         grpc_listener,
         crate::conn_limit::PerSource::new(config.limits.max_connections_per_source),
         Duration::from_millis(config.limits.connect_timeout_ms),
-        move || refused_metrics.reject("too_many_connections"),
+        move |peer| {
+            refused.refused(
+                "too_many_connections",
+                "limits.max_connections_per_source",
+                Some(peer),
+            )
+        },
     );
     let grpc = tokio::spawn(
         grpc_transport(builder)

@@ -153,6 +153,13 @@ async fn streams_without_a_hello_take_no_agent_slot_and_are_capped_per_source() 
         "{st:?}"
     );
     assert_eq!(rejected(&c, "too_many_pre_hello").await, 1.0);
+    let pushback: u64 = st
+        .metadata()
+        .get(oqs_collector::ingest::RETRY_PUSHBACK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a busy refusal says when to come back");
+    assert!((1_000..=11_000).contains(&pushback), "{pushback} ms");
     // One silent stream goes: an agent's Hello gets the only agent slot although another silent
     // stream is still open.
     drop((b, rb));
@@ -246,5 +253,37 @@ async fn silent_streams_and_silent_connections_are_closed() {
         "within the timeout, not the read's own 5 s: {:?}",
         closed.1
     );
+    c.stop().await.unwrap();
+}
+
+/// A fleet behind one address that meets the per-source limits all at once (every terminal of
+/// the simulator connecting together) is refused in part, counted, and comes back as agents do
+/// (the refusal's pushback, backoff with jitter): every site is shown and every report acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminals_refused_by_the_per_source_limits_come_back_until_all_are_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_pre_hello_per_source = 4;
+    cfg.limits.retry_spread_ms = 1_000;
+    let c = server::start(cfg).await.unwrap();
+    let s = oqs_fleet_sim::run(
+        oqs_fleet_sim::SimOptions {
+            collector: format!("http://{}", c.grpc_addr),
+            sites: 60,
+            terminals_per_site: 1,
+            reports: 3,
+            interval: std::time::Duration::from_millis(200),
+            spread_start: false,
+            site_prefix: "nat-".into(),
+            ..oqs_fleet_sim::SimOptions::default()
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(s.all_acked(), "{s} {:?}", s.errors);
+    assert!(s.retries > 0, "some were refused and came back: {s}");
+    assert!(rejected(&c, "too_many_pre_hello").await >= 1.0);
+    assert_eq!(get_json(c.http_addr, "/api/sites").await["total"], 60);
     c.stop().await.unwrap();
 }

@@ -68,8 +68,13 @@ pub struct Summary {
     pub acked: u64,
     pub duplicates: u64,
     pub rejected: u64,
-    /// Streams that ended in an error status or could not connect.
+    /// Terminals that gave up: acks that never came within the ack timeout, a first connection
+    /// that never got its Welcome, a protocol error.
     pub stream_errors: u64,
+    /// Connections that broke or were refused (a collector restart, a per-source limit) and were
+    /// tried again, as agents do; the first few reasons in `retry_reasons`.
+    pub retries: u64,
+    pub retry_reasons: Vec<String>,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
@@ -97,7 +102,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "terminals={} sent={} acked={} duplicate={} rejected={} stream_errors={} \
+            "terminals={} sent={} acked={} duplicate={} rejected={} stream_errors={} retries={} \
              ack_latency_p50={:.1}ms p99={:.1}ms max={:.1}ms steady_p50={:.1}ms steady_p99={:.1}ms \
              elapsed={:.1}s rate={:.0}/s",
             self.terminals,
@@ -106,6 +111,7 @@ impl std::fmt::Display for Summary {
             self.duplicates,
             self.rejected,
             self.stream_errors,
+            self.retries,
             self.latency_p50.as_secs_f64() * 1e3,
             self.latency_p99.as_secs_f64() * 1e3,
             self.latency_max.as_secs_f64() * 1e3,
@@ -124,6 +130,9 @@ struct Counters {
     duplicates: AtomicU64,
     rejected: AtomicU64,
     stream_errors: AtomicU64,
+    /// Connections that ended or were refused, and tried again.
+    retries: AtomicU64,
+    retry_reasons: Mutex<Vec<String>>,
     /// Ack latencies in microseconds.
     latencies: Mutex<Vec<u32>>,
     /// The same, without each terminal's first report (which also pays for connecting).
@@ -213,6 +222,11 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let retry_reasons = counters
+        .retry_reasons
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(Summary {
         terminals: total_terminals as u64,
         sent: counters.sent.load(Ordering::Relaxed),
@@ -220,6 +234,8 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
         duplicates: counters.duplicates.load(Ordering::Relaxed),
         rejected: counters.rejected.load(Ordering::Relaxed),
         stream_errors: counters.stream_errors.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        retry_reasons,
         latency_p50: pct(&lat, 0.50),
         latency_p99: pct(&lat, 0.99),
         latency_max: pct(&lat, 1.0),
@@ -230,7 +246,260 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
     })
 }
 
-/// One simulated terminal: Hello, then reports on the interval, counting acks.
+/// Backoff between a simulated terminal's connection attempts, as the agent's: doubling from
+/// 1 s to 60 s with ±20% jitter, starting over once a stream got an ack; a refusal's
+/// `grpc-retry-pushback-ms` is waited out instead.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// ±20% of `d`, from a per-call hash (no shared random state between thousands of tasks).
+fn jitter(d: Duration, salt: u64) -> Duration {
+    let r = (scenario::mix(salt, now_ms() as u64) % 1000) as f64 / 1000.0;
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+/// The pushback a refusal carries, if any (capped at ten minutes, as the agent caps it).
+fn pushback(status: &tonic::Status) -> Option<Duration> {
+    status
+        .metadata()
+        .get(oqs_proto::RETRY_PUSHBACK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.min(10 * 60 * 1000)))
+}
+
+/// A report sent and not yet acknowledged (kept to send again after a reconnect, as an agent's
+/// spool keeps it).
+struct Unacked {
+    seq: u64,
+    /// When it was first sent; `None` once it had to be sent again (its latency would measure
+    /// the outage, not the collector).
+    sent: Option<Instant>,
+    report: oqs_proto::v1::Report,
+}
+
+/// One simulated terminal's state across its connections.
+struct Term {
+    site: Arc<SiteProfile>,
+    index: usize,
+    id: String,
+    opts: SimOptions,
+    c: Arc<Counters>,
+    /// The first seq of this run (the first Welcome's `last_stored_seq` + 1); `None` before it.
+    base: Option<u64>,
+    /// Rounds made so far.
+    made: u64,
+    /// Rounds to make (0: forever).
+    to_make: u64,
+    next_round: tokio::time::Instant,
+    unacked: VecDeque<Unacked>,
+    /// When the last round was made, for the final ack deadline.
+    done_at: Option<tokio::time::Instant>,
+}
+
+/// How one connection ended.
+enum End {
+    /// Every round made and acknowledged, or cancelled, or given up (counted as an error).
+    Done,
+    /// The stream ended or could not open: try again, after this pushback if the collector said.
+    Retry {
+        pushback: Option<Duration>,
+        acked: bool,
+    },
+}
+
+impl Term {
+    fn more(&self) -> bool {
+        self.base.is_some() && (self.to_make == 0 || self.made < self.to_make)
+    }
+
+    /// Makes the round that is due: it waits for delivery like an agent's spooled report.
+    fn make_round(&mut self) -> &Unacked {
+        let seq = self.base.expect("rounds start after the first Welcome") + self.made;
+        let r = scenario::report(&self.site, self.index, self.made, seq, now_ms());
+        self.made += 1;
+        self.next_round += self.opts.interval;
+        if !self.more() {
+            self.done_at = Some(tokio::time::Instant::now() + self.opts.ack_timeout);
+        }
+        self.unacked.push_back(Unacked {
+            seq,
+            sent: None,
+            report: r,
+        });
+        self.unacked.back().expect("pushed")
+    }
+
+    /// The deadline past which a terminal that made its rounds gives up on their acks; before
+    /// its first Welcome, the one for connecting at all (a run that is not forever).
+    fn give_up_at(&self, started: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        match (self.base, self.to_make) {
+            (None, 0) => None,
+            (None, _) => Some(started + self.opts.ack_timeout),
+            (Some(_), _) => self.done_at,
+        }
+    }
+
+    fn error(&self, e: String) {
+        self.c
+            .error(format!("{}/{}: {e}", self.site.site_id, self.id));
+    }
+
+    fn retry(&self, why: String) {
+        self.c.retries.fetch_add(1, Ordering::Relaxed);
+        let mut r = self
+            .c
+            .retry_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if r.len() < 5 {
+            r.push(format!("{}/{}: {why}", self.site.site_id, self.id));
+        }
+    }
+
+    /// One stream: Hello, Welcome, what is unacknowledged again, then rounds as they fall due.
+    async fn connection(
+        &mut self,
+        channel: &Channel,
+        cancel: &CancellationToken,
+        started: tokio::time::Instant,
+    ) -> End {
+        let (tx, rx) = mpsc::channel::<AgentMessage>(32);
+        let _ = tx
+            .send(AgentMessage {
+                body: Some(AgentBody::Hello(hello(&self.site, self.index))),
+            })
+            .await;
+        let retry = |st: &tonic::Status| End::Retry {
+            pushback: pushback(st),
+            acked: false,
+        };
+        let mut client = FleetIngestClient::new(channel.clone());
+        let mut inbound = match client.connect(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(st) => {
+                self.retry(format!("connect: {st}"));
+                return retry(&st);
+            }
+        };
+        let last_stored = match inbound.message().await {
+            Ok(Some(m)) => match m.body {
+                Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
+                other => {
+                    self.error(format!("expected Welcome, got {other:?}"));
+                    return End::Done;
+                }
+            },
+            Ok(None) => {
+                self.retry("stream closed before Welcome".into());
+                return End::Retry {
+                    pushback: None,
+                    acked: false,
+                };
+            }
+            Err(st) => {
+                self.retry(st.to_string());
+                return retry(&st);
+            }
+        };
+        if self.base.is_none() {
+            self.base = Some(last_stored + 1);
+            self.next_round = tokio::time::Instant::now();
+        }
+        // Stored before the connection broke, its ack lost: delivered.
+        while self.unacked.front().is_some_and(|u| u.seq <= last_stored) {
+            self.unacked.pop_front();
+            self.c.acked.fetch_add(1, Ordering::Relaxed);
+        }
+        for u in self.unacked.iter_mut() {
+            u.sent = None;
+            if tx
+                .send(AgentMessage {
+                    body: Some(AgentBody::Report(u.report.clone())),
+                })
+                .await
+                .is_err()
+            {
+                return End::Retry {
+                    pushback: None,
+                    acked: false,
+                };
+            }
+        }
+        let mut acked = false;
+        loop {
+            if !self.more() && self.unacked.is_empty() {
+                return End::Done;
+            }
+            let give_up = self.give_up_at(started);
+            let more = self.more();
+            tokio::select! {
+                _ = cancel.cancelled() => return End::Done,
+                _ = tokio::time::sleep_until(self.next_round), if more => {
+                    let u = self.make_round();
+                    let msg = AgentMessage { body: Some(AgentBody::Report(u.report.clone())) };
+                    if let Some(u) = self.unacked.back_mut() {
+                        u.sent = Some(Instant::now());
+                    }
+                    self.c.sent.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(msg).await.is_err() {
+                        return End::Retry { pushback: None, acked };
+                    }
+                }
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                    self.error(format!("{} reports not acked within {:?}", self.unacked.len(), self.opts.ack_timeout));
+                    return End::Done;
+                }
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => match m.body {
+                        Some(CollectorBody::Ack(a)) => {
+                            acked = true;
+                            while let Some(u) = self.unacked.front() {
+                                if u.seq > a.seq { break; }
+                                let u = self.unacked.pop_front().expect("front");
+                                if u.seq != a.seq { continue; }
+                                self.c.acked.fetch_add(1, Ordering::Relaxed);
+                                if a.duplicate { self.c.duplicates.fetch_add(1, Ordering::Relaxed); }
+                                if let Some(at) = u.sent {
+                                    let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
+                                    self.c.latencies.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+                                    if Some(u.seq) > self.base {
+                                        self.c.steady.lock().unwrap_or_else(|p| p.into_inner()).push(us);
+                                    }
+                                }
+                            }
+                        }
+                        Some(CollectorBody::Rejected(r)) => {
+                            self.c.rejected.fetch_add(1, Ordering::Relaxed);
+                            self.unacked.retain(|u| u.seq != r.seq);
+                            self.error(format!("seq {} rejected: {}", r.seq, r.reason));
+                        }
+                        // Run now: the next round goes out at once (as an agent would), so the
+                        // dashboard's button works on the demo fleet. Config updates are for real
+                        // agents; the simulator keeps its script.
+                        Some(CollectorBody::RunNow(_)) if more => {
+                            self.next_round = tokio::time::Instant::now();
+                        }
+                        _ => {}
+                    },
+                    Ok(None) => {
+                        self.retry("the collector closed the stream".into());
+                        return End::Retry { pushback: None, acked };
+                    }
+                    Err(st) => {
+                        self.retry(st.to_string());
+                        return End::Retry { pushback: pushback(&st), acked };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One simulated terminal: Hello, then reports on the interval, counting acks. Like an agent it
+/// comes back after a refusal or a broken stream (backoff with jitter, or the refusal's pushback),
+/// keeps making its rounds meanwhile and sends what was not acknowledged again, so a collector
+/// restart or a per-source limit loses nothing.
 async fn terminal(
     channel: Channel,
     site: Arc<SiteProfile>,
@@ -246,123 +515,63 @@ async fn terminal(
         _ = cancel.cancelled() => return,
         _ = tokio::time::sleep(offset) => {}
     }
-    let terminal_id = format!("pc-{}", index + 1);
-    let (tx, rx) = mpsc::channel::<AgentMessage>(32);
-    let hello = hello(&site, index);
-    if tx
-        .send(AgentMessage {
-            body: Some(AgentBody::Hello(hello)),
-        })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut client = FleetIngestClient::new(channel);
-    let mut inbound = match client.connect(ReceiverStream::new(rx)).await {
-        Ok(r) => r.into_inner(),
-        Err(st) => {
-            c.error(format!("{}/{terminal_id}: connect: {st}", site.site_id));
-            return;
-        }
-    };
-    let last_stored = match inbound.message().await {
-        Ok(Some(m)) => match m.body {
-            Some(CollectorBody::Welcome(w)) => w.last_stored_seq,
-            other => {
-                c.error(format!(
-                    "{}/{terminal_id}: expected Welcome, got {other:?}",
-                    site.site_id
-                ));
-                return;
-            }
-        },
-        Ok(None) => {
-            c.error(format!(
-                "{}/{terminal_id}: stream closed before Welcome",
-                site.site_id
-            ));
-            return;
-        }
-        Err(st) => {
-            c.error(format!("{}/{terminal_id}: {st}", site.site_id));
-            return;
-        }
-    };
     // A silent terminal sends one report, then goes quiet (its agent stopped).
-    let to_send = if site.scenario == Scenario::Silent {
+    let to_make = if site.scenario == Scenario::Silent {
         1
     } else {
         opts.reports
     };
-    let forever = to_send == 0;
-    let mut round = 0u64;
-    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut next_send = tokio::time::Instant::now();
-    let mut done_at: Option<tokio::time::Instant> = None;
+    let salt = scenario::mix(site.index as u64, index as u64);
+    let mut t = Term {
+        id: format!("pc-{}", index + 1),
+        site,
+        index,
+        opts,
+        c,
+        base: None,
+        made: 0,
+        to_make,
+        next_round: tokio::time::Instant::now(),
+        unacked: VecDeque::new(),
+        done_at: None,
+    };
+    let started = tokio::time::Instant::now();
+    let mut backoff = BACKOFF_MIN;
     loop {
-        let more = forever || round < to_send;
-        if !more && pending.is_empty() {
-            break;
+        let (pushback, acked) = match t.connection(&channel, &cancel, started).await {
+            End::Done => return,
+            End::Retry { pushback, acked } => (pushback, acked),
+        };
+        if acked {
+            backoff = BACKOFF_MIN;
         }
-        if !more && done_at.is_none() {
-            done_at = Some(tokio::time::Instant::now() + opts.ack_timeout);
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(next_send), if more => {
-                let seq = last_stored + round + 1;
-                let r = scenario::report(&site, index, round, seq, now_ms());
-                round += 1;
-                next_send += opts.interval;
-                pending.push_back((seq, Instant::now()));
-                if tx.send(AgentMessage { body: Some(AgentBody::Report(r)) }).await.is_err() {
-                    break;
-                }
-                c.sent.fetch_add(1, Ordering::Relaxed);
+        let wait = match pushback {
+            Some(p) => p + jitter(Duration::from_millis(250), salt),
+            None => {
+                let w = jitter(backoff, salt);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                w
             }
-            _ = tokio::time::sleep_until(done_at.unwrap_or_else(tokio::time::Instant::now)), if done_at.is_some() => {
-                c.error(format!("{}/{terminal_id}: {} reports not acked within {:?}", site.site_id, pending.len(), opts.ack_timeout));
-                break;
-            }
-            m = inbound.message() => match m {
-                Ok(Some(m)) => match m.body {
-                    Some(CollectorBody::Ack(a)) => {
-                        while let Some((seq, at)) = pending.front().copied() {
-                            if seq > a.seq { break; }
-                            pending.pop_front();
-                            if seq == a.seq {
-                                c.acked.fetch_add(1, Ordering::Relaxed);
-                                if a.duplicate { c.duplicates.fetch_add(1, Ordering::Relaxed); }
-                                let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
-                                c.latencies.lock().unwrap_or_else(|p| p.into_inner()).push(us);
-                                if seq > last_stored + 1 {
-                                    c.steady.lock().unwrap_or_else(|p| p.into_inner()).push(us);
-                                }
-                            }
-                        }
-                    }
-                    Some(CollectorBody::Rejected(r)) => {
-                        c.rejected.fetch_add(1, Ordering::Relaxed);
-                        c.error(format!("{}/{terminal_id}: seq {} rejected: {}", site.site_id, r.seq, r.reason));
-                    }
-                    // Run now: the next round goes out at once (as an agent would), so the
-                    // dashboard's button works on the demo fleet. Config updates are for real
-                    // agents; the simulator keeps its script.
-                    Some(CollectorBody::RunNow(_)) if more => {
-                        next_send = tokio::time::Instant::now();
-                    }
-                    _ => {}
-                },
-                Ok(None) => {
-                    if !pending.is_empty() {
-                        c.error(format!("{}/{terminal_id}: stream closed with {} reports unacked", site.site_id, pending.len()));
-                    }
-                    break;
+        };
+        // Rounds fall due while it waits, as an agent's go into its spool.
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let give_up = t.give_up_at(started);
+            let more = t.more();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(until) => break,
+                _ = tokio::time::sleep_until(t.next_round), if more => {
+                    t.make_round();
+                    t.c.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(st) => {
-                    c.error(format!("{}/{terminal_id}: {st}", site.site_id));
-                    break;
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                    if t.base.is_none() {
+                        t.error(format!("never welcomed within {:?}", t.opts.ack_timeout));
+                    } else {
+                        t.error(format!("{} reports not acked within {:?}", t.unacked.len(), t.opts.ack_timeout));
+                    }
+                    return;
                 }
             }
         }

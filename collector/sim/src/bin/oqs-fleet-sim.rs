@@ -73,6 +73,10 @@ async fn main() -> anyhow::Result<()> {
     for e in &summary.errors {
         eprintln!("error: {e}");
     }
+    // Reconnects are what agents do after a restart or a refusal; the first few say why.
+    for r in &summary.retry_reasons {
+        eprintln!("retried: {r}");
+    }
     if summary.all_acked() {
         Ok(())
     } else {
