@@ -54,6 +54,34 @@ impl IncidentKind {
         }
     }
 
+    /// What most likely causes this kind when many sites of an area show it at once, and what
+    /// the NOC does about it (Japanese, English): the site page of a site inside such an
+    /// incident says this before any per-site remedy.
+    pub fn likely_cause(self) -> (&'static str, &'static str) {
+        match self {
+            IncidentKind::Ipv6Lost => (
+                "同じ地域の多数の拠点で同時にIPv6が失われています。拠点の設定ではなく、地域のフレッツ光（NGN）の障害・工事の可能性が高いです。NTT東日本/西日本の工事・故障情報を確認してください。端末のIPv6設定の確認やフレッツの窓口への個別の問い合わせは、障害の終了後も解消しない場合に行ってください。",
+                "Many sites of this area lost IPv6 at the same time: most likely a FLET'S (NGN) outage or works in the area, not this site's settings. Check NTT East/West's outage and works information; check the terminal's IPv6 settings or call the FLET'S desk only if it persists after the incident ends.",
+            ),
+            IncidentKind::NwbaseDnsUnreachable => (
+                "同じ地域の多数の拠点で同時にNW基盤のDNSサーバーに届かなくなっています。拠点のルータ設定ではなく、オンライン資格確認NW基盤側または地域の回線の障害の可能性が高いです。障害情報を確認し、ルータのDNS設定の変更は障害の終了後も解消しない場合に行ってください。",
+                "Many sites of this area cannot reach the NW-base DNS servers at the same time: most likely an outage on the OQS network base or the area's line, not this site's router. Check the outage information; change the router's DNS table only if it persists after the incident ends.",
+            ),
+            IncidentKind::AgentsSilent => (
+                "同じ地域の多数の拠点のエージェントが同時に報告を止めています。地域の停電・回線障害、または監視センターまでの経路の障害の可能性が高いです。個々の端末の確認は、障害の終了後も報告が戻らない場合に行ってください。",
+                "Many agents of this area stopped reporting at the same time: most likely a power or line outage in the area, or the path to the NOC. Check individual terminals only if they do not come back after the incident ends.",
+            ),
+        }
+    }
+
+    /// What the NOC tells a clinic of such an incident on the phone (Japanese, English).
+    pub fn tell_clinic(self) -> (&'static str, &'static str) {
+        (
+            "地域の回線で障害が発生している可能性があり、監視センターで状況を確認しています。端末やルータの設定は変更せず、そのままお待ちください。オンライン資格確認が使えない間は、通常の代替手順で受付を続けてください。",
+            "There may be a line outage in your area; the NOC is following it. Please do not change the terminal's or the router's settings, and keep receiving patients with the usual fallback while online qualification checks are unavailable.",
+        )
+    }
+
     /// The per-site alert an open incident of this kind inhibits in its area and prefecture
     /// (`deploy/alertmanager/alertmanager.yml`; the rule carries `area` and `prefecture`).
     pub fn explains_alert(self) -> &'static str {

@@ -136,7 +136,11 @@ fn chromium(url: &str, shot: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_the_p11019_site_comes_first_and_its_page_shows_step_5_and_the_desk() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path()).await;
+    let mut cfg = config(dir.path());
+    // The simulated agents stop after their reports (10 ms apart): this test's sites are ones
+    // that report, not silent ones (those have their own test below).
+    cfg.flags.silent_intervals = 1_000_000;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
     sim_fleet(&c, Scenario::Mixed, 50, 3, "mx-").await;
     let base = format!("http://{}", c.http_addr);
     let shots = screenshots();
@@ -313,8 +317,172 @@ async fn in_chromium_an_area_outage_is_one_banner_over_the_overview() {
         )
         .await;
     assert_eq!(listed.as_str().unwrap(), sites.join(","));
+    // A site of the incident: its page says the area's outage first, what to tell the clinic,
+    // and not to call the FLET'S desk about the terminal's IPv6 settings.
+    b.goto(&format!("{base}/sites/{}", sites[0])).await;
+    let diag = b
+        .wait_for(
+            "the incident's diagnosis",
+            "const d = document.querySelector('#diagnosis[data-basis=area_incident]'); \
+             return d && document.getElementById('incident-banner') ? d.textContent : ''",
+            20,
+        )
+        .await;
+    let diag = diag.as_str().unwrap();
+    assert!(
+        diag.contains("エリア障害の可能性") && diag.contains("NTT東日本/西日本"),
+        "{diag}"
+    );
+    assert!(
+        diag.contains("クリニックへの伝え方") && diag.contains("お待ちください"),
+        "{diag}"
+    );
+    assert!(
+        !diag.contains("0120-116-116"),
+        "not the FLET'S desk first: {diag}"
+    );
+    let desks = b
+        .eval("return [...document.querySelectorAll('#contact .desk-entry')].map(d => d.dataset.desk).join(',')")
+        .await;
+    assert_eq!(
+        desks, "network",
+        "whom to call is not the line's desk: {desks}"
+    );
+    let banner = b
+        .eval("return document.getElementById('incident-banner').textContent")
+        .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .contains(&format!("NTT東日本 {OUTAGE_PREFECTURE}")),
+        "{banner}"
+    );
+    b.screenshot(&screenshots().join("site-in-incident.png"))
+        .await;
     b.quit().await;
     c.stop().await.unwrap();
+}
+
+/// A silent site is never "no problem found": its page says the agent is silent, since when and
+/// what to check, and shows its last checks grey with their age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_silent_site_says_so_and_shows_its_last_checks_with_their_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flags.evaluate_every_ms = 100;
+    // One report, so no interval learnt: silent after three of a 1 s default.
+    cfg.flags.default_interval_secs = 1;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    sim_fleet(&c, Scenario::Healthy, 1, 1, "sl-").await;
+    let mut site = serde_json::Value::Null;
+    for _ in 0..100 {
+        site = get_json(c.http_addr, "/api/sites/sl-00000").await;
+        if site["diagnosis"]["basis"] == "silent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(site["diagnosis"]["basis"], "silent", "{site}");
+    assert_eq!(site["terminals"][0]["silent"], true);
+    let b = webdriver::Browser::start().await;
+    b.goto(&format!("http://{}/sites/sl-00000", c.http_addr))
+        .await;
+    let diag = b
+        .wait_for(
+            "the silent diagnosis",
+            "const d = document.querySelector('#diagnosis[data-basis=silent]'); return d ? d.textContent : ''",
+            20,
+        )
+        .await;
+    let diag = diag.as_str().unwrap();
+    assert!(
+        diag.contains("エージェント無応答") && diag.contains("oqs-agent"),
+        "{diag}"
+    );
+    assert!(diag.contains("最終受信"), "since when: {diag}");
+    assert!(!diag.contains("問題は見つかりませんでした"), "{diag}");
+    let checks = b
+        .eval("const c = document.querySelector('#terminals td.checks'); return [c.className, c.textContent, c.querySelectorAll('.badge.ok').length]")
+        .await;
+    assert!(checks[0].as_str().unwrap().contains("old"), "{checks}");
+    assert!(
+        checks[1].as_str().unwrap().contains("前の結果"),
+        "their age: {checks}"
+    );
+    assert_eq!(checks[2], 0, "none shown as passing: {checks}");
+    b.screenshot(&screenshots().join("site-silent.png")).await;
+    b.quit().await;
+    c.stop().await.unwrap();
+}
+
+/// The dashboard never looks current when it cannot reach the collector: the site page and the
+/// overview, once their refresh fails, show a banner with the time of the last good data and grey
+/// everything under it; the banner goes when the collector answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_pages_that_cannot_reach_the_collector_say_so_and_grey_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(dir.path());
+    cfg.http_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let c = oqs_collector::server::start(cfg.clone()).await.unwrap();
+    sim_fleet(&c, Scenario::Healthy, 3, 2, "st-").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let b = webdriver::Browser::start().await;
+    let stale = "const s = document.getElementById('stale-banner'); \
+                 return s && !s.hidden && document.body.classList.contains('stale') ? s.textContent : ''";
+    let fresh = "const s = document.getElementById('stale-banner'); \
+                 return s && s.hidden && !document.body.classList.contains('stale') ? 'fresh' : ''";
+
+    b.goto(&format!("{base}/sites/st-00000")).await;
+    b.wait_for(
+        "the site page",
+        "return document.getElementById('diagnosis') ? 1 : 0",
+        20,
+    )
+    .await;
+    b.wait_for("a current page", fresh, 5).await;
+    c.stop().await.unwrap();
+    let text = b
+        .wait_for("the stale banner on the site page", stale, 30)
+        .await;
+    assert!(text.as_str().unwrap().contains("時点"), "{text}");
+    assert!(
+        b.eval("return document.getElementById('diagnosis') !== null")
+            .await
+            == true,
+        "what it showed stays, greyed"
+    );
+    b.screenshot(&screenshots().join("site-stale.png")).await;
+
+    // The collector comes back: the next refresh clears it.
+    let c = oqs_collector::server::start(cfg.clone()).await.unwrap();
+    b.wait_for("the site page current again", fresh, 30).await;
+
+    b.goto(&format!("{base}/")).await;
+    b.wait_for(
+        "the overview's rows",
+        "return document.querySelectorAll('#rows tr[data-site]').length === 3 ? 1 : 0",
+        20,
+    )
+    .await;
+    c.stop().await.unwrap();
+    let text = b
+        .wait_for("the stale banner on the overview", stale, 30)
+        .await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("最新の情報を取得できません"),
+        "{text}"
+    );
+    b.screenshot(&screenshots().join("overview-stale.png"))
+        .await;
+    b.quit().await;
 }
 
 /// The monthly availability report in Chromium: in Japanese, with the month's percentage, the

@@ -17,6 +17,7 @@ pub mod incidents;
 pub mod inventory;
 pub mod maintenance;
 pub mod site;
+pub mod site_diagnosis;
 pub mod sites;
 
 pub use error::ApiError;

@@ -6,7 +6,7 @@
 
 use super::error::{ApiError, SitePath};
 use super::{area_name, first_non_empty, flag_names, last_report_at, read, when, ApiState};
-use crate::flags::{self, SiteState, TerminalState};
+use crate::flags::{SiteState, TerminalState};
 use crate::samples;
 use axum::extract::State;
 use axum::Json;
@@ -30,7 +30,9 @@ pub struct SitePage {
     /// show, its alerts stay quiet.
     maintenance: Option<crate::maintenance::Why>,
     active_flags: Vec<ActiveFlagView>,
-    diagnosis: DiagnosisView,
+    /// The open area-wide incident that lists this site (the page's banner), if any.
+    incident: Option<super::incidents::IncidentView>,
+    diagnosis: super::site_diagnosis::DiagnosisView,
     contact: Contact,
     prefix: Option<String>,
     prefix_changes_total: u64,
@@ -46,20 +48,6 @@ struct ActiveFlagView {
     raised_at: Option<String>,
     detail: Option<String>,
     event_id: u64,
-}
-
-/// The guide's verdict on the site: the earliest failing step over its terminals.
-#[derive(Serialize)]
-struct DiagnosisView {
-    step: Option<u8>,
-    finding: Option<Finding>,
-    remedy_ja: &'static str,
-    remedy_en: &'static str,
-    guide_page: &'static str,
-    terminal_id: Option<String>,
-    failing_since: Option<String>,
-    hint_ja: Option<&'static str>,
-    hint_en: Option<&'static str>,
 }
 
 /// What the support desk asks for on a call (FAQ Q11, Q20): customer ID, the IPv6 address and
@@ -115,7 +103,11 @@ struct TerminalView {
     ipv6_addresses: Vec<String>,
     lineauth_state: Option<String>,
     finding: Option<Finding>,
+    /// No report for `flags.silent_intervals` of its interval: its checks below are its last.
+    silent: bool,
     checks_as_of: Option<String>,
+    /// How old the checks are (seconds since the round they come from).
+    checks_age_seconds: Option<i64>,
     checks: Vec<CheckView>,
 }
 
@@ -156,40 +148,30 @@ pub(super) async fn site(
         Ok(id) => id.masked(),
         Err(_) => "(invalid)".into(),
     });
-    let finding = st.and_then(flags::site_finding);
     let now = crate::clock::now_ms();
-
-    let diagnosis = match finding {
-        Some((terminal, f, since)) => {
-            let d = oqs_guide::diagnosis::verdict(f);
-            let hint = raw_customer_id.and_then(|c| oqs_guide::diagnosis::customer_id_hint(f, c));
-            DiagnosisView {
-                step: d.step,
-                finding: d.finding,
-                remedy_ja: d.remedy_ja,
-                remedy_en: d.remedy_en,
-                guide_page: d.guide_page,
-                terminal_id: Some(terminal.to_owned()),
-                failing_since: since.and_then(when),
-                hint_ja: hint.map(|h| h.0),
-                hint_en: hint.map(|h| h.1),
-            }
-        }
-        None => {
-            let d = oqs_guide::diagnosis::HEALTHY;
-            DiagnosisView {
-                step: None,
-                finding: None,
-                remedy_ja: d.remedy_ja,
-                remedy_en: d.remedy_en,
-                guide_page: d.guide_page,
-                terminal_id: None,
-                failing_since: None,
-                hint_ja: None,
-                hint_en: None,
-            }
-        }
-    };
+    let incident = s
+        .incidents
+        .all()
+        .iter()
+        .find(|i| i.is_open() && i.sites.iter().any(|x| x == site_id.as_str()))
+        .cloned();
+    let heard: std::collections::HashMap<&str, i64> = terms
+        .iter()
+        .map(|(k, r)| {
+            (
+                k.terminal.as_str(),
+                r.last_report_at_ms.max(r.last_hello_ms),
+            )
+        })
+        .collect();
+    let (diagnosis, failing) =
+        super::site_diagnosis::diagnose(st, incident.as_ref(), raw_customer_id, |t| {
+            heard.get(t).copied().filter(|at| *at > 0)
+        });
+    let finding = failing.as_ref().and_then(|(t, f)| {
+        st.and_then(|st| st.terminals.get(t))
+            .map(|ts| (t.as_str(), *f, ts.failing_since_ms))
+    });
 
     // The terminal the contact is about: the failing one, else the first.
     let contact_terminal = finding
@@ -215,7 +197,11 @@ pub(super) async fn site(
         support_desk_open_now: oqs_guide::support::network_desk_open(now),
         support_desk_hours_today: oqs_guide::support::network_desk_hours_today(now),
         flets_desk: oqs_guide::support::FLETS_DESK,
-        desks: oqs_guide::support::desks_now(finding.map(|(_, f, _)| f), now),
+        // Inside an area-wide incident the line's desk is not whom to call about one clinic.
+        desks: oqs_guide::support::desks_now(
+            finding.filter(|_| incident.is_none()).map(|(_, f, _)| f),
+            now,
+        ),
     };
 
     let active_flags = {
@@ -231,6 +217,7 @@ pub(super) async fn site(
             .collect()
     };
     let page = SitePage {
+        incident: incident.as_ref().map(super::incidents::IncidentView::from),
         maintenance: s
             .maintenance
             .get(site_id.as_str())
@@ -283,7 +270,12 @@ pub(super) async fn site(
                     ipv6_addresses: t.map(|t| t.global_addresses.clone()).unwrap_or_default(),
                     lineauth_state: t.map(|t| t.lineauth_state.clone()),
                     finding: t.and_then(|t| t.finding),
+                    silent: t.is_some_and(|t| t.silent),
                     checks_as_of: latest.as_ref().and_then(|l| when(l.finished_at_ms)),
+                    checks_age_seconds: latest
+                        .as_ref()
+                        .filter(|l| l.finished_at_ms > 0)
+                        .map(|l| (now - l.finished_at_ms).max(0) / 1000),
                     checks: latest
                         .as_ref()
                         .map(samples::samples)

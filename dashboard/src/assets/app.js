@@ -38,6 +38,11 @@ const T = {
     until: t => `${t} まで`,
     cert: '証明書期限', days_left: n => (n < 0 ? '期限切れ' : `残り${n}日`),
     availability: '月次稼働率', ended: '終了', incident: 'エリア障害', in_incident: 'エリア障害', show_sites: '該当拠点を表示',
+    stale: t => `コレクターから最新の情報を取得できません。表示は ${t} 時点のもので、現在の状態ではありません。`,
+    stale_never: 'コレクターから情報を取得できません。',
+    silent_title: 'エージェント無応答', last_heard: '最終受信', tell_clinic: 'クリニックへの伝え方',
+    incident_title_site: 'この拠点はエリア障害に含まれています', likely_area: 'エリア障害の可能性', guide_ref: '接続ガイドの切り分け（参考）',
+    checks_age: a => `${a}前の結果`, silent_badge: '無応答', last_said: '報告が途絶える前の診断',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -68,6 +73,11 @@ const T = {
     cert: 'Cert expiry', days_left: n => (n < 0 ? 'expired' : `${n} days`),
     availability: 'Monthly availability', ended: 'ended', incident: 'Area-wide incident', in_incident: 'area incident', show_sites: 'show its sites',
     incident_title: i => `${i.area === 'west' ? 'NTT West' : 'NTT East'}${i.prefecture ? ', ' + i.prefecture : ''}: ${i.site_count} sites — ${{ ipv6_lost: 'IPv6 lost', nwbase_dns_unreachable: 'NW-base DNS unreachable', agents_silent: 'agents silent' }[i.kind] || i.kind} since ${jst(new Date(i.since), { hour: '2-digit', minute: '2-digit' })}`,
+    stale: t => `Cannot reach the collector: what is shown is from ${t}, not the current state.`,
+    stale_never: 'Cannot reach the collector.',
+    silent_title: 'Agent silent', last_heard: 'Last heard', tell_clinic: 'What to tell the clinic',
+    incident_title_site: 'This site is part of an area-wide incident', likely_area: 'Likely an area-wide outage', guide_ref: "The guide's troubleshooting (for reference)",
+    checks_age: a => `results from ${a} ago`, silent_badge: 'silent', last_said: 'Its diagnosis before it fell silent',
   },
 }[LANG];
 
@@ -103,8 +113,15 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// A request that does not answer within this is a failed one (a collector that accepts the
+// connection but never answers must not leave the page looking current).
+const API_TIMEOUT_MS = 8000;
+
 async function api(path, opts) {
-  const res = await fetch(path, opts);
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), API_TIMEOUT_MS);
+  let res;
+  try { res = await fetch(path, Object.assign({ signal: ctl.signal }, opts || {})); } finally { clearTimeout(timer); }
   let body = null;
   try { body = await res.json(); } catch (_) { body = null; }
   if (!res.ok) throw new Error((body && body.error) || `${res.status}`);
@@ -125,6 +142,41 @@ function when(iso) {
   const ago = s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
   return `${local} (${LANG === 'ja' ? ago + '前' : ago + ' ago'})`;
 }
+
+// How old something is, in the page's language: "3分", "2 h".
+function age(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (LANG === 'ja') return s < 60 ? `${s}秒` : s < 3600 ? `${Math.floor(s / 60)}分` : s < 86400 ? `${Math.floor(s / 3600)}時間` : `${Math.floor(s / 86400)}日`;
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86400 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 86400)} d`;
+}
+
+// Whether what the page shows is current. Every page's refresh reports its outcome here; a failed
+// refresh, or none that succeeded for twice the refresh period (a hung request, a sleeping tab),
+// puts the whole page in the stale state: a banner with the time of the last good data, and
+// everything below it greyed (body.stale), so nothing looks healthy that is not known to be.
+const freshness = {
+  lastGood: null,
+  failing: false,
+  period: 10000,
+  banner: null,
+  start(periodMs) {
+    this.period = periodMs;
+    this.banner = el('div', { id: 'stale-banner', class: 'banner stale', role: 'alert', hidden: 'hidden' });
+    document.body.prepend(this.banner);
+    setInterval(() => this.show(), 2000);
+  },
+  ok() { this.lastGood = Date.now(); this.failing = false; this.show(); },
+  failed() { this.failing = true; this.show(); },
+  show() {
+    const old = this.lastGood === null || Date.now() - this.lastGood > 2 * this.period;
+    const stale = this.failing || (old && this.lastGood !== null);
+    document.body.classList.toggle('stale', stale);
+    if (!this.banner) return;
+    this.banner.hidden = !stale;
+    this.banner.textContent = this.lastGood === null ? T.stale_never
+      : T.stale(jst(new Date(this.lastGood), { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' }));
+  },
+};
 
 function flagBadge(f, detail) {
   const cls = SEVERE.has(f) ? 'bad' : 'warn';
@@ -252,7 +304,8 @@ function overviewPage() {
     for (const k of ['flag', 'area', 'prefecture', 'q']) if (state[k]) p.set(k, state[k]);
     if (state.flagged) p.set('state', 'flagged');
     let data, inc = { incidents: [] };
-    try { [data, inc] = await Promise.all([api('/api/sites?' + p), api('/api/incidents?state=open')]); } catch (e) { info.textContent = e.message; return; }
+    try { [data, inc] = await Promise.all([api('/api/sites?' + p), api('/api/incidents?state=open')]); } catch (e) { info.textContent = e.message; freshness.failed(); return; }
+    freshness.ok();
     banner.replaceChildren(...inc.incidents.map(i => el('div', { class: 'incident', 'data-incident': i.id },
       el('strong', {}, T.incident), ' ', el('span', { class: 'title' }, T.incident_title ? T.incident_title(i) : i.title_ja), ' ',
       el('button', { onclick: () => {
@@ -294,6 +347,7 @@ function overviewPage() {
     document.getElementById('next').disabled = end >= data.total;
     document.getElementById('updated').textContent = `${T.updated} ${jst(new Date(), { hour: '2-digit', minute: '2-digit', second: '2-digit' })}`;
   }
+  freshness.start(10000);
   load();
   setInterval(load, 10000);
 }
@@ -326,7 +380,8 @@ function fleetPage() {
     if (state.outdated) f.set('outdated', 'true');
     history.replaceState(null, '', f.toString() ? `/fleet?${f}` : '/fleet');
     let d;
-    try { d = await api(`/api/inventory?limit=5000${f.toString() ? '&' + f : ''}`); } catch (e) { info.textContent = e.message; return; }
+    try { d = await api(`/api/inventory?limit=5000${f.toString() ? '&' + f : ''}`); } catch (e) { info.textContent = e.message; freshness.failed(); return; }
+    freshness.ok();
     tiles.replaceChildren(
       el('div', { class: `tile ${!state.version && !state.outdated ? 'active' : ''}`, onclick: () => { state.version = ''; state.outdated = false; document.getElementById('f-outdated').checked = false; load(); } },
         el('div', { class: 'n', id: 'n-terminals' }, d.terminals_total), T.terminals_n),
@@ -345,6 +400,7 @@ function fleetPage() {
       el('td', {}, when(t.last_report_at)), el('td', {}, t.interface || '-'), el('td', {}, t.connected ? '●' : '○'))));
     info.textContent = `${d.matched} / ${d.terminals_total}`;
   }
+  freshness.start(30000);
   load();
   setInterval(load, 30000);
 }
@@ -446,7 +502,13 @@ function sitePage() {
         api(`/api/events?site=${encodeURIComponent(id)}&since=${to - 30 * 86400e3}&limit=200`),
         ...CATALOG.checks.map(c => api(`/api/sites/${encodeURIComponent(id)}/history?check=${c.name}&${q}`)),
       ]);
-    } catch (e) { body.textContent = e.message; return; }
+    } catch (e) {
+      // The page keeps what it showed (greyed, under the stale banner) rather than go blank.
+      if (!body.querySelector('.grid')) body.textContent = e.message;
+      freshness.failed();
+      return;
+    }
+    freshness.ok();
     lastSeqs = site.terminals.map(t => t.last_seq);
     // A site seen for less than an hour: show the last hour, not a sliver at the end of a day.
     if (!rangeChosen) {
@@ -465,7 +527,10 @@ function sitePage() {
     const banner = m ? el('div', { class: 'banner maint', id: 'maint-banner' }, `${T.in_maint}: `,
       m.kind === 'window' ? `${m.reason}（${m.by}）${T.until(when(new Date(m.end_ms).toISOString()))}` : m.kind === 'holiday' ? T.holidays : `${T.days[m.day] || m.day} ${m.from}–${m.to}`,
       ' — ', T.quiet) : null;
-    body.replaceChildren(...(banner ? [banner] : []), ...(note ? [note] : []),
+    // The area-wide incident this site is part of comes first: the likely cause is the area's.
+    const inc = site.incident ? el('div', { class: 'banner incident', id: 'incident-banner' },
+      el('strong', {}, T.incident_title_site), ' — ', T.incident_title ? T.incident_title(site.incident) : site.incident.title_ja) : null;
+    body.replaceChildren(...(inc ? [inc] : []), ...(banner ? [banner] : []), ...(note ? [note] : []),
       el('div', { class: 'grid' }, diagnosisPanel(site), contactPanel(site), flagsPanel(site)),
       el('div', { class: 'panel' }, el('h2', {}, T.terminals), terminalsTable(site)),
       el('div', { class: 'grid' },
@@ -477,15 +542,32 @@ function sitePage() {
       el('div', { class: 'panel' }, el('h2', {}, T.events), eventsTable(events.events)));
   }
 
+  // The diagnosis by its basis (the API decides it): an area-wide incident first, then the guide's
+  // tree over the terminals that report, then silence; "no problem" only when none of them holds.
   function diagnosisPanel(site) {
     const d = site.diagnosis;
-    const bad = d.step !== null && d.step !== undefined;
-    return el('div', { class: `panel diag ${bad ? 'bad' : ''}`, id: 'diagnosis' },
-      el('h2', {}, T.diagnosis),
-      bad ? el('div', {}, el('span', { class: 'step', id: 'diag-step' }, d.step), el('strong', {}, T.step_n(d.step)), ' ', el('span', { class: 'muted' }, d.finding || '')) : el('div', { id: 'diag-step' }, T.healthy_msg),
-      bad ? el('p', { id: 'diag-remedy' }, LANG === 'ja' ? d.remedy_ja : d.remedy_en) : null,
-      bad && d.hint_ja ? el('p', { id: 'diag-hint', class: 'hint' }, LANG === 'ja' ? d.hint_ja : d.hint_en) : null,
-      bad ? el('dl', { class: 'kv' }, el('dt', {}, T.page), el('dd', {}, d.guide_page), el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')) : null);
+    const ja = LANG === 'ja';
+    const remedy = el('p', { id: 'diag-remedy' }, ja ? d.remedy_ja : d.remedy_en);
+    const tell = d.tell_clinic_ja ? el('div', { class: 'hint', id: 'diag-tell' }, el('strong', {}, `${T.tell_clinic}: `), ja ? d.tell_clinic_ja : d.tell_clinic_en) : null;
+    const guideStep = d.step !== null && d.step !== undefined
+      ? el('div', {}, el('span', { class: 'step', id: 'diag-step' }, d.step), el('strong', {}, T.step_n(d.step)), ' ', el('span', { class: 'muted' }, d.finding || '')) : null;
+    const panel = (cls, ...children) => el('div', { class: `panel diag ${cls}`, id: 'diagnosis', 'data-basis': d.basis }, el('h2', {}, T.diagnosis), ...children);
+    if (d.basis === 'area_incident') {
+      return panel('bad', el('div', { id: 'diag-basis' }, el('strong', {}, T.likely_area)), remedy, tell,
+        el('dl', { class: 'kv' }, el('dt', {}, T.failing_since), el('dd', {}, when(d.since))),
+        guideStep ? el('div', { class: 'muted' }, T.guide_ref, ': ', guideStep, ' ', d.guide_page || '') : null);
+    }
+    if (d.basis === 'silent') {
+      return panel('silent', el('div', { id: 'diag-basis' }, el('strong', {}, T.silent_title)), remedy, tell,
+        el('dl', { class: 'kv' }, el('dt', {}, T.last_heard), el('dd', { id: 'diag-since' }, when(d.since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')),
+        guideStep ? el('div', { class: 'muted', id: 'diag-last' }, T.last_said, ': ', guideStep, ' ', d.guide_page || '') : null);
+    }
+    if (d.basis === 'guide') {
+      return panel('bad', guideStep, remedy,
+        d.hint_ja ? el('p', { id: 'diag-hint', class: 'hint' }, ja ? d.hint_ja : d.hint_en) : null,
+        el('dl', { class: 'kv' }, el('dt', {}, T.page), el('dd', {}, d.guide_page), el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')));
+    }
+    return panel('', el('div', { id: 'diag-step' }, T.healthy_msg));
   }
 
   function contactPanel(site) {
@@ -524,12 +606,18 @@ function sitePage() {
 
   function terminalsTable(site) {
     return el('table', { id: 'terminals' }, el('thead', {}, el('tr', {}, [T.terminal, T.hostname, T.connected, T.last_report, T.ipv6, T.checks, T.version].map(h => el('th', {}, h)))),
-      el('tbody', {}, site.terminals.map(t => el('tr', {},
-        el('td', {}, t.terminal_id), el('td', {}, t.hostname), el('td', {}, t.connected ? '●' : '○'),
-        el('td', {}, when(t.last_report_at)), el('td', {}, (t.ipv6_addresses || []).join(' ')),
-        el('td', {}, t.checks.map(c => el('span', { class: `badge ${c.ok ? 'ok' : 'bad'}`, title: JSON.stringify(c.detail) }, `${c.check} ${c.ok ? '✓' : '✗'} ${c.latency_ms}ms`)),
-          t.lineauth_state ? el('span', { class: 'badge none' }, t.lineauth_state) : null),
-        el('td', {}, t.agent_version)))));
+      el('tbody', {}, site.terminals.map(t => {
+        // A silent terminal's checks are its last, not its state: grey, with their age.
+        const old = t.silent || (t.checks_age_seconds !== null && t.interval_seconds && t.checks_age_seconds > 3 * t.interval_seconds);
+        return el('tr', { class: t.silent ? 'silent' : '', 'data-terminal': t.terminal_id },
+          el('td', {}, t.terminal_id, t.silent ? el('span', { class: 'badge warn' }, T.silent_badge) : ''), el('td', {}, t.hostname), el('td', {}, t.connected ? '●' : '○'),
+          el('td', {}, when(t.last_report_at)), el('td', {}, (t.ipv6_addresses || []).join(' ')),
+          el('td', { class: old ? 'checks old' : 'checks' },
+            old && t.checks_age_seconds !== null ? el('div', { class: 'muted checks-age' }, T.checks_age(age(t.checks_age_seconds))) : null,
+            t.checks.map(c => el('span', { class: `badge ${old ? 'none' : c.ok ? 'ok' : 'bad'}`, title: JSON.stringify(c.detail) }, `${checkLabel(c.check)} ${c.ok ? '✓' : '✗'} ${c.latency_ms}ms`)),
+            t.lineauth_state ? el('span', { class: 'badge none' }, t.lineauth_state) : null),
+          el('td', {}, t.agent_version));
+      })));
   }
 
   function byTerminal(points) {
@@ -594,6 +682,7 @@ function sitePage() {
         el('td', {}, act[e.action] || e.action), el('td', {}, e.detail || ''), el('td', {}, e.terminal || '')))));
   }
 
+  freshness.start(15000);
   load();
   setInterval(load, 15000);
 }
