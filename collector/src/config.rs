@@ -402,6 +402,10 @@ pub struct HistorySettings {
     pub sweep_max_deletes: usize,
     /// The most points or events one API answer carries.
     pub max_points_per_query: usize,
+    /// The most bytes of one JSON answer of the API: the history and the event log keep their
+    /// newest points within it (and say `truncated`); a site's checks show details up to a share
+    /// of it; any other answer over it is refused (500 naming this setting), never sent.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for HistorySettings {
@@ -414,6 +418,7 @@ impl Default for HistorySettings {
             sweep_every_secs: 600,
             sweep_max_deletes: 100_000,
             max_points_per_query: 20_000,
+            max_answer_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -645,6 +650,13 @@ impl CollectorConfig {
                     rule: "must be at least 1",
                 });
             }
+        }
+        if h.max_answer_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "history.max_answer_bytes",
+                value: h.max_answer_bytes.to_string(),
+                rule: "must be at least 65536 (a site page with its terminals' checks)",
+            });
         }
         if h.max_points_per_query == 0 {
             return Err(ConfigError::Invalid {

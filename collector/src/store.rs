@@ -374,6 +374,18 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
+/// How far back [`Store::history_each`] looks for the state in force when a window starts.
+const IN_FORCE_SCAN: usize = 10_000;
+
+/// The seq at the end of a history key.
+fn seq_of(k: &[u8]) -> u64 {
+    k.len()
+        .checked_sub(8)
+        .and_then(|i| k[i..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::CorruptValue {
         key: String::from_utf8_lossy(k).replace('\0', "/"),
@@ -1051,16 +1063,118 @@ impl Store {
                 more = true;
                 break;
             }
-            let seq = k
-                .len()
-                .checked_sub(8)
-                .and_then(|i| k[i..].try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            out.push((seq, from_json(&k, &v)?));
+            out.push((seq_of(&k), from_json(&k, &v)?));
         }
         out.reverse();
         Ok((out, more))
+    }
+
+    /// One terminal's points of `check` in `[from_ms, to_ms]`, oldest first, each handed to `f`
+    /// as it is read (with the point in force before it: the last first/change point, whose
+    /// detail is the full state) — at most the newest `limit`; `true` when older ones of the
+    /// window were left out. Only one point's detail is held at a time: `f` keeps what it needs.
+    pub fn history_each<T>(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        mut f: impl FnMut(u64, &HistoryPoint, Option<&HistoryPoint>) -> T,
+    ) -> Result<(Vec<T>, bool), StoreError> {
+        let lo = key.history_key(check, from_ms, 0);
+        let hi = key.history_key(check, to_ms, u64::MAX);
+        // The newest `limit` points: where they start (keys only, nothing parsed).
+        let mut start = lo.clone();
+        let mut more = false;
+        for (n, kv) in self.tree.range(lo.clone()..=hi.clone()).rev().enumerate() {
+            let (k, _) = kv?;
+            if n == limit {
+                more = true;
+                break;
+            }
+            start = k.to_vec();
+        }
+        let mut in_force = self.history_full_before(key, check, &start)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok((out, more));
+        }
+        for kv in self.tree.range(start..=hi) {
+            let (k, v) = kv?;
+            let p: HistoryPoint = from_json(&k, &v)?;
+            out.push(f(seq_of(&k), &p, in_force.as_ref()));
+            if p.kind != crate::history::PointKind::Keyframe {
+                in_force = Some(p);
+            }
+        }
+        Ok((out, more))
+    }
+
+    /// The last first/change point of a series keyed before `before` (its full state), looking
+    /// back over at most [`IN_FORCE_SCAN`] points (hourly keyframes: over a year).
+    fn history_full_before(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        before: &[u8],
+    ) -> Result<Option<HistoryPoint>, StoreError> {
+        let lo = key.history_key(check, 0, 0);
+        for kv in self
+            .tree
+            .range(lo.as_slice()..before)
+            .rev()
+            .take(IN_FORCE_SCAN)
+        {
+            let (k, v) = kv?;
+            let p: HistoryPoint = from_json(&k, &v)?;
+            if p.kind != crate::history::PointKind::Keyframe {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The point of a series at (`at_ms`, `seq`), and the point in force before it.
+    #[allow(clippy::type_complexity)]
+    pub fn history_point(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        at_ms: i64,
+        seq: u64,
+    ) -> Result<Option<(HistoryPoint, Option<HistoryPoint>)>, StoreError> {
+        let k = key.history_key(check, at_ms, seq);
+        let Some(v) = self.tree.get(&k)? else {
+            return Ok(None);
+        };
+        let p: HistoryPoint = from_json(&k, &v)?;
+        let before = self.history_full_before(key, check, &k)?;
+        Ok(Some((p, before)))
+    }
+
+    /// The latest point of a series keyed before `before_ms`, with the point in force before it:
+    /// what held when a window starts.
+    #[allow(clippy::type_complexity)]
+    pub fn history_at(
+        &self,
+        key: &TerminalKey,
+        check: Check,
+        before_ms: i64,
+    ) -> Result<Option<(u64, HistoryPoint, Option<HistoryPoint>)>, StoreError> {
+        let lo = key.history_key(check, 0, 0);
+        let hi = key.history_key(check, before_ms, 0);
+        let Some(kv) = self.tree.range(lo..hi).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = kv?;
+        let p: HistoryPoint = from_json(&k, &v)?;
+        let before = if p.kind == crate::history::PointKind::Keyframe {
+            self.history_full_before(key, check, &k)?
+        } else {
+            None
+        };
+        Ok(Some((seq_of(&k), p, before)))
     }
 
     /// Keys of one terminal's history series received before `before_ms`, at most `limit`.

@@ -111,14 +111,26 @@ async fn every_answer_keeps_its_recorded_shape() {
             api.get_json(&format!("/api/sites/{site}")).await,
         );
         for check in oqs_collector::samples::Check::ALL {
-            record(
-                "GET /api/sites/{id}/history",
-                api.get_json(&format!(
+            let h = api
+                .get_json(&format!(
                     "/api/sites/{site}/history?check={}",
                     check.as_str()
                 ))
-                .await,
-            );
+                .await;
+            for p in h["points"].as_array().unwrap() {
+                record(
+                    "GET /api/sites/{id}/history/point",
+                    api.get_json(&format!(
+                        "/api/sites/{site}/history/point?check={}&terminal={}&at_ms={}&seq={}",
+                        check.as_str(),
+                        p["terminal_id"].as_str().unwrap(),
+                        p["at_ms"],
+                        p["seq"]
+                    ))
+                    .await,
+                );
+            }
+            record("GET /api/sites/{id}/history", h);
         }
     }
     record(

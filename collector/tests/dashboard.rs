@@ -891,3 +891,218 @@ async fn in_chromium_run_now_brings_a_fresh_result_on_a_japanese_page_with_a_mas
     let _ = sim.await;
     c.stop().await.unwrap();
 }
+
+/// The site page's charts draw the state in force at every range (1 h, 24 h, 7 d, 30 d): a site
+/// stable for days is one green line-auth band and one prefix band, never red or grey for want
+/// of a change inside the window; what is not known (before the first report) is drawn as
+/// unknown; and where the site's events say something changed, the chart shows that change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_charts_draw_at_every_range_what_the_events_say() {
+    use oqs_fleet_sim::scenario::{report, SiteProfile, CHANGE_ROUND};
+    use serde_json::Value;
+    const H: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // One terminal sends thirty days of hourly rounds at once (a spool replayed).
+    cfg.limits.max_reports_per_minute = 10_000;
+    cfg.flags.silent_intervals = 1_000_000;
+    let c = oqs_collector::server::start(cfg).await.unwrap();
+    let now = oqs_collector::clock::now_ms();
+    let t = |k: i64| now - (720 - k) * H + H / 2;
+    let healthy = SiteProfile::new(0, "ch-", Scenario::Healthy, 1);
+    let moved = SiteProfile::new(0, "ch-", Scenario::PrefixChange, 1);
+    let down = SiteProfile::new(0, "ch-", Scenario::Ipv6Missing, 1);
+    let (mut s, _) = AgentStream::hello(
+        channel(c.grpc_addr).await,
+        oqs_fleet_sim::hello(&healthy, 0),
+    )
+    .await;
+    for k in 0..720i64 {
+        let seq = k as u64 + 1;
+        let r = match k {
+            // Prefix A, authenticated.
+            ..480 => report(&healthy, 0, 0, seq, t(k)),
+            // The line moves to prefix B: the consent page for two rounds (re-authentication).
+            480..482 => report(&moved, 0, CHANGE_ROUND, seq, t(k)),
+            // IPv6 lost for two rounds, three days ago.
+            648..650 => report(&down, 0, 0, seq, t(k)),
+            // Prefix B, authenticated again.
+            _ => {
+                let mut r = report(&moved, 0, CHANGE_ROUND, seq, t(k));
+                r.lineauth = report(&healthy, 0, 0, seq, t(k)).lineauth;
+                r
+            }
+        };
+        s.send(r).await;
+        assert_eq!(s.ack().await.seq, seq);
+    }
+    let events = get_json(c.http_addr, "/api/events?site=ch-00000&since=0").await;
+    let events: Vec<(String, String, i64)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["flag"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["at_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let at = |flag: &str, action: &str| {
+        events
+            .iter()
+            .find(|(f, a, _)| f == flag && a == action)
+            .unwrap_or_else(|| panic!("no {flag} {action} in {events:?}"))
+            .2
+    };
+    let prefix_changed = at("prefix_changed", "raised");
+    let (v6_down, v6_up) = (at("ipv6_missing", "raised"), at("ipv6_missing", "cleared"));
+    let (reauth, reauthed) = (
+        at("reauth_required", "raised"),
+        at("reauth_required", "cleared"),
+    );
+    let site = get_json(c.http_addr, "/api/sites/ch-00000").await;
+    let prefix_b = site["prefix"].as_str().unwrap().to_owned();
+
+    let b = webdriver::Browser::start().await;
+    b.goto(&format!("http://{}/sites/ch-00000", c.http_addr))
+        .await;
+    b.wait_for(
+        "the charts",
+        "return document.getElementById('chart-lineauth') ? 1 : 0",
+        20,
+    )
+    .await;
+    for (range, ms) in [
+        ("1h", H),
+        ("24h", 24 * H),
+        ("7d", 7 * 24 * H),
+        ("30d", 30 * 24 * H),
+    ] {
+        b.eval(&format!(
+            "const s = document.getElementById('range'); s.value = '{range}'; \
+             s.dispatchEvent(new Event('change')); return 1"
+        ))
+        .await;
+        // What the page drew: each band's segments, and the window.
+        let drawn = b
+            .wait_for(
+                &format!("the {range} charts"),
+                &format!(
+                    "const l = document.getElementById('chart-lineauth'), p = document.getElementById('chart-prefix'); \
+                     if (!l || !p || Math.abs((l.dataset.to - l.dataset.from) - {ms}) > 60000) return ''; \
+                     const segs = c => [...c.querySelectorAll('rect[data-state]')].map(r => [Number(r.dataset.from), Number(r.dataset.to), r.dataset.state]); \
+                     const dns = document.querySelectorAll('#chart-dns path').length; \
+                     return [Number(l.dataset.from), Number(l.dataset.to), segs(l), segs(p), dns]"
+                ),
+                30,
+            )
+            .await;
+        let (from, to) = (drawn[0].as_i64().unwrap(), drawn[1].as_i64().unwrap());
+        let segs = |v: &Value| -> Vec<(i64, i64, String)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s[0].as_i64().unwrap(),
+                        s[1].as_i64().unwrap(),
+                        s[2].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let (lineauth, prefix) = (segs(&drawn[2]), segs(&drawn[3]));
+        for (name, band) in [("line-auth", &lineauth), ("prefix", &prefix)] {
+            // Contiguous from the window's start to its end.
+            assert_eq!(
+                band.first().map(|s| s.0),
+                Some(from),
+                "{range} {name}: {band:?}"
+            );
+            assert_eq!(
+                band.last().map(|s| s.1),
+                Some(to),
+                "{range} {name}: {band:?}"
+            );
+            assert!(
+                band.windows(2).all(|w| w[0].1 == w[1].0),
+                "{range} {name}: gaps {band:?}"
+            );
+            // Unknown only before the first report.
+            for s in band.iter().filter(|s| s.2 == "unknown") {
+                assert!(
+                    s.1 <= t(0),
+                    "{range} {name}: unknown after the first report: {band:?}"
+                );
+            }
+        }
+        let state_at = |band: &[(i64, i64, String)], when: i64| {
+            band.iter()
+                .find(|s| s.0 <= when && when < s.1)
+                .map(|s| s.2.clone())
+                .unwrap_or_default()
+        };
+        // Where the events say something changed, the charts show it.
+        let inside = |ms: i64| from <= ms && ms < to;
+        if inside(prefix_changed) {
+            assert_eq!(
+                state_at(&prefix, prefix_changed),
+                prefix_b,
+                "{range}: {prefix:?}"
+            );
+            assert_ne!(
+                state_at(&prefix, prefix_changed - 1),
+                prefix_b,
+                "{range}: {prefix:?}"
+            );
+        }
+        if inside(v6_down) {
+            assert_eq!(state_at(&prefix, v6_down), "none", "{range}: {prefix:?}");
+            assert_eq!(
+                state_at(&lineauth, v6_down),
+                "unreachable",
+                "{range}: {lineauth:?}"
+            );
+        }
+        if inside(v6_up) {
+            assert_eq!(state_at(&prefix, v6_up), prefix_b, "{range}: {prefix:?}");
+        }
+        if inside(reauth) {
+            assert_eq!(
+                state_at(&lineauth, reauth),
+                "consent",
+                "{range}: {lineauth:?}"
+            );
+        }
+        if inside(reauthed) {
+            assert_eq!(
+                state_at(&lineauth, reauthed),
+                "already_authenticated",
+                "{range}: {lineauth:?}"
+            );
+        }
+        if !inside(v6_down) && !inside(reauth) && !inside(prefix_changed) {
+            // Nothing happened in the window: one authenticated band, one prefix band.
+            assert_eq!(
+                lineauth.iter().map(|s| s.2.as_str()).collect::<Vec<_>>(),
+                ["already_authenticated"],
+                "{range}"
+            );
+            assert_eq!(
+                prefix.iter().map(|s| s.2.as_str()).collect::<Vec<_>>(),
+                [prefix_b.as_str()],
+                "{range}"
+            );
+        }
+        assert!(
+            drawn[4].as_u64().unwrap() > 0,
+            "{range}: the DNS chart draws its servers"
+        );
+        b.screenshot(&screenshots().join(format!("site-charts-{range}.png")))
+            .await;
+    }
+    b.quit().await;
+    c.stop().await.unwrap();
+}

@@ -436,7 +436,28 @@ async fn reauth_after_a_prefix_change_is_linked_to_it_and_history_is_kept() {
     assert_eq!(kinds, vec!["first", "change"]);
     let last = &h["points"][1];
     assert_eq!(last["rollup"]["samples"], 2);
-    assert_eq!(last["detail"]["prefix"], site["prefix"]);
+    assert_eq!(last["state"]["prefix"], site["prefix"]);
+    assert!(
+        last.get("detail").is_none(),
+        "a chart's point is small: {last}"
+    );
+    // The whole point, on demand.
+    let whole = get_json(
+        c.http_addr,
+        &format!(
+            "/api/sites/pc-00000/history/point?check=ipv6&terminal=pc-1&at_ms={}&seq={}",
+            last["at_ms"], last["seq"]
+        ),
+    )
+    .await;
+    assert_eq!(whole["detail"]["prefix"], site["prefix"], "{whole}");
+    assert!(whole["detail"]["global"].is_array(), "{whole}");
+    let (status, body) = get(
+        c.http_addr,
+        "/api/sites/pc-00000/history/point?check=ipv6&terminal=pc-1&at_ms=1&seq=1",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
     c.stop().await.unwrap();
 }
 

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// does not know, whatever the endpoint.
     #[error("site {0} has never reported")]
     UnknownSite(SiteId),
+    /// What the request names does not exist (a history point, a window).
+    #[error("{0}")]
+    NotFound(String),
     /// A command for a site none of whose agents is connected.
     #[error("no agent of site {0} is connected now; it gets nothing until it reconnects")]
     NotConnected(SiteId),
@@ -39,7 +42,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownSite(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownSite(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotConnected(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

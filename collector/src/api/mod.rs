@@ -57,13 +57,13 @@ pub struct ApiState {
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
     let guard = crate::http_auth::Guard::new(state.auth.clone(), state.metrics.clone());
+    let answer_limit = state.history.max_answer_bytes;
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/api/catalog", get(catalog))
         .route("/api/sites", get(sites::sites))
         .route("/api/sites/{site_id}", get(site::site))
         .route("/api/sites/{site_id}/history", get(history::history))
+        .route("/api/sites/{site_id}/history/point", get(history::point))
         .route("/api/events", get(history::events))
         .route("/api/inventory", get(inventory::inventory))
         .route("/api/incidents", get(incidents::incidents))
@@ -88,12 +88,42 @@ pub fn router(state: ApiState) -> Router {
             "/api/admin/enrollments/{site_id}",
             post(admin::enroll).delete(admin::revoke),
         )
+        // Every API answer is bounded (history and events keep their newest within it; this
+        // refuses anything else that would exceed it). `/metrics` is Prometheus' and scales with
+        // the fleet.
+        .route_layer(axum::middleware::map_response_with_state(
+            answer_limit,
+            refuse_oversized,
+        ))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(oqs_dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             guard,
             crate::http_auth::guard,
         ))
+}
+
+/// An API answer larger than `history.max_answer_bytes` is not sent: a 500 naming the setting
+/// (the handlers keep their answers within it; this is the bound for any that would not).
+async fn refuse_oversized(
+    State(limit): State<usize>,
+    res: axum::response::Response,
+) -> axum::response::Response {
+    use axum::body::HttpBody;
+    match res.body().size_hint().upper() {
+        Some(n) if n > limit as u64 => ApiError::Internal(format!(
+            "the answer ({n} bytes) is larger than history.max_answer_bytes = {limit}: ask for \
+             less (a shorter window, a smaller limit, one terminal)"
+        ))
+        .into_response(),
+        None if res.body().size_hint().lower() > limit as u64 => ApiError::Internal(format!(
+            "the answer is larger than history.max_answer_bytes = {limit}"
+        ))
+        .into_response(),
+        _ => res,
+    }
 }
 
 /// 200 while reports can be stored; 503 once the store's writer stopped (the process then exits

@@ -216,6 +216,10 @@ pub(super) async fn site(
             })
             .collect()
     };
+    // Half the answer's bytes for the terminals' check details, shared out: a detail larger than
+    // its share (a terminal with hundreds of DNS answers) says so instead of being sent.
+    let details = latest.iter().flatten().count().max(1) * crate::catalog::Check::ALL.len();
+    let detail_share = s.history.max_answer_bytes / 2 / details;
     let page = SitePage {
         incident: incident.as_ref().map(super::incidents::IncidentView::from),
         maintenance: s
@@ -286,7 +290,7 @@ pub(super) async fn site(
                             ok: smp.ok,
                             outcome: smp.outcome,
                             latency_ms: smp.latency_ms,
-                            detail: smp.detail,
+                            detail: within(smp.detail, detail_share),
                         })
                         .collect(),
                     terminal_id: k.terminal,
@@ -299,4 +303,14 @@ pub(super) async fn site(
         site_id: site_id.to_string(),
     };
     Ok(Json(page))
+}
+
+/// `detail` if its JSON fits in `max` bytes, else what says it was left out.
+fn within(detail: serde_json::Value, max: usize) -> serde_json::Value {
+    let bytes = serde_json::to_vec(&detail).map_or(usize::MAX, |v| v.len());
+    if bytes <= max {
+        detail
+    } else {
+        serde_json::json!({ "omitted_bytes": bytes, "why": "larger than its share of history.max_answer_bytes" })
+    }
 }

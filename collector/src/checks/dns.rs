@@ -64,6 +64,31 @@ pub fn sample(r: &Report) -> Option<Sample> {
     ))
 }
 
+/// At most this many series in a point's chart state (the site page draws ten).
+pub const CHART_SERIES: usize = 32;
+
+/// The DNS chart's state: latency per server and name asked straight (the terminal's own
+/// resolver is left out: it is the same server for every name), labelled "server name", from the
+/// probes of `full` and the latencies of `own` (a keyframe's) or else `full`'s.
+pub fn chart(full: &serde_json::Value, own: &serde_json::Value) -> serde_json::Value {
+    let probes = full["probes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let latencies = own["latencies_ms"]
+        .as_array()
+        .or_else(|| full["latencies_ms"].as_array());
+    let series: Vec<serde_json::Value> = probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p["resolver"] != "system")
+        .filter_map(|(i, p)| {
+            let ms = latencies?.get(i)?.as_u64()?;
+            let name = p["name"].as_str()?.split('.').next().unwrap_or("");
+            Some(json!([format!("{} {name}", p["server"].as_str()?), ms]))
+        })
+        .take(CHART_SERIES)
+        .collect();
+    json!({ "series": series })
+}
+
 /// Whether a probe went through the terminal's own resolver.
 pub fn is_system(p: &DnsProbe) -> bool {
     p.role == ResolverRole::System as i32

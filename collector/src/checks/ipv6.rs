@@ -130,6 +130,11 @@ pub fn global_addresses(r: &Report) -> Vec<String> {
     v
 }
 
+/// The prefix chart's state: the /64 in force (null: none).
+pub fn chart(full: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "prefix": full["prefix"].as_str().filter(|p| !p.is_empty()) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

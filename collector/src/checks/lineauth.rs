@@ -48,6 +48,11 @@ pub fn sample(r: &Report) -> Option<Sample> {
     ))
 }
 
+/// The portal chart's state: the page's state and its code.
+pub fn chart(full: &serde_json::Value) -> serde_json::Value {
+    json!({ "state": full["state"], "code": full["code"].as_str().filter(|c| !c.is_empty()) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

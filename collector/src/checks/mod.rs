@@ -51,6 +51,22 @@ pub fn sample(check: Check, r: &Report) -> Option<Sample> {
     }
 }
 
+/// What a check's chart draws of a point, in force at that point: the last full detail (a first
+/// or change point's) with the point's own values over it (a keyframe carries only what varies:
+/// latencies, offsets, errors). Small whatever the report was: the history API answers this per
+/// point, never the detail itself (`GET …/history/point` gives one point whole).
+pub fn chart_state(check: Check, full: Option<&Value>, own: &Value) -> Value {
+    let Some(full) = full else {
+        return Value::Null;
+    };
+    match check {
+        Check::Ipv6 => ipv6::chart(full),
+        Check::Dns => dns::chart(full, own),
+        Check::Lineauth => lineauth::chart(full),
+        Check::OqsWeb | Check::Crl | Check::Ntp | Check::Certs => json!({}),
+    }
+}
+
 // ---- validation helpers ----
 
 /// A free text: at most `max` characters, no control characters but newline and tab.

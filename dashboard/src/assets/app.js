@@ -43,6 +43,7 @@ const T = {
     silent_title: 'エージェント無応答', last_heard: '最終受信', tell_clinic: 'クリニックへの伝え方',
     incident_title_site: 'この拠点はエリア障害に含まれています', likely_area: 'エリア障害の可能性', guide_ref: '接続ガイドの切り分け（参考）',
     checks_age: a => `${a}前の結果`, silent_badge: '無応答', last_said: '報告が途絶える前の診断',
+    unknown: '不明', no_prefix: 'IPv6なし',
   },
   en: {
     sites: 'Sites', site: 'Site', all: 'All', flagged_only: 'Flagged only', search: 'Site id, name or customer ID',
@@ -78,6 +79,7 @@ const T = {
     silent_title: 'Agent silent', last_heard: 'Last heard', tell_clinic: 'What to tell the clinic',
     incident_title_site: 'This site is part of an area-wide incident', likely_area: 'Likely an area-wide outage', guide_ref: "The guide's troubleshooting (for reference)",
     checks_age: a => `results from ${a} ago`, silent_badge: 'silent', last_said: 'Its diagnosis before it fell silent',
+    unknown: 'unknown', no_prefix: 'no IPv6',
   },
 }[LANG];
 
@@ -212,17 +214,20 @@ function axis(from, to, y) {
   return g;
 }
 
-// Rows of coloured segments: rows = [{label, segments: [{from, to, color, text}]}], markers = [{t, text}].
+// Rows of coloured segments: rows = [{label, segments: [{from, to, color, text, state}]}], markers = [{t, text}].
+// Each segment says what it draws (data-from, data-to in ms, data-state), so what the chart shows
+// can be read back and checked against the site's events.
 function bands(rows, from, to, markers) {
   const rowH = 18, h = rows.length * (rowH + 4) + 16;
-  const root = svg('svg', { viewBox: `0 0 ${W} ${h}`, class: 'chart', role: 'img' });
+  const root = svg('svg', { viewBox: `0 0 ${W} ${h}`, class: 'chart', role: 'img', 'data-from': from, 'data-to': to });
   root.appendChild(axis(from, to, h - 14));
   rows.forEach((r, i) => {
     const y = i * (rowH + 4) + 2;
     root.appendChild(svg('text', { x: 2, y: y + 13 }, r.label.length > 22 ? r.label.slice(0, 21) + '…' : r.label));
     for (const s of r.segments) {
       const x1 = xOf(s.from, from, to), x2 = Math.max(x1 + 2, xOf(s.to, from, to));
-      const rect = svg('rect', { x: x1, y, width: x2 - x1, height: rowH, fill: s.color, rx: 2 });
+      const rect = svg('rect', { x: x1, y, width: x2 - x1, height: rowH, fill: s.color, rx: 2,
+        'data-row': r.label, 'data-from': Math.max(from, s.from), 'data-to': Math.min(to, s.to), 'data-state': s.state === undefined ? s.text : s.state });
       rect.appendChild(svg('title', {}, s.text || ''));
       root.appendChild(rect);
       if (s.text && x2 - x1 > 60) root.appendChild(svg('text', { x: x1 + 3, y: y + 13, fill: '#fff' }, s.text));
@@ -257,16 +262,23 @@ function lines(series, from, to, unit) {
   return el('div', {}, root, legend);
 }
 
-// Segments from history points of one terminal: each point holds until the next one.
-function segmentsOf(points, to, colorOf, textOf) {
+// What a chart draws where nothing is known (before a terminal's first point): never a colour
+// that means good or bad.
+const UNKNOWN = '#d5d8dc';
+
+// Segments from history points of one terminal: each point's state holds until the next point;
+// points stating the same thing extend one segment. Before the first point nothing is known.
+function segmentsOf(points, from, to, stateOf, colorOf, textOf) {
   const segs = [];
-  let last = null;
+  const first = points.length ? points[0].at_ms : to;
+  if (first > from) segs.push({ from, to: first, color: UNKNOWN, text: T.unknown, state: 'unknown' });
   points.forEach((p, i) => {
-    const start = Date.parse(p.at);
-    const end = i + 1 < points.length ? Date.parse(points[i + 1].at) : to;
-    if (p.kind === 'keyframe' && last) { last.to = end; return; }
-    last = { from: start, to: end, color: colorOf(p), text: textOf(p) };
-    segs.push(last);
+    const start = p.at_ms;
+    const end = i + 1 < points.length ? points[i + 1].at_ms : to;
+    const state = stateOf(p);
+    const last = segs[segs.length - 1];
+    if (last && last.state === state && last.to === start) { last.to = end; return; }
+    segs.push({ from: start, to: end, color: state === 'unknown' ? UNKNOWN : colorOf(p, state), text: state === 'unknown' ? T.unknown : textOf(p, state), state });
   });
   return segs;
 }
@@ -626,52 +638,59 @@ function sitePage() {
     return m;
   }
 
+  // The line's /64 per terminal: a colour per prefix, grey where the terminal had none, the
+  // unknown colour before anything was known; a marker at each recorded change.
   function prefixChart(site, points, from, to) {
-    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
+    if (!points.length) return el('div', { class: 'muted', id: 'chart-prefix' }, T.no_data);
     const colors = new Map();
-    const colorOf = pfx => { if (!pfx) return '#9e9e9e'; if (!colors.has(pfx)) colors.set(pfx, PALETTE[colors.size % PALETTE.length]); return colors.get(pfx); };
-    const prefixes = new Map();
-    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, to,
-      p => { if (p.kind !== 'keyframe') prefixes.set(p.terminal_id, p.detail.prefix); return colorOf(prefixes.get(p.terminal_id)); },
-      p => p.kind === 'keyframe' ? '' : (p.detail.prefix || '-')) }));
+    const colorOf = pfx => { if (!colors.has(pfx)) colors.set(pfx, PALETTE[colors.size % PALETTE.length]); return colors.get(pfx); };
+    const stateOf = p => !p.state ? 'unknown' : (p.state.prefix || 'none');
+    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, from, to, stateOf,
+      (p, st) => st === 'none' ? '#9e9e9e' : colorOf(st), (p, st) => st === 'none' ? T.no_prefix : st) }));
     const markers = site.prefix_history.filter(c => Date.parse(c.at) >= from).map(c => ({ t: Date.parse(c.at), text: c.to }));
-    return bands(rows, from, to, markers);
+    const chart = bands(rows, from, to, markers);
+    chart.id = 'chart-prefix';
+    return chart;
   }
 
+  // The portal's page per terminal: green authenticated, amber the consent page, red any other
+  // page or none; the unknown colour where nothing is known.
   function lineauthChart(points, from, to) {
-    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
+    if (!points.length) return el('div', { class: 'muted', id: 'chart-lineauth' }, T.no_data);
     const color = s => ['already_authenticated', 'success'].includes(s) ? '#2e7d32' : s === 'consent' ? '#b26a00' : '#c62828';
-    let cur = null;
-    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, to,
-      p => { if (p.kind !== 'keyframe') cur = p.detail; return color(cur && cur.state); },
-      p => p.kind === 'keyframe' ? '' : `${p.detail.state}${p.detail.code ? ' ' + p.detail.code : ''}`) }));
-    return bands(rows, from, to, []);
+    const stateOf = p => (p.state && p.state.state && p.state.state !== 'unspecified') ? p.state.state : 'unknown';
+    const rows = [...byTerminal(points)].map(([term, ps]) => ({ label: term, segments: segmentsOf(ps, from, to, stateOf,
+      (p, st) => color(st), (p, st) => `${st}${p.state && p.state.code ? ' ' + p.state.code : ''}`) }));
+    const chart = bands(rows, from, to, []);
+    chart.id = 'chart-lineauth';
+    return chart;
   }
 
   function dnsChart(points, from, to) {
-    if (!points.length) return el('div', { class: 'muted' }, T.no_data);
-    // Each change point lists the probes; keyframes carry their latencies in the same order.
+    if (!points.length) return el('div', { class: 'muted', id: 'chart-dns' }, T.no_data);
+    // Each point's state lists [server name, ms] for the servers asked straight.
     const series = new Map();
-    let probes = [];
     for (const p of points) {
-      if (p.detail.probes) probes = p.detail.probes;
-      (p.detail.latencies_ms || []).forEach((ms, i) => {
-        const pr = probes[i];
-        if (!pr || pr.resolver === 'system') return;
-        const key = `${pr.server} ${pr.name.split('.')[0]}`;
+      for (const [key, ms] of (p.state && p.state.series) || []) {
         if (!series.has(key)) series.set(key, []);
-        series.get(key).push([Date.parse(p.at), ms]);
-      });
+        series.get(key).push([Math.max(from, p.at_ms), ms]);
+      }
     }
-    return lines([...series].slice(0, 10).map(([label, pts]) => ({ label, points: pts })), from, to, 'ms');
+    if (!series.size) return el('div', { class: 'muted', id: 'chart-dns' }, T.no_data);
+    const chart = lines([...series].slice(0, 10).map(([label, pts]) => ({ label, points: pts })), from, to, 'ms');
+    chart.id = 'chart-dns';
+    return chart;
   }
 
   function webChart(checks, from, to) {
-    const rows = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label, segments: segmentsOf(ps, to,
-      p => p.ok ? '#2e7d32' : '#c62828', p => p.kind === 'keyframe' ? '' : p.outcome) }));
-    if (!rows.length) return el('div', { class: 'muted' }, T.no_data);
-    const lat = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label, points: ps.map(p => [Date.parse(p.at), p.rollup.latency_avg_ms]) }));
-    return el('div', {}, bands(rows, from, to, []), lines(lat, from, to, 'ms'));
+    const stateOf = p => p.ok ? 'ok' : p.outcome;
+    const rows = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label, segments: segmentsOf(ps, from, to, stateOf,
+      p => p.ok ? '#2e7d32' : '#c62828', p => p.outcome) }));
+    if (!rows.length) return el('div', { class: 'muted', id: 'chart-web' }, T.no_data);
+    // A carried point repeats the state in force: it has no latency of its own.
+    const lat = checks.filter(([, ps]) => ps.length).map(([label, ps]) => ({ label,
+      points: ps.filter(p => p.kind !== 'carried').map(p => [p.at_ms, p.rollup.latency_avg_ms]) }));
+    return el('div', { id: 'chart-web' }, bands(rows, from, to, []), lines(lat, from, to, 'ms'));
   }
 
   function eventsTable(events) {
