@@ -97,6 +97,7 @@ impl RoundRunner {
             ntp,
             spool_dropped_total,
             certs: Some(certs),
+            agent: None,
         };
         crate::tidy::report(&mut report);
         report

@@ -366,6 +366,14 @@ flags! {
         guide: page(None, "README 'The agent'"),
         alerts: [on_flag("AgentSilent", A_WARN)],
     }
+    /// The collector refused a report of a terminal as invalid (detail: the terminal and the
+    /// reason, which names the field); the agent keeps such a report and tries it again later
+    /// rather than dropping report after report. Held `conflict_hold_secs` after the last one.
+    ReportsRefused = "reports_refused" {
+        Warning, avail: Up, ja: "報告の受付拒否", en: "Reports refused",
+        guide: page(None, "docs/SECURITY.md 'Hostile or broken peers'"),
+        alerts: [on_flag("ReportsRefused", A_WARN)],
+    }
     /// The global address appears/disappears or changes repeatedly (FAQ Q1).
     Flapping = "flapping" {
         Warning, avail: Up, ja: "アドレス不安定", en: "Flapping",

@@ -26,10 +26,13 @@ pub enum CommitOutcome {
     Stored,
     /// Already stored before; nothing written.
     Duplicate,
-    /// Never stored, and a higher seq of the same terminal already is: seqs must increase.
-    OutOfOrder { last_seq: u64 },
-    /// A different report is stored under this seq: another machine reports with the same site
-    /// and terminal ids. Nothing written; the site is flagged `terminal_id_conflict`.
+    /// The seq is further above the stored one than `limits.max_seq_jump`: a damaged counter.
+    /// Nothing written; the agent renumbers from the stored seq.
+    SeqJump { last_seq: u64 },
+    /// A different report is stored under this seq, or the seq was never stored while a higher
+    /// one is (another writer jumped ahead): another machine reports with the same site and
+    /// terminal ids. Nothing written; the site is flagged `terminal_id_conflict`; the agent keeps
+    /// its report (and sends it again above the other's seqs).
     Conflict,
 }
 
@@ -137,6 +140,8 @@ enum Request {
         commit: Box<ReportCommit>,
         reply: ReportReply,
     },
+    /// A report of `key` refused as invalid (nothing to store but the site's flag).
+    Refused { key: TerminalKey, reason: String },
     /// Evaluate silence and expiries (from the committer's own timer).
     Tick,
     /// Apply retention (from the committer's own timer).
@@ -196,6 +201,16 @@ impl CommitterHandle {
             .map_err(|_| CommitError("the committer stopped".into()))?
     }
 
+    /// Tells the writer a report of `key` was refused as invalid, for the site's
+    /// `reports_refused`. Never waits: with the queue full the refusal is only counted (the agent
+    /// sends the report again, and is refused again).
+    pub fn refused(&self, key: &TerminalKey, reason: String) {
+        let _ = self.tx.try_send(Request::Refused {
+            key: key.clone(),
+            reason,
+        });
+    }
+
     /// Queues a report and returns a future that resolves once it is durable (or refused).
     /// Queueing waits only when the committer's queue is full (back-pressure).
     pub async fn report(
@@ -226,6 +241,7 @@ struct Writer {
     /// changed is kept (the memory matches the tree), published and acked only once a later
     /// commit is durable; until then every batch commits, duplicates included.
     unflushed: Vec<Staged>,
+    max_seq_jump: u64,
 }
 
 /// What the committer needs besides the store.
@@ -240,6 +256,8 @@ pub struct CommitterSettings {
     pub incidents: crate::incidents::IncidentSettings,
     /// Where the committer publishes the incidents (the API and `/metrics` read it).
     pub incident_book: crate::incidents::IncidentBook,
+    /// `limits.max_seq_jump`: how far above a terminal's stored seq a report's may be.
+    pub max_seq_jump: u64,
 }
 
 /// Why the committer could not start.
@@ -268,6 +286,7 @@ pub async fn spawn(
         maintenance,
         incidents,
         incident_book,
+        max_seq_jump,
     } = settings;
     let tick_every = std::time::Duration::from_millis(flags.evaluate_every_ms.max(1));
     let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
@@ -291,6 +310,7 @@ pub async fn spawn(
             derived,
             broken: false,
             unflushed: Vec::new(),
+            max_seq_jump,
         })
     })
     .await
@@ -450,6 +470,12 @@ impl Writer {
                     }
                     report_replies.push((reply, outcome));
                 }
+                Request::Refused { key, reason } => {
+                    if self.records.contains_key(&key) {
+                        self.derived
+                            .refused(&mut staged, &mut batch, &key, &reason, now);
+                    }
+                }
                 Request::Tick => {
                     self.derived
                         .tick(&mut staged, &mut batch, &self.records, now);
@@ -555,8 +581,14 @@ impl Writer {
         now: i64,
     ) -> Result<CommitOutcome, CommitError> {
         let err = |e: StoreError| CommitError(e.to_string());
+        let max_jump = self.max_seq_jump;
         let rec = self.record(&c.key).map_err(err)?;
         let (last_seq, pruned) = (rec.last_seq, rec.pruned_through_seq);
+        // Beyond the protocol's ceiling, or further above the stored seq than any agent's counter
+        // grows: a damaged counter. Storing it would leave the terminal no seq to go on with.
+        if c.seq > oqs_proto::MAX_SEQ || c.seq.saturating_sub(last_seq) > max_jump {
+            return Ok(CommitOutcome::SeqJump { last_seq });
+        }
         if c.seq <= last_seq {
             let rk = c.key.report_key(c.seq);
             // "Duplicate" is the same report: a different one under a stored seq is another
@@ -575,10 +607,18 @@ impl Writer {
                 Some(true) => CommitOutcome::Duplicate,
                 Some(false) if c.clock_ahead_ms.is_some() => CommitOutcome::Duplicate,
                 Some(false) => {
-                    self.derived.conflict(staged, batch, &c.key, c.seq, now);
+                    self.derived
+                        .conflict(staged, batch, &c.key, c.seq, None, now);
                     CommitOutcome::Conflict
                 }
-                None => CommitOutcome::OutOfOrder { last_seq },
+                // Never stored, and a higher seq is: a real agent's seqs only grow, so another
+                // writer jumped ahead under these ids. Its reports must not get this agent's
+                // good ones refused (and dropped): a conflict, nothing deleted.
+                None => {
+                    self.derived
+                        .conflict(staged, batch, &c.key, c.seq, Some(last_seq), now);
+                    CommitOutcome::Conflict
+                }
             });
         }
         let Self {
@@ -611,6 +651,15 @@ impl Writer {
                 .map(|x| x.not_after_ms)
                 .min()
                 .unwrap_or(0);
+        }
+        // What the agent could not do: kept while it says so, gone once it says nothing.
+        let agent = c
+            .report
+            .agent
+            .as_ref()
+            .filter(|a| **a != oqs_proto::v1::AgentState::default());
+        if rec.agent.as_deref() != agent {
+            rec.agent = agent.cloned().map(Box::new);
         }
         if let Some(i) = interface_in_use(&c.report).filter(|i| *i != rec.interface) {
             rec.interface = i.to_owned();

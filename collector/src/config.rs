@@ -209,20 +209,26 @@ pub struct Limits {
     /// A stream whose Hello's time is further behind the collector's clock flags the terminal's
     /// clock (`ntp_skew`); its reports keep their times.
     pub max_clock_behind_secs: u64,
+    /// How far a report's seq may jump above the terminal's stored seq. An agent's seq grows by
+    /// one a round (2^32 is over a century of one-second rounds): a larger jump is a damaged
+    /// counter, and storing it would leave the terminal no room to go on under `MAX_SEQ`. Such a
+    /// report is not stored; the stream ends saying the stored seq (`oqs-seq-restart`) and the
+    /// agent renumbers what it holds from there.
+    pub max_seq_jump: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: 256 * 1024,
-            max_dns_probes: 256,
-            max_http_probes: 32,
-            max_ntp_probes: 8,
-            max_certs: oqs_proto::text_limits::CERTS,
+            max_dns_probes: RL::DNS_PROBES,
+            max_http_probes: RL::HTTP_PROBES,
+            max_ntp_probes: RL::NTP_PROBES,
+            max_certs: RL::CERTS,
             max_addresses: 64,
             max_list_items: 64,
-            max_text_chars: 512,
-            max_url_chars: 2048,
+            max_text_chars: RL::TEXT_CHARS,
+            max_url_chars: RL::URL_CHARS,
             hello_timeout_ms: 10_000,
             max_streams: 50_000,
             max_pre_hello_streams: 4096,
@@ -237,11 +243,61 @@ impl Default for Limits {
             rate_window_secs: 60,
             max_clock_ahead_secs: 24 * 3600,
             max_clock_behind_secs: 24 * 3600,
+            max_seq_jump: 1 << 32,
         }
     }
 }
 
+use oqs_proto::report_limits as RL;
+
 impl Limits {
+    /// The first limit of a report's content set below the protocol's (oqs_proto::report_limits):
+    /// agents build their reports within the protocol's, so a lower one would refuse them all.
+    /// (key, value, the rule).
+    pub fn below_protocol(&self) -> Option<(&'static str, usize, &'static str)> {
+        [
+            (
+                "limits.max_dns_probes",
+                self.max_dns_probes,
+                RL::DNS_PROBES,
+                "must be at least 256 (oqs_proto::report_limits::DNS_PROBES)",
+            ),
+            (
+                "limits.max_http_probes",
+                self.max_http_probes,
+                RL::HTTP_PROBES,
+                "must be at least 32 (oqs_proto::report_limits::HTTP_PROBES)",
+            ),
+            (
+                "limits.max_ntp_probes",
+                self.max_ntp_probes,
+                RL::NTP_PROBES,
+                "must be at least 8 (oqs_proto::report_limits::NTP_PROBES)",
+            ),
+            (
+                "limits.max_certs",
+                self.max_certs,
+                RL::CERTS,
+                "must be at least 32 (oqs_proto::report_limits::CERTS)",
+            ),
+            (
+                "limits.max_text_chars",
+                self.max_text_chars,
+                RL::TEXT_CHARS,
+                "must be at least 512 (oqs_proto::report_limits::TEXT_CHARS)",
+            ),
+            (
+                "limits.max_url_chars",
+                self.max_url_chars,
+                RL::URL_CHARS,
+                "must be at least 2048 (oqs_proto::report_limits::URL_CHARS)",
+            ),
+        ]
+        .into_iter()
+        .find(|(_, v, min, _)| v < min)
+        .map(|(key, v, _, rule)| (key, v, rule))
+    }
+
     pub fn hello_timeout(&self) -> Duration {
         Duration::from_millis(self.hello_timeout_ms)
     }
@@ -527,6 +583,14 @@ impl CollectorConfig {
                 rule: "must be at most 64 MiB",
             });
         }
+        if let Some((key, v, rule)) = self.limits.below_protocol() {
+            // Agents build reports within the protocol's limits: a lower one refuses them all.
+            return Err(ConfigError::Invalid {
+                key,
+                value: v.to_string(),
+                rule,
+            });
+        }
         if self.ingest.commit_queue < self.ingest.commit_batch_max {
             return Err(ConfigError::Invalid {
                 key: "ingest.commit_queue",
@@ -568,6 +632,7 @@ impl CollectorConfig {
             ),
             ("limits.stream_idle_secs", self.limits.stream_idle_secs),
             ("limits.retry_spread_ms", self.limits.retry_spread_ms),
+            ("limits.max_seq_jump", self.limits.max_seq_jump),
             ("limits.connect_timeout_ms", self.limits.connect_timeout_ms),
             (
                 "limits.http_header_timeout_ms",

@@ -227,17 +227,37 @@ impl Derived {
         });
     }
 
-    /// Stages a terminal-id conflict seen on `key`'s report `seq` (another machine's report).
+    /// Stages a terminal-id conflict seen on `key`'s report `seq` (another machine's report under
+    /// a stored seq; or, with `above`, a seq never stored below one that is).
     pub fn conflict(
         &mut self,
         staged: &mut Staged,
         batch: &mut CommitBatch,
         key: &TerminalKey,
         seq: u64,
+        above: Option<u64>,
         now_ms: i64,
     ) {
         self.apply_to_site(staged, batch, &key.site, |engine, st| {
-            engine.on_conflict(st, &key.terminal, seq, now_ms)
+            engine.on_conflict(st, &key.terminal, seq, above, now_ms)
+        });
+    }
+
+    /// Stages that `key`'s report was refused as invalid for `reason`: a terminal the store
+    /// knows gets `reports_refused`; one it does not (made-up ids) gets nothing stored.
+    pub fn refused(
+        &mut self,
+        staged: &mut Staged,
+        batch: &mut CommitBatch,
+        key: &TerminalKey,
+        reason: &str,
+        now_ms: i64,
+    ) {
+        if !self.sites.contains_key(&key.site) {
+            return;
+        }
+        self.apply_to_site(staged, batch, &key.site, |engine, st| {
+            engine.on_refused(st, &key.terminal, reason, now_ms)
         });
     }
 

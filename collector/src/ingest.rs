@@ -507,15 +507,34 @@ fn reports<'a>(
                             state.metrics.reports_duplicate.inc();
                             Ack { seq, duplicate: true }
                         }
+                        CommitOutcome::SeqJump { last_seq } => {
+                            // Not this report's fault but a damaged counter: no Rejected (the
+                            // agent keeps the report); it renumbers what it holds from the seq
+                            // after the stored one, so the terminal can go on.
+                            state.metrics.reject("seq_out_of_range");
+                            tracing::warn!(site = %key.site, terminal = %key.terminal, seq, last_seq, "report seq jumped beyond limits.max_seq_jump");
+                            let mut st = Status::out_of_range(format!(
+                                "report seq {seq} is more than limits.max_seq_jump = {} above the \
+                                 stored seq {last_seq}: the agent's counter is damaged. Renumber \
+                                 the held reports from seq {} (this agent's reports are kept)",
+                                state.limits.max_seq_jump,
+                                last_seq + 1
+                            ));
+                            if let Ok(v) = last_seq.to_string().parse() {
+                                st.metadata_mut().insert(oqs_proto::SEQ_RESTART, v);
+                            }
+                            return Err(st);
+                        }
                         CommitOutcome::Conflict => {
                             // No Rejected: the report is good, it is the ids that are shared; the
                             // agent keeps it and the NOC sees the site's flag.
                             state.metrics.reject("terminal_id_conflict");
                             tracing::warn!(site = %key.site, terminal = %key.terminal, seq, "two machines report with the same ids");
                             let mut st = Status::failed_precondition(format!(
-                                "another machine already reported seq {seq} as {}/{} with different \
-                                 content: two machines use these site and terminal ids. Give each \
-                                 its own terminal_id (this agent's reports are kept)",
+                                "another machine reports as {}/{}: seq {seq} differs from what it \
+                                 stored under that seq, or is below seqs it stored: two machines \
+                                 use these site and terminal ids. Give each its own terminal_id \
+                                 (this agent's reports are kept and sent again above the other's)",
                                 key.site, key.terminal
                             ));
                             st.metadata_mut().insert(
@@ -523,13 +542,6 @@ fn reports<'a>(
                                 tonic::metadata::MetadataValue::from_static("1"),
                             );
                             return Err(st);
-                        }
-                        CommitOutcome::OutOfOrder { last_seq } => {
-                            state.metrics.reject("out_of_order");
-                            return Err(Box::pin(refuse(tx, seq, Status::failed_precondition(format!(
-                                "report seq {seq} was never stored and seq {last_seq} already is: \
-                                 seqs must increase per terminal"
-                            )))).await);
                         }
                     };
                     if tx.send(Ok(msg(CollectorBody::Ack(ack)))).await.is_err() {
@@ -562,7 +574,17 @@ fn reports<'a>(
                             reading = false;
                         }
                         Step::Fail(st) => return Err(st),
-                        Step::Refuse(seq, st) => return Err(Box::pin(refuse(tx, seq, st)).await),
+                        Step::Refuse(seq, st) => {
+                            // The site's flag says why, without the seq (the same refusal of the
+                            // next report is the same problem).
+                            let msg = st.message();
+                            let why = msg
+                                .strip_prefix("report seq ")
+                                .and_then(|r| r.split_once(": "))
+                                .map_or(msg, |(_, why)| why);
+                            state.committer.refused(key, why.to_owned());
+                            return Err(Box::pin(refuse(tx, seq, st)).await);
+                        }
                         Step::Commit(seq, commit) => {
                             // Boxed, like the refusals: a future kept inline would make every
                             // connected agent's task as large as its largest await.
@@ -693,16 +715,6 @@ fn take_message(
             st.metadata_mut().insert(RETRY_PUSHBACK, v);
         }
         return Step::EndAfterQueued(Box::new(st));
-    }
-    if seq > oqs_proto::MAX_SEQ {
-        // Not this report's fault but a damaged counter: no Rejected (on which the agent would
-        // drop the report); the stream ends and the agent keeps its spool.
-        state.metrics.reject("seq_out_of_range");
-        return Step::Fail(Status::out_of_range(format!(
-            "report seq {seq} is above the limit {}: the agent's spool state is damaged; its \
-             reports are kept, fix or reset the spool's state file",
-            oqs_proto::MAX_SEQ
-        )));
     }
     if seq <= *last_seq_on_stream {
         state.metrics.reject("out_of_order");

@@ -220,6 +220,7 @@ impl Core {
                 maintenance: maintenance.clone(),
                 incidents: config.incidents.clone(),
                 incident_book: incidents.clone(),
+                max_seq_jump: config.limits.max_seq_jump,
             },
             metrics.clone(),
             view.clone(),

@@ -246,6 +246,10 @@ pub struct TerminalRecord {
     /// certificate check read (0: none known).
     #[prost(int64, tag = "23")]
     pub cert_not_after_ms: i64,
+    /// What the agent could not do, as its newest report said (absent: nothing). Boxed: every
+    /// record stays in memory and nearly every agent has nothing to say here.
+    #[prost(message, optional, boxed, tag = "24")]
+    pub agent: Option<Box<oqs_proto::v1::AgentState>>,
 }
 
 impl TerminalRecord {

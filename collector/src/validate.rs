@@ -169,6 +169,10 @@ fn report_inner(r: &Report, l: &Limits) -> Result<(), String> {
             r.finished_at_ms, r.started_at_ms
         ));
     }
+    if let Some(a) = &r.agent {
+        crate::checks::text("agent.config_refused", &a.config_refused, l.max_text_chars)?;
+        crate::checks::text("agent.last_refusal", &a.last_refusal, l.max_text_chars)?;
+    }
     crate::checks::validate(r, l)
 }
 

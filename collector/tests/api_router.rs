@@ -80,6 +80,9 @@ async fn bad_requests_name_what_was_wrong() {
         ("POST", "/api/sites/ok-00000/config", r#"{"interval_seconds": 0}"#, "interval_seconds 0: must be 1..=86400"),
         ("POST", "/api/sites/ok-00000/config", r#"{"probe_timeout_ms": 99}"#, "probe_timeout_ms 99: must be 100..=60000"),
         ("POST", "/api/sites/ok-00000/config", r#"{"lineauth_url": "http://x"}"#, "https://"),
+        // A CR pasted with the URL would ride in every report and get every one refused.
+        ("POST", "/api/sites/ok-00000/config", r#"{"lineauth_url": "https://www.lineauth.mnw\r"}"#, "lineauth_url \"https://www.lineauth.mnw\\r\" contains '\\r'"),
+        ("POST", "/api/sites/ok-00000/config", r#"{"lineauth_url": "https:///x"}"#, "has no host"),
         ("POST", "/api/sites/ok-00000/config", r#"{"surprise": 1}"#, "surprise"),
         ("POST", "/api/admin/enrollments/bad%20id", "", "site"),
     ] {

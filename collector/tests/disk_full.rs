@@ -64,6 +64,7 @@ async fn the_committer_stops_when_the_store_can_no_longer_write() {
             maintenance: Default::default(),
             incidents: Default::default(),
             incident_book: Default::default(),
+            max_seq_jump: config.limits.max_seq_jump,
         },
         std::sync::Arc::new(oqs_collector::metrics::Metrics::new()),
         oqs_collector::view::FleetView::default(),

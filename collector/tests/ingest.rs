@@ -264,24 +264,59 @@ async fn out_of_order_seqs_are_failed_precondition() {
         st.message()
     );
     assert_eq!(rejected[0].seq, 4);
-    // Across streams: seq 3 was never stored and 5 already is.
-    let (mut s, last) = AgentStream::hello(ch, hello("s", "t")).await;
-    assert_eq!(last, 5);
-    s.send(report(3)).await;
-    let (st, _) = s.error().await;
-    assert_eq!(st.code(), Code::FailedPrecondition);
-    assert!(
-        st.message().contains("seqs must increase"),
-        "{}",
-        st.message()
-    );
-    assert_eq!(rejected_total(&c, "out_of_order").await, 2.0);
+    assert_eq!(rejected_total(&c, "out_of_order").await, 1.0);
     c.stop().await.unwrap();
 }
 
-/// A seq near 2^64 is a damaged counter, not a bad report: the stream ends OUT_OF_RANGE without a
-/// `Rejected` (on which an agent drops the report), nothing is stored, and nothing overflows; a
-/// Hello claiming such a seq is refused as a bad Hello.
+/// A second writer under the same ids that jumps ahead in seq (it stored seq 100 while the real
+/// agent is at 3) does not get the real agent's good reports refused and dropped: the real
+/// agent's seq 4, never stored and below 100, is a `terminal_id_conflict` — the stream ends with
+/// the conflict marker and no `Rejected` (the agent keeps it, and sends it again above 100), and
+/// the site is flagged.
+#[tokio::test]
+async fn a_second_writer_jumping_ahead_is_a_conflict_and_the_real_agents_reports_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let ch = channel(c.grpc_addr).await;
+    let (mut a, _) = AgentStream::hello(ch.clone(), hello("clinic-jump", "pc-1")).await;
+    for seq in 1..=3 {
+        a.send(report(seq)).await;
+        assert_eq!(a.ack().await.seq, seq);
+    }
+    let (mut b, _) = AgentStream::hello(ch.clone(), hello("clinic-jump", "pc-1")).await;
+    b.send(report(100)).await;
+    assert_eq!(b.ack().await.seq, 100);
+    a.send(report(4)).await;
+    let (st, rejected) = a.error().await;
+    assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
+    assert!(
+        st.metadata().get(oqs_proto::TERMINAL_ID_CONFLICT).is_some(),
+        "{st:?}"
+    );
+    assert!(
+        rejected.is_empty(),
+        "nothing refused for good: {rejected:?}"
+    );
+    let site = get_json(c.http_addr, "/api/sites/clinic-jump").await;
+    assert!(
+        site["flags"].to_string().contains("terminal_id_conflict"),
+        "{site}"
+    );
+    let detail = site["active_flags"].to_string();
+    assert!(detail.contains("below seq 100"), "{detail}");
+    // Sent again above the other's seqs (as the agent's spool renumbers it), it is stored.
+    let (mut a, last) = AgentStream::hello(ch, hello("clinic-jump", "pc-1")).await;
+    assert_eq!(last, 100);
+    a.send(report(101)).await;
+    assert_eq!(a.ack().await.seq, 101);
+    c.stop().await.unwrap();
+}
+
+/// A seq at the protocol's ceiling or far above the stored one is a damaged counter, not a bad
+/// report: the stream ends OUT_OF_RANGE without a `Rejected` (on which an agent drops the
+/// report), saying the stored seq to go on from; nothing is stored (a stored seq at the ceiling
+/// would leave the terminal nothing to go on with), nothing overflows; a Hello claiming such a
+/// seq is refused as a bad Hello.
 #[tokio::test]
 async fn a_seq_beyond_the_limit_ends_the_stream_without_refusing_the_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,7 +325,16 @@ async fn a_seq_beyond_the_limit_ends_the_stream_without_refusing_the_report() {
     let (mut s, _) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
     s.send(report(7)).await;
     assert_eq!(s.ack().await.seq, 7);
-    for seq in [oqs_proto::MAX_SEQ + 1, u64::MAX] {
+    // Beyond the ceiling, at it, or further above the stored seq than limits.max_seq_jump: a
+    // damaged counter. Not stored (the terminal would have no seq left to go on with), no
+    // Rejected, and the stream says where to go on from.
+    let jump = oqs_collector::config::Limits::default().max_seq_jump;
+    for seq in [
+        oqs_proto::MAX_SEQ + 1,
+        u64::MAX,
+        oqs_proto::MAX_SEQ,
+        7 + jump + 1,
+    ] {
         let (mut s, last) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
         assert_eq!(last, 7);
         let mut r = report(8);
@@ -298,15 +342,31 @@ async fn a_seq_beyond_the_limit_ends_the_stream_without_refusing_the_report() {
         s.send(r).await;
         let (st, rejected) = s.error().await;
         assert_eq!(st.code(), Code::OutOfRange, "{seq}: {st:?}");
-        assert!(st.message().contains("spool"), "{}", st.message());
+        assert!(
+            st.message().contains("counter is damaged"),
+            "{}",
+            st.message()
+        );
         assert!(rejected.is_empty(), "{seq}: no Rejected: {rejected:?}");
+        let restart = st
+            .metadata()
+            .get(oqs_proto::SEQ_RESTART)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            restart.as_deref(),
+            Some("7"),
+            "{seq}: go on from the stored seq"
+        );
     }
-    // The largest allowed seq is stored.
-    let (mut s, _) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
-    let mut r = report(8); // common::report spells the seq into an address
-    r.seq = oqs_proto::MAX_SEQ;
+    // The agent goes on from there; a jump of the limit itself is an agent's own.
+    let (mut s, last) = AgentStream::hello(ch.clone(), hello("s", "t")).await;
+    assert_eq!(last, 7, "nothing of it was stored");
+    s.send(report(8)).await;
+    assert_eq!(s.ack().await.seq, 8);
+    let mut r = report(9);
+    r.seq = 8 + jump;
     s.send(r).await;
-    assert_eq!(s.ack().await.seq, oqs_proto::MAX_SEQ);
+    assert_eq!(s.ack().await.seq, 8 + jump);
     let mut h = hello("s", "t2");
     h.highest_held_seq = u64::MAX;
     let st = match AgentStream::open(ch, msg_hello(h)).await {
@@ -319,7 +379,7 @@ async fn a_seq_beyond_the_limit_ends_the_stream_without_refusing_the_report() {
         "{}",
         st.message()
     );
-    assert_eq!(rejected_total(&c, "seq_out_of_range").await, 2.0);
+    assert_eq!(rejected_total(&c, "seq_out_of_range").await, 4.0);
     c.stop().await.unwrap();
 }
 
@@ -453,7 +513,12 @@ async fn a_clock_far_behind_is_told_apart_from_a_replay_by_the_hellos_time() {
     // Its history is drawn where it happened (the Hello's offset), so the last day's chart shows
     // it; the replay's history stays three days back, where it happened for real.
     let late = get_json(c.http_addr, "/api/sites/clinic-late/history?check=ipv6").await;
-    let points = late["points"].as_array().unwrap();
+    let points: Vec<_> = late["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] != "carried")
+        .collect();
     assert_eq!(points.len(), 3, "{late}");
     for p in points {
         let at = p["at_ms"].as_i64().unwrap();
@@ -461,7 +526,17 @@ async fn a_clock_far_behind_is_told_apart_from_a_replay_by_the_hellos_time() {
         assert!(at <= received && received - at < 60_000, "{late}");
     }
     let replay = get_json(c.http_addr, "/api/sites/clinic-replay/history?check=ipv6").await;
-    assert_eq!(replay["points"].as_array().unwrap().len(), 0, "{replay}");
+    let kinds: Vec<&str> = replay["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["carried"],
+        "only the state in force from then: {replay}"
+    );
     let from = now - behind - 60_000;
     let replay = get_json(
         c.http_addr,

@@ -10,9 +10,10 @@ pub(super) fn url(
     default: &str,
 ) -> Result<String, ConfigError> {
     let v = v.unwrap_or_else(|| default.to_string());
-    if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() > 2048 {
-        return Err(invalid(key, format!("{v:?} is not an http(s) URL")));
-    }
+    // The protocol's rule, the one the collector holds the NOC's updates to: a URL that passes
+    // here never gets a report refused.
+    oqs_proto::check_probe_url(&v, true)
+        .map_err(|e| invalid(key, format!("{v:?} is not a usable http(s) URL: it {e}")))?;
     Ok(v)
 }
 

@@ -674,6 +674,7 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         ntp,
         spool_dropped_total: 0,
         certs: Some(certs),
+        agent: None,
     }
 }
 

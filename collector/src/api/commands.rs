@@ -91,11 +91,10 @@ pub(super) async fn config_update(
         }
     }
     if let Some(u) = &b.lineauth_url {
-        if !u.starts_with("https://") || u.len() > oqs_proto::LINEAUTH_URL_MAX_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "lineauth_url {u:?}: must be an https:// URL"
-            )));
-        }
+        // The rule the agent and every report hold the URL to: an update that passes here is
+        // one the agent takes and whose reports are stored.
+        oqs_proto::check_probe_url(u, false)
+            .map_err(|e| ApiError::bad_request(format!("lineauth_url {u:?} {e}")))?;
     }
     if b.interval_seconds.is_none() && b.probe_timeout_ms.is_none() && b.lineauth_url.is_none() {
         return Err(ApiError::bad_request(

@@ -44,6 +44,8 @@ struct ChartPoint {
     terminal_id: String,
     at: Option<String>,
     at_ms: i64,
+    /// When the collector received the report (retention goes by it).
+    received_ms: i64,
     seq: u64,
     /// `first`, `change`, `keyframe`; `carried`: the state in force when the window starts (the
     /// terminal's last point before it), drawn from the window's start.
@@ -82,6 +84,7 @@ fn chart_point(
         terminal_id: terminal.to_owned(),
         at: when(p.at_ms),
         at_ms: p.at_ms,
+        received_ms: p.received_ms(),
         seq,
         kind: kind_name(p.kind),
         ok: p.ok,

@@ -98,6 +98,13 @@ struct TerminalView {
     first_seen_at: Option<String>,
     last_hello_at: Option<String>,
     spool_dropped_total: u64,
+    /// Reports the agent set aside unsent (a spooled file that no longer decoded, a report
+    /// refused again and again): kept on the terminal, counted here.
+    quarantined_total: u64,
+    /// The last configuration update the agent refused, and why (null: none).
+    config_refused: Option<String>,
+    /// The last reason the collector refused one of its reports, as the agent says (null: none).
+    last_refusal: Option<String>,
     interval_seconds: Option<i64>,
     prefix: Option<String>,
     ipv6_addresses: Vec<String>,
@@ -269,6 +276,17 @@ pub(super) async fn site(
                     first_seen_at: when(r.first_seen_ms),
                     last_hello_at: when(r.last_hello_ms),
                     spool_dropped_total: r.spool_dropped_total,
+                    quarantined_total: r.agent.as_ref().map_or(0, |a| a.quarantined_total),
+                    config_refused: r
+                        .agent
+                        .as_ref()
+                        .map(|a| a.config_refused.clone())
+                        .filter(|c| !c.is_empty()),
+                    last_refusal: r
+                        .agent
+                        .as_ref()
+                        .map(|a| a.last_refusal.clone())
+                        .filter(|c| !c.is_empty()),
                     interval_seconds: (r.interval_ms > 0).then_some(r.interval_ms / 1000),
                     prefix: t.and_then(|t| t.prefix.clone()),
                     ipv6_addresses: t.map(|t| t.global_addresses.clone()).unwrap_or_default(),

@@ -25,13 +25,17 @@ impl Engine {
             .flags
             .get(&Flag::PrefixChanged)
             .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.prefix_changed_hold_ms())
-            || [Flag::TerminalIdConflict, Flag::StoreLostReports]
-                .iter()
-                .any(|flag| {
-                    st.flags.get(flag).is_some_and(|f| {
-                        now_ms - f.raised_at_ms >= self.settings.conflict_hold_ms()
-                    })
-                })
+            || [
+                Flag::TerminalIdConflict,
+                Flag::StoreLostReports,
+                Flag::ReportsRefused,
+            ]
+            .iter()
+            .any(|flag| {
+                st.flags
+                    .get(flag)
+                    .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.conflict_hold_ms())
+            })
     }
 
     /// Whether a terminal last heard at `seen_ms` (a report or a Hello, by the collector's clock)
@@ -75,19 +79,47 @@ impl Engine {
         events
     }
 
-    /// A different report arrived under `terminal`'s stored `seq`: another machine uses its ids.
+    /// A different report arrived under `terminal`'s stored `seq`, or (`above`) a seq never
+    /// stored arrived below the stored `above`: another machine uses its ids.
     pub fn on_conflict(
         &mut self,
         st: &mut SiteState,
         terminal: &str,
         seq: u64,
+        above: Option<u64>,
         now_ms: i64,
     ) -> Vec<Event> {
-        let detail = format!(
-            "{terminal}: seq {seq} arrived with another report than the one stored: two machines \
-             report as this terminal"
-        );
+        let detail = match above {
+            None => format!(
+                "{terminal}: seq {seq} arrived with another report than the one stored: two \
+                 machines report as this terminal"
+            ),
+            Some(last) => format!(
+                "{terminal}: seq {seq} arrived below seq {last}, which another writer stored: \
+                 two machines report as this terminal"
+            ),
+        };
         self.hold(st, Flag::TerminalIdConflict, terminal, detail, now_ms)
+    }
+
+    /// The collector refused `terminal`'s report as invalid for `reason`. Renewed without an
+    /// event while the reason stays the same (an agent tries a refused report again later, and
+    /// the same refusal must not fill the event log).
+    pub fn on_refused(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        let detail = verdicts::bounded(&format!("{terminal}: {reason}"), 160);
+        if let Some(f) = st.flags.get_mut(&Flag::ReportsRefused) {
+            if f.detail.as_deref() == Some(detail.as_str()) {
+                f.raised_at_ms = now_ms;
+                return Vec::new();
+            }
+        }
+        self.hold(st, Flag::ReportsRefused, terminal, detail, now_ms)
     }
 
     /// `terminal`'s agent was acknowledged up to `acked` but the store holds up to `stored`.
@@ -164,6 +196,7 @@ impl Engine {
             (Flag::PrefixChanged, self.settings.prefix_changed_hold_ms()),
             (Flag::TerminalIdConflict, self.settings.conflict_hold_ms()),
             (Flag::StoreLostReports, self.settings.conflict_hold_ms()),
+            (Flag::ReportsRefused, self.settings.conflict_hold_ms()),
         ] {
             if let Some(f) = st.flags.get(&flag) {
                 // Held flags are timed by the collector's clock (they have no report time).

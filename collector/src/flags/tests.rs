@@ -34,7 +34,7 @@ fn an_id_conflict_is_held_then_clears_on_the_collectors_clock() {
         ..Default::default()
     };
     let t0 = 10_000_000;
-    let ev = e.on_conflict(&mut st, "pc-1", 42, t0);
+    let ev = e.on_conflict(&mut st, "pc-1", 42, None, t0);
     assert_eq!(ev[0].action, Action::Raised);
     assert!(ev[0].detail.as_deref().unwrap().contains("seq 42"));
     assert_eq!(flags(&st), [Flag::TerminalIdConflict]);

@@ -10,7 +10,7 @@ use super::*;
 const DETAIL_CHARS: usize = 160;
 
 /// `text` cut to `max` characters (never inside one), with an ellipsis when cut.
-fn bounded(text: &str, max: usize) -> String {
+pub(super) fn bounded(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),

@@ -216,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
                 maintenance: Default::default(),
                 incidents: config.incidents.clone(),
                 incident_book: Default::default(),
+                max_seq_jump: config.limits.max_seq_jump,
             },
             Arc::new(Metrics::new()),
             FleetView::default(),

@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             maintenance: Default::default(),
             incidents: Default::default(),
             incident_book: Default::default(),
+            max_seq_jump: defaults.limits.max_seq_jump,
         },
         Arc::new(Metrics::new()),
         FleetView::default(),
