@@ -4,8 +4,15 @@
 //! `ConfigUpdate` (every field, validated like the file) and `RunNow`.
 //!
 //! Rounds never wait for the network: a collector outage only grows the spool (up to its bound).
-//! Must never drop a report that was not acknowledged, except when the spool is full (counted) or
-//! the collector refused it for good (`Rejected`).
+//! A report the collector refuses (`Rejected`) is not dropped: a refusal of what the agent itself
+//! builds would repeat with every report, so the agent backs off (`collector.refused_retry_*`,
+//! 30 s doubling to an hour) and
+//! sends it again; only after [`REFUSALS_BEFORE_QUARANTINE`] refusals is it set aside
+//! (quarantined, counted, reported). A configuration update that fails the agent's own checks is
+//! refused: the agent keeps its settings and says so in its next reports. A collector that says
+//! the agent's counter is damaged (`oqs-seq-restart`) gets the held reports renumbered from its
+//! stored seq. Must never drop a report that was not acknowledged, except when the spool is full
+//! (counted).
 
 use crate::config::AgentConfig;
 use crate::round::RoundRunner;
@@ -123,29 +130,54 @@ fn jump_ms(mono: Duration, wall: Result<Duration, std::time::SystemTimeError>) -
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// How often one report may be refused before it is set aside (quarantined) so the ones after it
+/// go.
+pub const REFUSALS_BEFORE_QUARANTINE: u32 = 3;
+
+/// What the agent could not do, said in every report it makes (`Report.agent`).
+type Notes = Arc<Mutex<oqs_proto::v1::AgentState>>;
+
+/// One line of at most the protocol's agent text length, for a note.
+fn note_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(oqs_proto::AGENT_TEXT_CHARS)
+        .collect()
+}
+
 /// The wait before the next connection attempt: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]
 /// while attempts fail, and starts over once a stream got a report acknowledged (a collector that
 /// stores reports is not one to wait a minute for after the next blip).
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
+    min: Duration,
+    max: Duration,
 }
 
 impl Backoff {
     fn new() -> Self {
-        Self { next: BACKOFF_MIN }
+        Self::between(BACKOFF_MIN, BACKOFF_MAX)
+    }
+
+    fn between(min: Duration, max: Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
     }
 
     /// The wait before the next attempt (with jitter); the one after it is longer.
     fn next_wait(&mut self) -> Duration {
         let wait = jitter(self.next);
-        self.next = (self.next * 2).min(BACKOFF_MAX);
+        self.next = (self.next * 2).min(self.max);
         wait
     }
 
     /// A stream got a report acknowledged.
     fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
+        self.next = self.min;
     }
 }
 
@@ -200,6 +232,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let new_report = Arc::new(Notify::new());
     let run_now = Arc::new(Notify::new());
     let (config_tx, config_rx) = watch::channel(cfg.clone());
+    let notes: Notes = Arc::default();
 
     let rounds = tokio::spawn(rounds(
         runner,
@@ -207,6 +240,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         new_report.clone(),
         run_now.clone(),
         config_rx,
+        notes.clone(),
         shutdown.clone(),
     ));
     // Files read once (os-release, /proc/stat; the registry on Windows).
@@ -232,8 +266,15 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         site_name: cfg.site_name.clone(),
         credential: None,
     };
+    let mut hello = hello;
+    crate::tidy::hello(&mut hello);
     let secret_path = cfg.spool_dir.join(SECRET_FILE);
     let mut backoff = Backoff::new();
+    // After a refused report: whatever the collector found wrong is likely in the next report
+    // too, and sending it every few seconds would only fill its log.
+    let mut refused_backoff = Backoff::between(cfg.refused_retry.0, cfg.refused_retry.1);
+    // How often each held report was refused (a restart forgets: it is tried afresh).
+    let mut refusals: std::collections::HashMap<u64, u32> = Default::default();
     while !shutdown.is_cancelled() {
         let channel = endpoint.connect_lazy();
         // The terminal's own secret once enrolled; until then the site's enrollment token. A
@@ -276,6 +317,10 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
             &new_report,
             &run_now,
             &config_tx,
+            Refusals {
+                notes: &notes,
+                counts: &mut refusals,
+            },
             &shutdown,
         )
         .await
@@ -288,15 +333,22 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         if end.acked {
             // The stream stored reports: the collector works; the next blip starts over.
             backoff.reset();
+            if !end.refused {
+                refused_backoff.reset();
+            }
         }
         if let Some(e) = &end.error {
             tracing::warn!(error = %e, "collector stream ended");
         }
-        // A refusal with a pushback (the terminal's rate window) says when; else back off.
-        let wait = end
-            .retry_after
-            .map(|d| d + jitter(Duration::from_millis(250)))
-            .unwrap_or_else(|| backoff.next_wait());
+        // A refused report: wait long (it will likely be refused again). A refusal with a
+        // pushback (the terminal's rate window, a busy collector) says when; else back off.
+        let wait = if end.refused {
+            refused_backoff.next_wait()
+        } else {
+            end.retry_after
+                .map(|d| d + jitter(Duration::from_millis(250)))
+                .unwrap_or_else(|| backoff.next_wait())
+        };
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -340,16 +392,22 @@ async fn rounds(
     new_report: Arc<Notify>,
     run_now: Arc<Notify>,
     mut config: watch::Receiver<AgentConfig>,
+    notes: Notes,
     shutdown: CancellationToken,
 ) {
     let mut runner = runner;
     loop {
         // A stop does not wait for a round's probes (their timeouts add up to seconds; a service
         // manager waits for less): the unfinished round was never made, so nothing is lost.
-        let report = tokio::select! {
+        let mut report = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = runner.run(0, 0) => r,
         };
+        // What the agent could not do goes with every round (the spool adds its own counts).
+        let state = notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if state != oqs_proto::v1::AgentState::default() {
+            report.agent = Some(state);
+        }
         match spool_op(&spool, move |s| s.push(report)).await {
             Ok(r) => {
                 tracing::debug!(seq = r.seq, "round spooled");
@@ -473,11 +531,20 @@ impl Credential<'_> {
     }
 }
 
+/// What a stream needs to handle the collector's refusals: the notes the reports carry, and how
+/// often each held report was refused.
+struct Refusals<'a> {
+    notes: &'a Notes,
+    counts: &'a mut std::collections::HashMap<u64, u32>,
+}
+
 /// How a stream ended.
 #[derive(Debug, Default)]
 struct SessionEnd {
     /// The collector acknowledged at least one report on it.
     acked: bool,
+    /// The collector refused a report on it (`Rejected`).
+    refused: bool,
     /// The collector asked to wait this long before trying again (`grpc-retry-pushback-ms`).
     retry_after: Option<Duration>,
     /// Why it ended, unless it was the agent's own shutdown.
@@ -530,6 +597,7 @@ async fn session(
     new_report: &Notify,
     run_now: &Notify,
     config: &watch::Sender<AgentConfig>,
+    refusals: Refusals<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     (hello.highest_held_seq, hello.highest_acked_seq) =
@@ -625,6 +693,9 @@ async fn session(
                 .map_err(|e| e.to_string())?;
         }
         for mut r in pending {
+            // What every collector accepts, again: a report spooled by an older agent, or before
+            // a limit changed, must not be refused for a text or a list.
+            crate::tidy::report(&mut r);
             // Lists longer than the collector keeps are cut as it would cut them (the first
             // items), so the report fits its limits and the message its size.
             let cut = crate::tidy::fit_lists(&mut r, max_addresses, max_list_items);
@@ -690,18 +761,37 @@ async fn session(
                         .map_err(|e| e.to_string())?;
                     }
                     Some(CollectorBody::Rejected(r)) => {
-                        tracing::warn!(seq = r.seq, reason = %r.reason, "collector refused a report; dropping it");
+                        // Not dropped: what the collector finds wrong in what this agent builds
+                        // would be wrong in the next report too. Kept, tried again after a long
+                        // back-off, set aside only after being refused again and again.
+                        end.refused = true;
                         let seq = r.seq;
-                        spool_op(spool, move |s| s.remove(seq)).await.map_err(|e| e.to_string())?;
+                        refusals.notes.lock().unwrap_or_else(|p| p.into_inner()).last_refusal =
+                            note_text(&r.reason);
+                        let n = refusals.counts.entry(seq).or_insert(0);
+                        *n += 1;
+                        if *n >= REFUSALS_BEFORE_QUARANTINE {
+                            tracing::error!(seq, reason = %r.reason, refusals = *n, "the collector refused this report again and again; setting it aside (quarantined in the spool) so the next ones go");
+                            refusals.counts.remove(&seq);
+                            spool_op(spool, move |s| s.quarantine(seq)).await.map_err(|e| e.to_string())?;
+                        } else {
+                            tracing::warn!(seq, reason = %r.reason, refusals = *n, "the collector refused a report; keeping it and trying again later");
+                        }
                     }
                     Some(CollectorBody::ConfigUpdate(c)) => {
                         let current = config.borrow().clone();
                         match current.apply_update(&c) {
                             Ok((next, changed)) => {
                                 tracing::info!(?changed, "configuration updated by the collector");
+                                refusals.notes.lock().unwrap_or_else(|p| p.into_inner()).config_refused.clear();
                                 let _ = config.send(next);
                             }
-                            Err(e) => tracing::warn!(error = %e, "ignoring a configuration update"),
+                            Err(e) => {
+                                // The old settings stay; the next reports say why (the NOC sees it).
+                                tracing::warn!(error = %e, "refusing a configuration update; keeping the current settings");
+                                refusals.notes.lock().unwrap_or_else(|p| p.into_inner()).config_refused =
+                                    note_text(&e.to_string());
+                            }
                         }
                     }
                     Some(CollectorBody::RunNow(r)) => {
@@ -713,6 +803,19 @@ async fn session(
                 Ok(None) => return Err("the collector closed the stream".into()),
                 Err(s) => {
                     end.retry_after = pushback(&s);
+                    let restart = s
+                        .metadata()
+                        .get(oqs_proto::SEQ_RESTART)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(stored) = restart {
+                        // The collector stores up to `stored` and says this counter jumped far
+                        // beyond it (a damaged state file): go on from there, nothing dropped.
+                        let moved = spool_op(spool, move |sp| sp.restart_from(stored))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tracing::error!(stored, moved, "the collector says this agent's seq counter is damaged; the held reports go on from its stored seq");
+                    }
                     if s.metadata().get(oqs_proto::TERMINAL_ID_CONFLICT).is_some() {
                         // What was sent but not acked was not stored as ours: send it again
                         // (renumbered above the other machine's) rather than forget it.

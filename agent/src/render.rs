@@ -478,6 +478,7 @@ mod tests {
             }],
             spool_dropped_total: 0,
             certs: None,
+            agent: None,
         }
     }
 

@@ -111,6 +111,9 @@ pub struct AgentConfig {
     /// The site's enrollment token, exchanged at first contact for this terminal's own secret
     /// (kept in the spool directory). Never logged.
     pub collector_enrollment_token: Option<Secret>,
+    /// After the collector refused a report: the first wait before it is sent again, doubling
+    /// up to the second (`collector.refused_retry_min_secs` / `_max_secs`, 30 s and an hour).
+    pub refused_retry: (Duration, Duration),
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     /// How long acknowledged reports stay in the spool (within `spool_max_bytes`), so a collector
@@ -182,6 +185,48 @@ mod tests {
         ] {
             assert!(with(&format!("url = \"{local}\"")).is_ok(), "{local}");
         }
+    }
+
+    /// A configuration whose rounds would make reports no collector accepts is refused when it
+    /// is read (issue "true alarms", item 8: nine NTP servers made every report refused).
+    #[test]
+    fn a_config_whose_reports_would_be_refused_is_refused_naming_the_key() {
+        let nine: Vec<String> = (0..9).map(|i| format!("\"ntp{i}.example\"")).collect();
+        let e = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[ntp]\nservers = [{}]\n",
+            nine.join(", ")
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ntp.servers") && e.to_string().contains("at most 8"),
+            "{e}"
+        );
+        let eight = &nine[..8];
+        assert!(AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[ntp]\nservers = [{}]\n",
+            eight.join(", ")
+        ))
+        .is_ok());
+        let names: Vec<String> = (0..50)
+            .map(|i| format!("{{ name = \"n{i}.onshikaku.org\", resolver = \"nw_base\" }}"))
+            .collect();
+        let e = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[dns]\nnames = [{}]\n",
+            names.join(", ")
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("dns.names") && e.to_string().contains("300 DNS probes"),
+            "{e}"
+        );
+        let e = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[lineauth]\nurl = \"https://www.lineauth.mnw\\r\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("lineauth.url") && e.to_string().contains("control"),
+            "{e}"
+        );
     }
 
     #[test]

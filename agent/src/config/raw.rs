@@ -52,6 +52,8 @@ pub(super) struct RawCollector {
     pub(super) client_key: Option<PathBuf>,
     pub(super) enrollment_token: Option<String>,
     pub(super) insecure: Option<bool>,
+    pub(super) refused_retry_min_secs: Option<u64>,
+    pub(super) refused_retry_max_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -39,7 +39,10 @@ impl AgentConfig {
         if !u.dns_names.is_empty() {
             let mut names = Vec::with_capacity(u.dns_names.len());
             for n in &u.dns_names {
-                if n.is_empty() || n.len() > oqs_proto::text_limits::DNS_NAME {
+                if n.is_empty()
+                    || n.len() > oqs_proto::text_limits::DNS_NAME
+                    || n.chars().any(|c| c.is_control() || c.is_whitespace())
+                {
                     return Err(invalid("dns_names", format!("{n:?} is not a DNS name")));
                 }
                 let resolver = guide::resolver_for(n);
@@ -72,12 +75,21 @@ impl AgentConfig {
             changed.push("http_targets");
         }
         if !u.ntp_servers.is_empty() {
-            if u.ntp_servers.iter().any(|s| s.is_empty() || s.len() > 253) {
-                return Err(invalid("ntp_servers", "has an empty or over-long name"));
+            if u.ntp_servers.iter().any(|s| {
+                s.is_empty()
+                    || s.len() > oqs_proto::text_limits::DNS_NAME
+                    || s.chars().any(|c| c.is_control() || c.is_whitespace())
+            }) {
+                return Err(invalid(
+                    "ntp_servers",
+                    "has an empty, over-long or garbled name",
+                ));
             }
             c.probes.ntp_servers = u.ntp_servers.clone();
             changed.push("ntp_servers");
         }
+        // What the rounds would make with it must fit a report, or every report would be refused.
+        super::validate::fits_a_report(&c.probes, "dns_names", "ntp_servers")?;
         Ok((c, changed))
     }
 }
@@ -120,5 +132,26 @@ mod update_tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("lineauth_url"), "{e}");
+        // A pasted CR, nine NTP servers: refused, naming the field (the agent keeps its config).
+        let e = base
+            .apply_update(&ConfigUpdate {
+                lineauth_url: "https://www.lineauth.mnw\r".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("lineauth_url") && e.to_string().contains("control"),
+            "{e}"
+        );
+        let e = base
+            .apply_update(&ConfigUpdate {
+                ntp_servers: (0..9).map(|i| format!("ntp{i}.example")).collect(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("ntp_servers") && e.to_string().contains("at most 8"),
+            "{e}"
+        );
     }
 }

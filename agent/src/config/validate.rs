@@ -58,6 +58,51 @@ pub(super) fn loopback_host(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether the rounds `p` describes fit in one report as every collector accepts it
+/// (`oqs_proto::report_limits`): the DNS probes (each name as AAAA and A, through the system
+/// resolver and straight at each server of its kind) and the SNTP servers. `dns_key` and
+/// `ntp_key` name the settings in the error (the file's or an update's).
+pub(super) fn fits_a_report(
+    p: &Probes,
+    dns_key: &'static str,
+    ntp_key: &'static str,
+) -> Result<(), ConfigError> {
+    use oqs_proto::report_limits as RL;
+    let probes: usize = p
+        .dns_names
+        .iter()
+        .map(|n| {
+            let servers = match n.resolver {
+                guide::Resolver::NwBase => p.nw_base_servers.len(),
+                guide::Resolver::Ngn => p.ngn_servers.len(),
+            };
+            2 * (1 + servers)
+        })
+        .sum();
+    if probes > RL::DNS_PROBES {
+        return Err(invalid(
+            dns_key,
+            format!(
+                "{} names make {probes} DNS probes a round (each as AAAA and A, through the system \
+                 resolver and each server); a report carries at most {}",
+                p.dns_names.len(),
+                RL::DNS_PROBES
+            ),
+        ));
+    }
+    if p.ntp_servers.len() > RL::NTP_PROBES {
+        return Err(invalid(
+            ntp_key,
+            format!(
+                "has {} servers; a report carries at most {} (every collector refuses more)",
+                p.ntp_servers.len(),
+                RL::NTP_PROBES
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn prefix(s: &str) -> Option<(Ipv6Addr, u8)> {
     let (a, l) = s.split_once('/')?;
     let len: u8 = l.parse().ok().filter(|l| *l <= 128)?;
@@ -178,6 +223,20 @@ impl AgentConfig {
                 ));
             }
         }
+        let refused_retry = {
+            let min = r.collector.refused_retry_min_secs.unwrap_or(30);
+            let max = r.collector.refused_retry_max_secs.unwrap_or(3600);
+            if !(1..=86_400).contains(&min) || !(min..=86_400).contains(&max) {
+                return Err(invalid(
+                    "collector.refused_retry_min_secs",
+                    format!(
+                        "{min} and refused_retry_max_secs {max}: both 1 to 86400, the max not below \
+                         the min"
+                    ),
+                ));
+            }
+            (Duration::from_secs(min), Duration::from_secs(max))
+        };
         if https && r.collector.ca.is_none() {
             return Err(invalid(
                 "collector.ca",
@@ -282,7 +341,7 @@ impl AgentConfig {
             }
         };
         let oqs_ca_watch = r.oqs_ca.clone();
-        Ok(Self {
+        let c = Self {
             prefecture: r.prefecture.clone(),
             site_name,
             site,
@@ -302,6 +361,7 @@ impl AgentConfig {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .map(Secret),
+            refused_retry,
             spool_dir: r
                 .spool
                 .dir
@@ -337,6 +397,8 @@ impl AgentConfig {
                 certs,
                 oqs_ca: oqs_ca_watch,
             },
-        })
+        };
+        fits_a_report(&c.probes, "dns.names", "ntp.servers")?;
+        Ok(c)
     }
 }

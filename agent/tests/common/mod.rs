@@ -3,6 +3,8 @@
 //! where nothing listens, so no traffic leaves the machine.
 #![allow(dead_code)]
 
+pub mod fake_collector;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
