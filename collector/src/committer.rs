@@ -29,6 +29,16 @@ pub enum CommitOutcome {
     /// The seq is further above the stored one than `limits.max_seq_jump`: a damaged counter.
     /// Nothing written; the agent renumbers from the stored seq.
     SeqJump { last_seq: u64 },
+    /// The terminal (or its site) stored its day's budget of bytes
+    /// (`limits.max_stored_bytes_per_*_per_day`): nothing written, refused until `until_ms`
+    /// (the agent keeps the report); the site is flagged `reports_refused`.
+    OverBudget {
+        setting: &'static str,
+        until_ms: i64,
+    },
+    /// The data directory's filesystem is down to its reserve (`store.reserve_*`): nothing
+    /// written, refused for now (the agent keeps the report).
+    NoRoom { available: u64, reserve: u64 },
     /// A different report is stored under this seq, or the seq was never stored while a higher
     /// one is (another writer jumped ahead): another machine reports with the same site and
     /// terminal ids. Nothing written; the site is flagged `terminal_id_conflict`; the agent keeps
@@ -241,7 +251,8 @@ struct Writer {
     /// changed is kept (the memory matches the tree), published and acked only once a later
     /// commit is durable; until then every batch commits, duplicates included.
     unflushed: Vec<Staged>,
-    max_seq_jump: u64,
+    limits: crate::config::Limits,
+    reserve: crate::config::StoreTuning,
 }
 
 /// What the committer needs besides the store.
@@ -256,8 +267,10 @@ pub struct CommitterSettings {
     pub incidents: crate::incidents::IncidentSettings,
     /// Where the committer publishes the incidents (the API and `/metrics` read it).
     pub incident_book: crate::incidents::IncidentBook,
-    /// `limits.max_seq_jump`: how far above a terminal's stored seq a report's may be.
-    pub max_seq_jump: u64,
+    /// `[limits]`: how far a seq may jump, the daily storage budgets.
+    pub limits: crate::config::Limits,
+    /// `[store]`: the reserve kept on the data directory's filesystem.
+    pub store: crate::config::StoreTuning,
 }
 
 /// Why the committer could not start.
@@ -286,7 +299,8 @@ pub async fn spawn(
         maintenance,
         incidents,
         incident_book,
-        max_seq_jump,
+        limits,
+        store: store_tuning,
     } = settings;
     let tick_every = std::time::Duration::from_millis(flags.evaluate_every_ms.max(1));
     let sweep_every = std::time::Duration::from_secs(history.sweep_every_secs.max(1));
@@ -310,7 +324,8 @@ pub async fn spawn(
             derived,
             broken: false,
             unflushed: Vec::new(),
-            max_seq_jump,
+            limits,
+            reserve: store_tuning,
         })
     })
     .await
@@ -385,6 +400,38 @@ fn now_ms() -> i64 {
 }
 
 impl Writer {
+    /// Whether `key` (or its site) stored its day's budget: the setting and when it ends.
+    fn over_budget(&self, key: &TerminalKey, now: i64) -> Option<(&'static str, i64)> {
+        let l = &self.limits;
+        let rec = self.records.get(key)?;
+        if rec.budget_used(now) >= l.max_stored_bytes_per_terminal_per_day {
+            return Some((
+                "limits.max_stored_bytes_per_terminal_per_day",
+                rec.budget_ends_ms(),
+            ));
+        }
+        let mut used = 0u64;
+        let mut ends = i64::MAX;
+        for t in self.derived.terminals_of(&key.site) {
+            if let Some(r) = self.records.get(&TerminalKey::new(&key.site, t)) {
+                let u = r.budget_used(now);
+                if u > 0 {
+                    used = used.saturating_add(u);
+                    ends = ends.min(r.budget_ends_ms());
+                }
+            }
+        }
+        (used >= l.max_stored_bytes_per_site_per_day)
+            .then_some(("limits.max_stored_bytes_per_site_per_day", ends))
+    }
+
+    /// The data directory's free bytes and the reserve, when it is down to the reserve.
+    fn below_reserve(&self) -> Option<(u64, u64)> {
+        let space = self.store.filesystem_space().ok()?;
+        let reserve = self.reserve.reserve_of(space.size_bytes);
+        (space.available_bytes < reserve).then_some((space.available_bytes, reserve))
+    }
+
     fn record(&mut self, key: &TerminalKey) -> Result<&mut TerminalRecord, StoreError> {
         if !self.records.contains_key(key) {
             let rec = self.store.terminal(key)?.unwrap_or_default();
@@ -411,6 +458,13 @@ impl Writer {
 
         // (terminal, stored, acked) of Hellos that say the store lost acknowledged reports.
         let mut lost: Vec<(TerminalKey, u64, u64)> = Vec::new();
+        // Down to the reserve: no report is stored (asked once a batch, and only of a batch
+        // with reports in it: a statvfs).
+        let no_room = reqs
+            .iter()
+            .any(|r| matches!(r, Request::Report { .. }))
+            .then(|| self.below_reserve())
+            .flatten();
         for req in reqs {
             match req {
                 Request::Hello { key, ident, reply } => {
@@ -452,6 +506,11 @@ impl Writer {
                             let _ = reply.send(Err(CommitError(e.to_string())));
                         }
                     }
+                }
+                Request::Report { commit, reply } if no_room.is_some() => {
+                    let (available, reserve) = no_room.expect("matched");
+                    report_replies.push((reply, Ok(CommitOutcome::NoRoom { available, reserve })));
+                    drop(commit);
                 }
                 Request::Report { commit, reply } => {
                     let outcome = self.admit(
@@ -581,7 +640,7 @@ impl Writer {
         now: i64,
     ) -> Result<CommitOutcome, CommitError> {
         let err = |e: StoreError| CommitError(e.to_string());
-        let max_jump = self.max_seq_jump;
+        let max_jump = self.limits.max_seq_jump;
         let rec = self.record(&c.key).map_err(err)?;
         let (last_seq, pruned) = (rec.last_seq, rec.pruned_through_seq);
         // Beyond the protocol's ceiling, or further above the stored seq than any agent's counter
@@ -620,6 +679,19 @@ impl Writer {
                     CommitOutcome::Conflict
                 }
             });
+        }
+        if let Some((setting, until_ms)) = self.over_budget(&c.key, now) {
+            let detail = format!(
+                "over {setting} ({} bytes a day): its reports wait on the terminal until the \
+                 day's window ends",
+                if setting.ends_with("terminal_per_day") {
+                    self.limits.max_stored_bytes_per_terminal_per_day
+                } else {
+                    self.limits.max_stored_bytes_per_site_per_day
+                }
+            );
+            self.derived.refused(staged, batch, &c.key, &detail, now);
+            return Ok(CommitOutcome::OverBudget { setting, until_ms });
         }
         let Self {
             records, derived, ..
@@ -664,6 +736,7 @@ impl Writer {
         if let Some(i) = interface_in_use(&c.report).filter(|i| *i != rec.interface) {
             rec.interface = i.to_owned();
         }
+        let bytes_before = batch.stored_bytes();
         derived.stored(
             staged,
             batch,
@@ -677,6 +750,7 @@ impl Writer {
                 .map(crate::flags::ClockSkew::Ahead)
                 .or(c.clock_behind_ms.map(crate::flags::ClockSkew::Behind)),
         );
+        rec.count_stored((batch.stored_bytes() - bytes_before) as u64, now);
         pending.insert(c.key.report_key(c.seq), c.finished_at_ms);
         Ok(CommitOutcome::Stored)
     }

@@ -63,8 +63,14 @@ pub struct EnrollmentSettings {
     /// Refuse agents without a valid enrollment token or terminal secret. Required on a
     /// non-loopback `grpc_listen` unless `insecure`.
     pub required: bool,
-    /// Failed attempts per peer address per minute before it is refused outright.
+    /// Distinct wrong credentials per source, site and terminal per minute before further wrong
+    /// ones for them are answered RESOURCE_EXHAUSTED (a valid credential always passes).
     pub max_failures_per_minute: u32,
+    /// How long a new enrollment token works, in hours (`admin enroll --expires-in-hours` sets
+    /// another for one token); 0: until revoked.
+    pub token_ttl_hours: u64,
+    /// How many terminals one token may enroll (`admin enroll --max-uses`); 0: any number.
+    pub token_max_uses: u32,
 }
 
 impl Default for EnrollmentSettings {
@@ -72,6 +78,8 @@ impl Default for EnrollmentSettings {
         Self {
             required: false,
             max_failures_per_minute: 20,
+            token_ttl_hours: 14 * 24,
+            token_max_uses: 0,
         }
     }
 }
@@ -189,6 +197,15 @@ pub struct Limits {
     /// The HTTP side: a client must send a whole request head within this many milliseconds of
     /// connecting or of its previous answer (an idle keep-alive connection is closed after it).
     pub http_header_timeout_ms: u64,
+    /// The HTTP side: a whole request — head, body and answer — within this many milliseconds,
+    /// else 408 (a client whose body never comes holds nothing longer).
+    pub http_request_timeout_ms: u64,
+    /// The HTTP side: a connection with no request under way for this many seconds is closed
+    /// (HTTP/1 keep-alive and HTTP/2 alike; the dashboard refreshes every 10–30 s).
+    pub http_idle_secs: u64,
+    /// The HTTP side: open connections at most; more are closed as they are accepted (counted,
+    /// logged), so idle or slow HTTP clients can never take the file descriptors agents need.
+    pub max_http_connections: usize,
     /// Open gRPC connections from one source (an IPv4 address or an IPv6 /64); more are closed
     /// when accepted. Agents behind one NAT or VPN gateway share it: size it to the largest such
     /// (a vendor's VPN concentrator can carry thousands), below the process's open-file limit.
@@ -215,6 +232,13 @@ pub struct Limits {
     /// report is not stored; the stream ends saying the stored seq (`oqs-seq-restart`) and the
     /// agent renumbers what it holds from there.
     pub max_seq_jump: u64,
+    /// Bytes of reports and history points one terminal may store in a day (the window starts
+    /// with its first report after the last one ended). Beyond it its reports are refused for now
+    /// (RESOURCE_EXHAUSTED with a pushback: the agent keeps them) and the site is flagged
+    /// `reports_refused`: one sender streaming large reports cannot fill the collector's disk.
+    pub max_stored_bytes_per_terminal_per_day: u64,
+    /// The same for all of a site's terminals together.
+    pub max_stored_bytes_per_site_per_day: u64,
 }
 
 impl Default for Limits {
@@ -238,12 +262,17 @@ impl Default for Limits {
             retry_spread_ms: 10_000,
             stream_idle_secs: 3 * 3600,
             http_header_timeout_ms: 30_000,
+            http_request_timeout_ms: 60_000,
+            http_idle_secs: 120,
+            max_http_connections: 1024,
             connect_timeout_ms: 10_000,
             max_reports_per_minute: 600,
             rate_window_secs: 60,
             max_clock_ahead_secs: 24 * 3600,
             max_clock_behind_secs: 24 * 3600,
             max_seq_jump: 1 << 32,
+            max_stored_bytes_per_terminal_per_day: 64 << 20,
+            max_stored_bytes_per_site_per_day: 256 << 20,
         }
     }
 }
@@ -343,6 +372,19 @@ pub struct StoreTuning {
     /// witness file says were durable): once, after deciding not to restore a backup. The
     /// collector refuses to start otherwise, naming the files and the recovery.
     pub accept_lost_writes: bool,
+    /// Room the collector keeps on its data directory's filesystem: below the smaller of these
+    /// two it stores no more reports (refused for now, with a pushback: the agents keep them),
+    /// so it can always start again and serve reads; Hellos, flags and retention still write.
+    pub reserve_bytes: u64,
+    pub reserve_percent: u8,
+}
+
+impl StoreTuning {
+    /// The reserve on a filesystem of `size` bytes.
+    pub fn reserve_of(&self, size: u64) -> u64 {
+        self.reserve_bytes
+            .min(size / 100 * u64::from(self.reserve_percent.min(100)))
+    }
 }
 
 impl Default for StoreTuning {
@@ -355,6 +397,8 @@ impl Default for StoreTuning {
             cache_bytes: 4 * 1024 * 1024,
             compression_level: 0,
             accept_lost_writes: false,
+            reserve_bytes: 256 << 20,
+            reserve_percent: 10,
         }
     }
 }
@@ -633,10 +677,27 @@ impl CollectorConfig {
             ("limits.stream_idle_secs", self.limits.stream_idle_secs),
             ("limits.retry_spread_ms", self.limits.retry_spread_ms),
             ("limits.max_seq_jump", self.limits.max_seq_jump),
+            (
+                "limits.max_stored_bytes_per_terminal_per_day",
+                self.limits.max_stored_bytes_per_terminal_per_day,
+            ),
+            (
+                "limits.max_stored_bytes_per_site_per_day",
+                self.limits.max_stored_bytes_per_site_per_day,
+            ),
             ("limits.connect_timeout_ms", self.limits.connect_timeout_ms),
             (
                 "limits.http_header_timeout_ms",
                 self.limits.http_header_timeout_ms,
+            ),
+            (
+                "limits.http_request_timeout_ms",
+                self.limits.http_request_timeout_ms,
+            ),
+            ("limits.http_idle_secs", self.limits.http_idle_secs),
+            (
+                "limits.max_http_connections",
+                self.limits.max_http_connections as u64,
             ),
         ] {
             if v == 0 {

@@ -243,6 +243,14 @@ impl Derived {
         });
     }
 
+    /// The terminals a site's derived state knows.
+    pub fn terminals_of(&self, site: &str) -> impl Iterator<Item = &str> {
+        self.sites
+            .get(site)
+            .into_iter()
+            .flat_map(|st| st.terminals.iter().map(|(id, _)| id.as_str()))
+    }
+
     /// Stages that `key`'s report was refused as invalid for `reason`: a terminal the store
     /// knows gets `reports_refused`; one it does not (made-up ids) gets nothing stored.
     pub fn refused(

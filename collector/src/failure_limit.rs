@@ -1,5 +1,6 @@
-//! Failed authentications counted per source, so a guesser is refused for the rest of a minute
-//! after `max_per_minute` failures. Used by agent enrollment (gRPC) and the HTTP side alike.
+//! Failed authentications counted per key — a source (the HTTP side), or a source with the site
+//! and terminal a credential was presented for (agent enrollment) — so a guesser is refused for
+//! the rest of a minute after `max_per_minute` distinct wrong credentials.
 //!
 //! A source is an IPv4 address or an IPv6 /64 (one host can take any address of its /64: SLAAC,
 //! privacy addresses). Must never grow without bound: old windows are forgotten when the table is
@@ -42,25 +43,34 @@ struct Window {
     wrong: Vec<u64>,
 }
 
-#[derive(Default)]
-struct Tables {
-    windows: HashMap<IpAddr, Window>,
-    /// (source, credential fingerprint) → when it last succeeded.
-    good: HashMap<(IpAddr, u64), i64>,
+struct Tables<K> {
+    windows: HashMap<K, Window>,
+    /// (key, credential fingerprint) → when it last succeeded.
+    good: HashMap<(K, u64), i64>,
 }
 
-/// Failures per source in the current minute-long window. Only *distinct* wrong credentials
-/// count, so a client repeating one stale credential (a browser tab after a token rotation, an
-/// agent retrying) does not lock its whole address out; and a credential that has succeeded from
-/// a source before passes even while that source is limited, so someone guessing from the NOC's
+impl<K> Default for Tables<K> {
+    fn default() -> Self {
+        Self {
+            windows: HashMap::new(),
+            good: HashMap::new(),
+        }
+    }
+}
+
+/// Failures per key in the current minute-long window: per source (an address; the HTTP side) or
+/// per whatever failed (a source, site and terminal; agent enrollment). Only *distinct* wrong
+/// credentials count, so a client repeating one stale credential (a browser tab after a token
+/// rotation, an agent retrying) does not lock its key out; and a credential that has succeeded
+/// for a key before passes even while that key is limited, so someone guessing from the NOC's
 /// (or a clinic's) address cannot lock out the people who hold the real one.
 #[derive(Clone)]
-pub struct FailureLimit {
+pub struct FailureLimit<K = IpAddr> {
     max_per_minute: u32,
-    tables: Arc<Mutex<Tables>>,
+    tables: Arc<Mutex<Tables<K>>>,
 }
 
-impl FailureLimit {
+impl<K: std::hash::Hash + Eq + Clone> FailureLimit<K> {
     pub fn new(max_per_minute: u32) -> Self {
         Self {
             max_per_minute,
@@ -68,41 +78,40 @@ impl FailureLimit {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables<K>> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a request from `peer` presenting credential `fp` is refused for now: its source
-    /// used up its failures this minute, and this credential never succeeded from there. An
-    /// unknown peer never is.
-    pub fn is_limited(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) -> bool {
-        let Some(src) = peer.map(source) else {
+    /// Whether a request for `key` presenting credential `fp` is refused for now: the key used up
+    /// its failures this minute, and this credential never succeeded for it. No key never is.
+    pub fn key_limited(&self, key: Option<&K>, fp: u64, now_ms: i64) -> bool {
+        let Some(k) = key else {
             return false;
         };
         let t = self.lock();
-        let over = t.windows.get(&src).is_some_and(|w| {
+        let over = t.windows.get(k).is_some_and(|w| {
             now_ms - w.since_ms < WINDOW_MS && w.wrong.len() >= self.max_per_minute as usize
         });
         over && t
             .good
-            .get(&(src, fp))
+            .get(&(k.clone(), fp))
             .is_none_or(|at| now_ms - at >= KNOWN_GOOD_MS)
     }
 
-    /// Counts a wrong credential `fp` from `peer` (once per window per distinct credential).
-    pub fn record(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
-        let Some(src) = peer.map(source) else {
+    /// Counts a wrong credential `fp` for `key` (once per window per distinct credential).
+    pub fn key_failed(&self, key: Option<&K>, fp: u64, now_ms: i64) {
+        let Some(k) = key else {
             return;
         };
         let max = self.max_per_minute as usize;
         let mut t = self.lock();
-        if t.windows.len() >= MAX_SOURCES && !t.windows.contains_key(&src) {
+        if t.windows.len() >= MAX_SOURCES && !t.windows.contains_key(k) {
             t.windows.retain(|_, w| now_ms - w.since_ms < WINDOW_MS);
             if t.windows.len() >= MAX_SOURCES {
                 return;
             }
         }
-        let w = t.windows.entry(src).or_insert(Window {
+        let w = t.windows.entry(k.clone()).or_insert(Window {
             since_ms: now_ms,
             wrong: Vec::new(),
         });
@@ -117,19 +126,37 @@ impl FailureLimit {
         }
     }
 
-    /// Remembers that credential `fp` succeeded from `peer`.
-    pub fn succeeded(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
-        let Some(src) = peer.map(source) else {
+    /// Remembers that credential `fp` succeeded for `key`.
+    pub fn key_succeeded(&self, key: Option<&K>, fp: u64, now_ms: i64) {
+        let Some(k) = key else {
             return;
         };
         let mut t = self.lock();
-        if t.good.len() >= MAX_SOURCES && !t.good.contains_key(&(src, fp)) {
+        if t.good.len() >= MAX_SOURCES && !t.good.contains_key(&(k.clone(), fp)) {
             t.good.retain(|_, at| now_ms - *at < KNOWN_GOOD_MS);
             if t.good.len() >= MAX_SOURCES {
                 return;
             }
         }
-        t.good.insert((src, fp), now_ms);
+        t.good.insert((k.clone(), fp), now_ms);
+    }
+}
+
+/// Per source: the HTTP side's keying (a peer's address, as its IPv4 address or IPv6 /64).
+impl FailureLimit<IpAddr> {
+    /// [`FailureLimit::key_limited`] for `peer`'s source.
+    pub fn is_limited(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) -> bool {
+        self.key_limited(peer.map(source).as_ref(), fp, now_ms)
+    }
+
+    /// [`FailureLimit::key_failed`] for `peer`'s source.
+    pub fn record(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
+        self.key_failed(peer.map(source).as_ref(), fp, now_ms)
+    }
+
+    /// [`FailureLimit::key_succeeded`] for `peer`'s source.
+    pub fn succeeded(&self, peer: Option<IpAddr>, fp: u64, now_ms: i64) {
+        self.key_succeeded(peer.map(source).as_ref(), fp, now_ms)
     }
 }
 

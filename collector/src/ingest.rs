@@ -525,6 +525,30 @@ fn reports<'a>(
                             }
                             return Err(st);
                         }
+                        CommitOutcome::OverBudget { setting, until_ms } => {
+                            // Not a bad report: the terminal stored its day's share. No Rejected;
+                            // the agent keeps it and sends it again after the pushback.
+                            state.metrics.reject("over_budget");
+                            let wait = until_ms.saturating_sub(crate::clock::now_ms()).max(1000);
+                            let mut st = Status::resource_exhausted(format!(
+                                "{}/{} stored its day's budget ({setting}): report seq {seq} and \
+                                 later are kept by the agent and taken after the window ends",
+                                key.site, key.terminal
+                            ));
+                            if let Ok(v) = wait.to_string().parse() {
+                                st.metadata_mut().insert(RETRY_PUSHBACK, v);
+                            }
+                            return Err(st);
+                        }
+                        CommitOutcome::NoRoom { available, reserve } => {
+                            state.metrics.reject("no_room");
+                            tracing::warn!(available, reserve, "the data directory is down to its reserve: reports refused for now");
+                            return Err(state.limit_log.busy(format!(
+                                "the collector's disk is down to its reserve ({available} of \
+                                 store.reserve_* {reserve} bytes free): report seq {seq} and later \
+                                 are kept by the agent and taken when there is room"
+                            )));
+                        }
                         CommitOutcome::Conflict => {
                             // No Rejected: the report is good, it is the ids that are shared; the
                             // agent keeps it and the NOC sees the site's flag.

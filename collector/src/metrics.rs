@@ -30,6 +30,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "too_many_connections",
     "stream_idle",
     "terminal_id_conflict",
+    "too_many_http_connections",
+    "over_budget",
+    "no_room",
 ];
 
 pub struct Metrics {
@@ -83,7 +86,8 @@ impl Metrics {
                 "Agent messages refused, by reason (no_hello, bad_hello, protocol_version, \
                  invalid_report, out_of_order, too_large, malformed, too_many_streams, rate_limited, \
                  seq_out_of_range, too_many_pre_hello, too_many_connections, stream_idle, \
-                 terminal_id_conflict).",
+                 terminal_id_conflict, over_budget, no_room; too_many_http_connections: the HTTP \
+                 side's cap).",
             ),
             &["reason"],
         )

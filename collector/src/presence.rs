@@ -96,6 +96,19 @@ impl Presence {
     /// Ends every open stream of `site` with `status` (a revocation): its agents learn it at
     /// once, not at their next report. A stream whose queue is full learns it at its next report
     /// (the credential is checked on every one). Returns how many streams were told.
+    /// Ends one terminal's open streams with `status`; returns how many.
+    pub fn close_terminal(&self, key: &TerminalKey, status: &Status) -> usize {
+        self.lock()
+            .get_mut(key)
+            .map(|streams| {
+                streams
+                    .iter_mut()
+                    .filter_map(|(_, tx)| tx.try_send(Err(Box::new(status.clone()))).ok())
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn close_site(&self, site: &str, status: &Status) -> usize {
         self.lock()
             .iter_mut()

@@ -93,16 +93,70 @@ fn server_tls(
     Ok(cfg)
 }
 
-/// The HTTP side's accept loop (what `axum::serve` does, with hyper's header-read timer): a client
-/// that does not send a whole request head within `header_timeout` — a new connection, or an idle
-/// keep-alive one — is closed. Connections live in a set owned by this future, so ending it
-/// (shutdown's abort) ends them too. On `shutdown`: no new connections, open ones are told to
-/// close and waited for.
+/// What bounds the HTTP side's clients (`[limits]`).
+#[derive(Clone, Copy)]
+struct HttpBounds {
+    /// A request head within this of connecting or of the previous answer.
+    header_timeout: Duration,
+    /// A whole request — head, body and answer — within this.
+    request_timeout: Duration,
+    /// A connection with no request under way for this long is closed (HTTP/1 keep-alive and
+    /// HTTP/2 alike: an HTTP/2 client answering pings but asking nothing is idle).
+    idle: Duration,
+    /// Open HTTP connections at most; more are closed as they are accepted, so a flood of idle
+    /// clients can never take the file descriptors the agents' gRPC side needs.
+    max_connections: usize,
+}
+
+/// A connection's requests under way, and when the last one ended.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_end: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Activity {
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        *self.last_end.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Counts a request under way on a connection while it lives.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(a: Arc<Activity>) -> Self {
+        a.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The HTTP side's accept loop (what `axum::serve` does, with bounds on slow and idle clients): a
+/// client must send a whole request head within `header_timeout` (a new connection, or an idle
+/// keep-alive one) and its whole request within `request_timeout` (else 408); a connection with
+/// no request under way for `idle` is closed (HTTP/2 too); at most `max_connections` are open.
+/// Connections live in a set owned by this future, so ending it (shutdown's abort) ends them too.
+/// On `shutdown`: no new connections, open ones are told to close and waited for.
 async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
     shutdown: CancellationToken,
-    header_timeout: Duration,
+    bounds: HttpBounds,
+    limit_log: Arc<crate::limit_log::LimitLog>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tower::Service;
@@ -110,9 +164,8 @@ async fn serve_http(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(bounds.header_timeout);
     builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -128,33 +181,85 @@ async fn serve_http(
                 }
             },
         };
+        if connections.len() >= bounds.max_connections {
+            drop(tcp);
+            limit_log.refused(
+                "too_many_http_connections",
+                "limits.max_http_connections",
+                Some(peer.ip()),
+            );
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
-        // What `into_make_service_with_connect_info` does: the peer for the handlers.
+        let activity = Arc::new(Activity::default());
+        let on_conn = activity.clone();
+        let request_timeout = bounds.request_timeout;
+        // What `into_make_service_with_connect_info` does (the peer for the handlers), each
+        // request counted as under way while it lasts and bounded whole.
         let svc = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             let mut app = app.clone();
-            async move { app.call(req).await }
+            let busy = InFlight::new(on_conn.clone());
+            async move {
+                let _busy = busy;
+                match tokio::time::timeout(request_timeout, app.call(req)).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        [(axum::http::header::CONNECTION, "close")],
+                        format!(
+                            "the request was not complete within limits.http_request_timeout_ms \
+                             = {} ms\n",
+                            request_timeout.as_millis()
+                        ),
+                    ))),
+                }
+            }
         });
         // The version sniffing before hyper's own timer waits for a first byte: bounded here.
-        let tcp = crate::conn_limit::FirstByte::new(tcp, header_timeout);
+        let tcp = crate::conn_limit::FirstByte::new(tcp, bounds.header_timeout);
         let conn = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(tcp),
                 hyper_util::service::TowerToHyperService::new(svc),
             )
             .into_owned();
-        let conn = graceful.watch(conn);
+        let stop = shutdown.clone();
+        let idle = bounds.idle;
         connections.spawn(async move {
-            let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            // A connection is idle from its start until its first request.
+            *activity.last_end.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now());
+            let closing = loop {
+                tokio::select! {
+                    _ = &mut conn => return,
+                    _ = stop.cancelled() => break "shutdown",
+                    // Looked at every second (a request may have started or ended meanwhile).
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        let idle_at = activity.idle_since().map(|t| t + idle);
+                        if idle_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                            break "idle";
+                        }
+                    }
+                }
+            };
+            tracing::debug!(%peer, why = closing, "closing an HTTP connection");
+            if closing == "idle" {
+                // Nothing under way: the connection is simply closed (a well-behaved client
+                // opens a new one), so an idle flood cannot hold it a moment longer.
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            // A client that does not take the GOAWAY in time is simply dropped.
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         });
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = async { while connections.join_next().await.is_some() {} } => {}
-    }
+    let drain = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
     Ok(())
 }
 
@@ -220,7 +325,8 @@ impl Core {
                 maintenance: maintenance.clone(),
                 incidents: config.incidents.clone(),
                 incident_book: incidents.clone(),
-                max_seq_jump: config.limits.max_seq_jump,
+                limits: config.limits.clone(),
+                store: config.store.clone(),
             },
             metrics.clone(),
             view.clone(),
@@ -372,7 +478,13 @@ pub async fn start(config: CollectorConfig) -> anyhow::Result<Running> {
         http_listener,
         app,
         http_shutdown,
-        Duration::from_millis(config.limits.http_header_timeout_ms),
+        HttpBounds {
+            header_timeout: Duration::from_millis(config.limits.http_header_timeout_ms),
+            request_timeout: Duration::from_millis(config.limits.http_request_timeout_ms),
+            idle: Duration::from_secs(config.limits.http_idle_secs),
+            max_connections: config.limits.max_http_connections,
+        },
+        limit_log.clone(),
     ));
 
     let token = shutdown.clone();

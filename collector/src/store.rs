@@ -250,6 +250,41 @@ pub struct TerminalRecord {
     /// record stays in memory and nearly every agent has nothing to say here.
     #[prost(message, optional, boxed, tag = "24")]
     pub agent: Option<Box<oqs_proto::v1::AgentState>>,
+    /// The daily storage budget's window (`limits.max_stored_bytes_per_*_per_day`): when it
+    /// began (collector clock, 0: none yet) and the bytes of reports and points stored in it.
+    #[prost(int64, tag = "25")]
+    pub budget_since_ms: i64,
+    #[prost(uint64, tag = "26")]
+    pub budget_bytes: u64,
+}
+
+/// A day, the budget's window.
+pub const BUDGET_WINDOW_MS: i64 = 86_400_000;
+
+impl TerminalRecord {
+    /// Bytes stored in the budget's window as of `now_ms` (0 once the window is over).
+    pub fn budget_used(&self, now_ms: i64) -> u64 {
+        if self.budget_since_ms > 0 && now_ms - self.budget_since_ms < BUDGET_WINDOW_MS {
+            self.budget_bytes
+        } else {
+            0
+        }
+    }
+
+    /// Counts `bytes` stored now into the budget's window (a new window when the last is over).
+    pub fn count_stored(&mut self, bytes: u64, now_ms: i64) {
+        let open = self.budget_since_ms > 0 && now_ms - self.budget_since_ms < BUDGET_WINDOW_MS;
+        if !open {
+            self.budget_since_ms = now_ms;
+            self.budget_bytes = 0;
+        }
+        self.budget_bytes = self.budget_bytes.saturating_add(bytes);
+    }
+
+    /// When the budget's window ends.
+    pub fn budget_ends_ms(&self) -> i64 {
+        self.budget_since_ms.saturating_add(BUDGET_WINDOW_MS)
+    }
 }
 
 impl TerminalRecord {
@@ -336,6 +371,9 @@ pub struct CommitBatch {
     batch: sled::Batch,
     pub reports: usize,
     writes: usize,
+    /// Bytes of the reports and history points staged (keys and values): what a terminal's
+    /// daily storage budget counts.
+    stored_bytes: usize,
 }
 
 fn site_key(site: &str) -> Vec<u8> {
@@ -418,7 +456,9 @@ impl CommitBatch {
         v.extend_from_slice(&received_ms.to_be_bytes());
         v.extend_from_slice(encoded);
         self.writes += 1;
-        self.batch.insert(key.report_key(seq), v);
+        let k = key.report_key(seq);
+        self.stored_bytes += k.len() + v.len();
+        self.batch.insert(k, v);
         self.reports += 1;
     }
     /// Stores that a report arrived and matched the previous one (latencies aside).
@@ -434,8 +474,14 @@ impl CommitBatch {
         v.extend_from_slice(&finished_at_ms.to_be_bytes());
         v.extend_from_slice(&received_ms.to_be_bytes());
         self.writes += 1;
-        self.batch.insert(key.report_key(seq), v);
+        let k = key.report_key(seq);
+        self.stored_bytes += k.len() + v.len();
+        self.batch.insert(k, v);
         self.reports += 1;
+    }
+    /// Bytes of reports and history points staged so far.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes
     }
     pub fn put_site(&mut self, st: &SiteState) {
         self.writes += 1;
@@ -443,8 +489,9 @@ impl CommitBatch {
     }
     pub fn put_point(&mut self, key: &TerminalKey, check: Check, seq: u64, p: &HistoryPoint) {
         self.writes += 1;
-        self.batch
-            .insert(key.history_key(check, p.at_ms, seq), json(p));
+        let (k, v) = (key.history_key(check, p.at_ms, seq), json(p));
+        self.stored_bytes += k.len() + v.len();
+        self.batch.insert(k, v);
     }
     pub fn put_event(&mut self, e: &Event) {
         let v = json(e);
@@ -897,6 +944,18 @@ impl Store {
     pub fn raw_put_flush(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         b.insert(key, value);
+        b.insert(GENERATION, self.next_generation());
+        self.tree.apply_batch(b)?;
+        self.flush_durably()?;
+        Ok(())
+    }
+
+    /// Writes several keys as one atomic batch and flushes. Blocking.
+    pub fn raw_put_all_flush(&self, kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in kvs {
+            b.insert(k.as_slice(), v.as_slice());
+        }
         b.insert(GENERATION, self.next_generation());
         self.tree.apply_batch(b)?;
         self.flush_durably()?;

@@ -250,3 +250,82 @@ fn the_japanese_notification_carries_the_site_the_step_the_remedy_and_the_desk()
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
 }
+
+/// What a site's agent says goes into chat as text, never as markup: a site named `<!channel>`
+/// (Slack's mention of everyone) with `<@U123>` and an `&` renders escaped in the chat templates
+/// Slack and Teams use (rendered by the real `amtool`), while email keeps the name as it is.
+#[test]
+fn a_site_name_from_an_agent_mentions_nobody_in_chat() {
+    let rules = std::fs::read_to_string(rules_path()).unwrap();
+    let found = annotations(&rules);
+    let mut anns = serde_json::Map::new();
+    for (k, v) in &found["AgentSilent"] {
+        if k != "site_name" {
+            let v = v
+                .trim_matches('"')
+                .replace("{{ $labels.site }}", "clinic-x");
+            anns.insert(k.clone(), serde_json::Value::String(v));
+        }
+    }
+    anns.insert("site_name".into(), "<!channel> A&B薬局 <@U123>".into());
+    let data = serde_json::json!({
+        "receiver": "noc-slack", "status": "firing", "externalURL": "http://127.0.0.1:9093",
+        "groupLabels": {"site": "clinic-x"}, "commonLabels": {"site": "clinic-x"},
+        "commonAnnotations": {},
+        "alerts": [{"status": "firing", "labels": {"alertname": "AgentSilent", "site": "clinic-x"},
+            "annotations": anns, "startsAt": "2026-12-01T01:06:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "1"}]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.json");
+    std::fs::write(&file, data.to_string()).unwrap();
+    let glob =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/alertmanager/templates/*.tmpl");
+    let render = |text: &str| {
+        let out = std::process::Command::new("amtool")
+            .args(["template", "render"])
+            .arg(format!("--template.glob={}", glob.display()))
+            .arg(format!("--template.text={text}"))
+            .arg(format!("--template.data={}", file.display()))
+            .output()
+            .expect("amtool must be installed (as .ci/run does)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chat =
+        render("{{ template \"oqs.ja.chat.title\" . }}\n{{ template \"oqs.ja.chat.text\" . }}");
+    assert!(
+        chat.contains("（&lt;!channel&gt; A&amp;B薬局 &lt;@U123&gt;）"),
+        "escaped for chat:\n{chat}"
+    );
+    assert!(
+        !chat.contains("<!channel>") && !chat.contains("<@U"),
+        "{chat}"
+    );
+    assert!(chat.contains("■ 拠点 clinic-x:"), "{chat}");
+    let email = render("{{ template \"oqs.ja.title\" . }}");
+    assert!(
+        email.contains("<!channel> A&B薬局"),
+        "email keeps the name: {email}"
+    );
+    // The shipped Slack receiver uses the chat templates.
+    let am = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/alertmanager/alertmanager.yml"),
+    )
+    .unwrap();
+    let slack = am
+        .split("- name: noc-slack")
+        .nth(1)
+        .unwrap()
+        .split("- name:")
+        .next()
+        .unwrap();
+    assert!(
+        slack.contains("oqs.ja.chat.title") && slack.contains("oqs.ja.chat.text"),
+        "{slack}"
+    );
+}

@@ -50,12 +50,26 @@ async fn last_months_outage_and_closed_days_give_its_availability() {
     let v = get_json(c.http_addr, &path).await;
     check(&v);
     assert!(v["definition_ja"].as_str().unwrap().contains("稼働率"));
+    // A site whose agent names it like a spreadsheet formula (a text from the agent's Hello).
+    let mut h = hello("zz-formula", "pc-1");
+    h.site_name = Some("=HYPERLINK(\"http://evil.example/\",\"click\")".into());
+    let (mut fx, _) = AgentStream::hello(channel(c.grpc_addr).await, h).await;
+    fx.send(report(1)).await;
+    assert_eq!(fx.ack().await.seq, 1);
+    drop(fx);
     // The fleet as CSV: one row per site; the site with no data that month has no percentage.
+    // It starts with a UTF-8 byte order mark, so Japanese Excel reads its names as UTF-8.
     let (status, csv) = get(c.http_addr, &format!("/api/availability.csv?month={month}")).await;
     assert_eq!(status, 200, "{csv}");
-    let rows: Vec<&str> = csv.lines().collect();
+    assert!(csv.starts_with('\u{feff}'), "a BOM first");
+    let rows: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
     assert!(rows[0].starts_with("site_id,site_name,prefecture,area,month,availability_percent"));
-    assert_eq!(rows.len(), 3, "{csv}");
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(
+        rows[3].starts_with("zz-formula,\"'=HYPERLINK("),
+        "a formula stays text: {}",
+        rows[3]
+    );
     let av: Vec<&str> = rows[1].split(',').collect();
     assert_eq!(av[0], "av-00000");
     assert_eq!(

@@ -64,7 +64,12 @@ async fn the_committer_stops_when_the_store_can_no_longer_write() {
             maintenance: Default::default(),
             incidents: Default::default(),
             incident_book: Default::default(),
-            max_seq_jump: config.limits.max_seq_jump,
+            limits: config.limits.clone(),
+            // No reserve: this is about sled on a disk that is full for real.
+            store: oqs_collector::config::StoreTuning {
+                reserve_percent: 0,
+                ..config.store.clone()
+            },
         },
         std::sync::Arc::new(oqs_collector::metrics::Metrics::new()),
         oqs_collector::view::FleetView::default(),

@@ -1,8 +1,9 @@
 //! Enrollment with the real protocol: a wrong, missing or revoked credential is refused with
 //! UNAUTHENTICATED and stores nothing; a site's token is exchanged once for a terminal secret; a
 //! site's credential cannot report for another site; revocation takes effect on the next message;
-//! failures are counted and limited per address; the admin API needs its own token once the HTTP
-//! side has tokens.
+//! a token never re-enrolls an enrolled terminal (the NOC replaces one explicitly) and can be
+//! limited in uses; failures are counted and limited per source, site and terminal, a valid
+//! credential always passing; the admin API needs its own token once the HTTP side has tokens.
 
 mod common;
 
@@ -140,14 +141,17 @@ async fn only_enrolled_terminals_report_for_their_own_site() {
     c.stop().await.unwrap();
 }
 
+/// Wrong credentials are limited per source, site and terminal, and a valid credential always
+/// passes: one device sharing the agents' address (a VPN, a clinic's NAT) that guesses again and
+/// again gets "try later" for what it guesses at, and locks out nobody else — not the other
+/// terminals of the address, and not the real terminal it guesses as.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_are_rate_limited_per_address() {
+async fn wrong_credentials_lock_out_only_what_failed_and_a_valid_one_always_passes() {
     let dir = tempfile::tempdir().unwrap();
     let c = enrolled_collector(dir.path()).await;
     let (_, body) = request(c.http_addr, "POST", "/api/admin/enrollments/clinic-r", None).await;
     let token = body["token"].as_str().unwrap().to_owned();
-    // Terminal pc-2 enrolls before anyone guesses: its secret has worked from this address.
-    let (_, secret) = open(&c, with_cred("clinic-r", "pc-2", Some(&token)))
+    let (_, secret_1) = open(&c, with_cred("clinic-r", "pc-1", Some(&token)))
         .await
         .unwrap();
     // One stale credential retried over and over counts once: no lockout.
@@ -158,8 +162,11 @@ async fn failures_are_rate_limited_per_address() {
             .unwrap();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
-    // Distinct guesses do: after max_failures_per_minute (5) the address is limited.
-    for i in 0..4 {
+    // Distinct guesses as pc-1 do: past max_failures_per_minute (5) they are told to wait, as
+    // RESOURCE_EXHAUSTED ("later", not "your credential is bad", on which an agent forgets its
+    // secret).
+    let mut limited = 0;
+    for i in 0..20 {
         let err = open(
             &c,
             with_cred("clinic-r", "pc-1", Some(&format!("guess-{i}"))),
@@ -167,31 +174,116 @@ async fn failures_are_rate_limited_per_address() {
         .await
         .err()
         .unwrap();
-        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        if err.code() == tonic::Code::ResourceExhausted {
+            assert!(
+                err.message().contains("too many failed attempts"),
+                "{err:?}"
+            );
+            limited += 1;
+        }
     }
-    // A credential that never worked from here is refused for the rest of the minute — even a
-    // right one — as RESOURCE_EXHAUSTED: it says "later", not "your credential is bad" (on
-    // which an agent forgets its secret).
+    assert!(limited >= 15, "the guesser is limited: {limited}");
+    // The real pc-1 still gets in with its secret; another terminal of the same address enrolls
+    // with the token; another site's agent on the same address is not touched.
+    open(&c, with_cred("clinic-r", "pc-1", Some(&secret_1)))
+        .await
+        .expect("a valid secret always passes");
+    open(&c, with_cred("clinic-r", "pc-2", Some(&token)))
+        .await
+        .expect("a valid token for another terminal passes");
     let (_, body) = request(c.http_addr, "POST", "/api/admin/enrollments/clinic-s", None).await;
-    let other_token = body["token"].as_str().unwrap().to_owned();
-    let err = open(&c, with_cred("clinic-s", "pc-1", Some(&other_token)))
+    let other = body["token"].as_str().unwrap().to_owned();
+    open(&c, with_cred("clinic-s", "pc-1", Some(&other)))
+        .await
+        .expect("another site's agent behind the same address passes");
+    let (_, m) = get(c.http_addr, "/metrics").await;
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"rate_limited\"}") >= 15.0);
+    c.stop().await.unwrap();
+}
+
+/// A site's token never re-enrolls a terminal that already holds a secret (anyone with the token
+/// could otherwise cut the real agent off); the NOC replaces a terminal explicitly
+/// (`enroll SITE --replace TERMINAL`: the old secret stops working, its stream ends, the new token
+/// enrolls it). Tokens can be limited in uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_hijack_an_enrolled_terminal_and_the_noc_replaces_one_explicitly() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = enrolled_collector(dir.path()).await;
+    let (_, body) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/clinic-h?max_uses=2",
+        None,
+    )
+    .await;
+    assert_eq!(body["max_uses"], 2, "{body}");
+    assert!(body["expires_at"].is_string(), "the default expiry: {body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (mut real, secret) = open(&c, with_cred("clinic-h", "pc-1", Some(&token)))
+        .await
+        .unwrap();
+    real.send(report(1)).await;
+    assert_eq!(real.ack().await.seq, 1);
+    // Someone else with the site's token, as pc-1: refused, and the real agent is untouched.
+    let err = open(&c, with_cred("clinic-h", "pc-1", Some(&token)))
         .await
         .err()
+        .expect("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(err.message().contains("already enrolled"), "{err:?}");
+    real.send(report(2)).await;
+    assert_eq!(real.ack().await.seq, 2, "the real agent goes on");
+    open(&c, with_cred("clinic-h", "pc-1", Some(&secret)))
+        .await
+        .expect("its secret still works");
+    // The token's second use enrolls pc-2; a third is refused.
+    open(&c, with_cred("clinic-h", "pc-2", Some(&token)))
+        .await
         .unwrap();
-    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    let err = open(&c, with_cred("clinic-h", "pc-3", Some(&token)))
+        .await
+        .err()
+        .expect("no uses left");
     assert!(
-        err.message().contains("too many failed attempts"),
+        err.message().contains("enrolled as many terminals"),
         "{err:?}"
     );
-    // Credentials that already worked from this address are not locked out by the guesser.
-    open(&c, with_cred("clinic-r", "pc-2", Some(&secret)))
+
+    // The PC was replaced: the NOC re-enrolls pc-1 on purpose.
+    let (status, body) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/clinic-h?replace=pc-1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replaced_terminal"], "pc-1");
+    let new_token = body["token"].as_str().unwrap().to_owned();
+    let (st, _) = tokio::time::timeout(std::time::Duration::from_secs(2), real.error())
         .await
-        .expect("a known secret passes a limited address");
-    open(&c, with_cred("clinic-r", "pc-3", Some(&token)))
+        .expect("the old machine's stream ends at once");
+    assert_eq!(st.code(), tonic::Code::Unauthenticated);
+    let err = open(&c, with_cred("clinic-h", "pc-1", Some(&secret)))
         .await
-        .expect("a known token passes a limited address");
+        .err()
+        .expect("the old secret no longer works");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let (_, new_secret) = open(&c, with_cred("clinic-h", "pc-1", Some(&new_token)))
+        .await
+        .expect("the new token enrolls the replaced terminal");
+    assert!(new_secret.starts_with("oqs-term-"));
+    let (status, body) = request(
+        c.http_addr,
+        "POST",
+        "/api/admin/enrollments/clinic-h?replace=bad%20id",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     let (_, m) = get(c.http_addr, "/metrics").await;
-    assert!(metric(&m, "oqs_auth_failures_total{reason=\"rate_limited\"}") >= 1.0);
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"already_enrolled\"}") >= 1.0);
+    assert!(metric(&m, "oqs_auth_failures_total{reason=\"token_used_up\"}") >= 1.0);
     c.stop().await.unwrap();
 }
 

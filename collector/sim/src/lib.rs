@@ -41,6 +41,9 @@ pub struct SimOptions {
     pub ack_timeout: Duration,
     /// Spread terminals' first reports over one interval (true), or start all at once.
     pub spread_start: bool,
+    /// Make every report at least this large (bytes), with DNS answers that differ from round to
+    /// round so none is elided: a sender of large reports (0: as the scenario makes them).
+    pub report_bytes: usize,
 }
 
 impl Default for SimOptions {
@@ -56,6 +59,7 @@ impl Default for SimOptions {
             connections: 0,
             ack_timeout: Duration::from_secs(30),
             spread_start: true,
+            report_bytes: 0,
         }
     }
 }
@@ -316,7 +320,8 @@ impl Term {
     /// Makes the round that is due: it waits for delivery like an agent's spooled report.
     fn make_round(&mut self) -> &Unacked {
         let seq = self.base.expect("rounds start after the first Welcome") + self.made;
-        let r = scenario::report(&self.site, self.index, self.made, seq, now_ms());
+        let mut r = scenario::report(&self.site, self.index, self.made, seq, now_ms());
+        pad(&mut r, self.opts.report_bytes);
         self.made += 1;
         self.next_round += self.opts.interval;
         if !self.more() {
@@ -575,6 +580,37 @@ async fn terminal(
                 }
             }
         }
+    }
+}
+
+/// Grows `r` to at least `bytes` with DNS probes of many answers, different in every report (the
+/// seq is in them), within the protocol's limits.
+pub fn pad(r: &mut oqs_proto::v1::Report, bytes: usize) {
+    use oqs_proto::v1::{DnsProbe, Outcome, RecordType, ResolverRole};
+    let mut i = 0u32;
+    while prost::Message::encoded_len(r) < bytes
+        && r.dns.len() < oqs_proto::report_limits::DNS_PROBES
+    {
+        r.dns.push(DnsProbe {
+            outcome: Outcome::Ok as i32,
+            name: format!("n{i}.pweb.base.oqs-pdl.org"),
+            record_type: RecordType::Aaaa as i32,
+            role: ResolverRole::NwBase as i32,
+            server: "2404:1a8:f583:d00::53:1".into(),
+            rcode: "NOERROR".into(),
+            answers: (0..50u64)
+                .map(|a| {
+                    format!(
+                        "2408:210:{:x}:{:x}:{i:x}:{a:x}:abcd:ef01",
+                        r.seq >> 16,
+                        r.seq & 0xffff
+                    )
+                })
+                .collect(),
+            latency_ms: 5,
+            ..Default::default()
+        });
+        i += 1;
     }
 }
 

@@ -18,7 +18,12 @@ pub struct Enrollments {
 #[derive(Serialize)]
 struct SiteEnrollment {
     site_id: String,
+    /// The site has a token that can still enroll a terminal (not expired, uses left).
     token_active: bool,
+    /// When the token stops working (null: never, or no token).
+    token_expires_at: Option<String>,
+    /// Terminals the token may still enroll (null: any number, or no token).
+    token_uses_left: Option<u32>,
     terminals_enrolled: usize,
 }
 
@@ -27,6 +32,24 @@ pub struct Token {
     site_id: String,
     /// The only time the token is shown in clear.
     token: String,
+    /// When it stops working (null: never).
+    expires_at: Option<String>,
+    /// Terminals it may enroll (null: any number).
+    max_uses: Option<u32>,
+    /// The terminal whose secret was removed so that this token re-enrolls it.
+    replaced_terminal: Option<String>,
+}
+
+/// `POST /api/admin/enrollments/{site}` parameters.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollQuery {
+    /// Hours the token works (0: until revoked); default `enrollment.token_ttl_hours`.
+    expires_in_hours: Option<u64>,
+    /// Terminals it may enroll (0: any number); default `enrollment.token_max_uses`.
+    max_uses: Option<u32>,
+    /// A terminal to re-enroll (a replaced PC): its secret is removed and its stream closed.
+    replace: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -44,13 +67,18 @@ pub(super) async fn enrollments(State(s): State<ApiState>) -> Json<Enrollments> 
             .enrollment
             .list()
             .into_iter()
-            .map(
-                |(site_id, token_active, terminals_enrolled)| SiteEnrollment {
+            .map(|(site_id, token, terminals_enrolled)| {
+                let now = crate::clock::now_ms();
+                SiteEnrollment {
                     site_id,
-                    token_active,
+                    token_active: token.as_ref().is_some_and(|t| {
+                        (t.expires_ms == 0 || now < t.expires_ms) && t.uses_left != Some(0)
+                    }),
+                    token_expires_at: token.as_ref().and_then(|t| super::when(t.expires_ms)),
+                    token_uses_left: token.and_then(|t| t.uses_left),
                     terminals_enrolled,
-                },
-            )
+                }
+            })
             .collect(),
     })
 }
@@ -60,15 +88,40 @@ pub(super) async fn enrollments(State(s): State<ApiState>) -> Json<Enrollments> 
 pub(super) async fn enroll(
     State(s): State<ApiState>,
     SitePath(site_id): SitePath,
+    super::error::Query(q): super::error::Query<EnrollQuery>,
 ) -> Result<Json<Token>, ApiError> {
-    let token = s
+    let replace = q
+        .replace
+        .as_deref()
+        .map(|t| {
+            oqs_proto::ident::TerminalId::parse(t)
+                .map_err(|e| ApiError::bad_request(format!("replace: {e}")))
+        })
+        .transpose()?;
+    let options = crate::enrollment::TokenOptions {
+        expires_in_hours: q.expires_in_hours,
+        max_uses: q.max_uses,
+        replace: replace.as_ref().map(|t| t.to_string()),
+    };
+    let (token, rec) = s
         .enrollment
-        .create_token(site_id.as_str())
+        .create_token(site_id.as_str(), &options)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(t) = &replace {
+        // The old machine's stream ends now; its secret no longer works.
+        let revoked = crate::enrollment::AuthFailure::Revoked;
+        s.presence.close_terminal(
+            &crate::store::TerminalKey::new(site_id.as_str(), t.as_str()),
+            &tonic::Status::unauthenticated(revoked.message()),
+        );
+    }
     Ok(Json(Token {
         site_id: site_id.to_string(),
         token,
+        expires_at: super::when(rec.expires_ms),
+        max_uses: rec.uses_left,
+        replaced_terminal: replace.map(|t| t.to_string()),
     }))
 }
 

@@ -202,14 +202,26 @@ pub(super) async fn site(
     }))
 }
 
-/// A CSV field: quoted when it holds a comma, a quote or a line break.
+/// A CSV field: quoted when it holds a comma, a quote or a line break; and a text a spreadsheet
+/// would take for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return: a site
+/// name `=HYPERLINK(…)` from an agent's Hello) is prefixed with `'`, which Excel and LibreOffice
+/// show as text (OWASP's advice for CSV injection).
 fn csv(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v.to_owned()
+        v
     }
 }
+
+/// The UTF-8 byte order mark: without it Japanese Excel opens a CSV as Shift_JIS and the site
+/// names come out garbled.
+const UTF8_BOM: &str = "\u{feff}";
 
 pub(super) async fn fleet_csv(
     State(s): State<ApiState>,
@@ -248,7 +260,8 @@ pub(super) async fn fleet_csv(
                 })
                 .collect()
         });
-        let mut out = String::from(
+        let mut out = String::from(UTF8_BOM);
+        out.push_str(
             "site_id,site_name,prefecture,area,month,availability_percent,up_minutes,\
              down_minutes,maintenance_minutes,no_data_minutes,outages,longest_outage_minutes,\
              main_cause\n",
@@ -313,4 +326,22 @@ fn csv_rows(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv;
+
+    #[test]
+    fn a_field_a_spreadsheet_would_take_for_a_formula_stays_text() {
+        assert_eq!(csv("山田クリニック"), "山田クリニック");
+        assert_eq!(
+            csv("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        for bad in ["+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv(bad).trim_start_matches('"').starts_with('\''), "{bad}");
+        }
+        assert_eq!(csv("a,b"), "\"a,b\"");
+    }
 }

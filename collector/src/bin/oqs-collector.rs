@@ -74,7 +74,19 @@ enum Cmd {
 #[derive(clap::Subcommand, Debug)]
 enum AdminAction {
     /// Make (or replace) a site's enrollment token and print it (the only time it is shown).
-    Enroll { site: String },
+    Enroll {
+        site: String,
+        /// Hours the token works (0: until revoked) [default: enrollment.token_ttl_hours, 336].
+        #[arg(long)]
+        expires_in_hours: Option<u64>,
+        /// Terminals it may enroll (0: any number) [default: enrollment.token_max_uses, 0].
+        #[arg(long)]
+        max_uses: Option<u32>,
+        /// Re-enroll this terminal (a replaced PC): its secret is removed and its stream closed,
+        /// so the new token enrolls it again. Without it a token never re-enrolls a terminal.
+        #[arg(long)]
+        replace: Option<String>,
+    },
     /// Revoke a site's token and every terminal secret of the site (effective immediately).
     Revoke { site: String },
     /// List sites with enrollments.
@@ -136,7 +148,29 @@ async fn admin(
     action: AdminAction,
 ) -> anyhow::Result<()> {
     let (method, path, body) = match &action {
-        AdminAction::Enroll { site } => ("POST", format!("/api/admin/enrollments/{site}"), None),
+        AdminAction::Enroll {
+            site,
+            expires_in_hours,
+            max_uses,
+            replace,
+        } => {
+            let mut q = Vec::new();
+            if let Some(h) = expires_in_hours {
+                q.push(format!("expires_in_hours={h}"));
+            }
+            if let Some(n) = max_uses {
+                q.push(format!("max_uses={n}"));
+            }
+            if let Some(t) = replace {
+                q.push(format!("replace={t}"));
+            }
+            let q = if q.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", q.join("&"))
+            };
+            ("POST", format!("/api/admin/enrollments/{site}{q}"), None)
+        }
         AdminAction::Revoke { site } => ("DELETE", format!("/api/admin/enrollments/{site}"), None),
         AdminAction::List => ("GET", "/api/admin/enrollments".to_string(), None),
         AdminAction::Maintenance { site, op } => {
@@ -337,7 +371,32 @@ async fn main() -> anyhow::Result<()> {
     if let Some(d) = demo {
         let _ = d.await;
     }
-    running.stop().await?;
-    tracing::info!("collector stopped");
-    Ok(())
+    // Everything acknowledged is on disk already (the committer syncs before every ack), and the
+    // committer's last commit is flushed by `stop`. What is left is sled's own flush when its
+    // last handle drops, which on a full disk can wait for ever: the process ends here instead,
+    // with the collector's verdict, so a supervisor can start it again.
+    let code = match tokio::time::timeout(STOP_WITHIN, running.stop()).await {
+        Ok(Ok(())) => {
+            tracing::info!("collector stopped");
+            0
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "collector stopped on an error");
+            eprintln!("oqs-collector: {e:#}");
+            1
+        }
+        Err(_) => {
+            tracing::error!(
+                "the collector did not stop within {} s: exiting (nothing unacknowledged is lost: \
+                 agents keep what was not acked)",
+                STOP_WITHIN.as_secs()
+            );
+            1
+        }
+    };
+    std::process::exit(code);
 }
+
+/// How long a stop may take (streams finishing their acks, the last commit) before the process
+/// exits regardless.
+const STOP_WITHIN: Duration = Duration::from_secs(30);

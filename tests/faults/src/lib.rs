@@ -1,7 +1,9 @@
 //! The fault-injection suite's accounting (`tests/faults/run`): for one terminal, every report its
 //! agent made against what the collector stores — stored exactly once with the same content, still
-//! held by the agent undelivered, or gone from both (which the suite then checks against the
-//! stated, detected rules: spool full, a store restored from beyond the agent's window).
+//! held by the agent undelivered, set aside by the agent (a spooled file that no longer decoded:
+//! quarantined, kept on its disk and counted), or gone from both (which the suite then checks
+//! against the stated, detected rules: spool full, a store restored from beyond the agent's
+//! window).
 //!
 //! Reads an agent's spool directory and a collector's data directory (the collector stopped: sled
 //! locks it). Must never write to either: it is evidence.
@@ -33,6 +35,9 @@ pub struct AgentSide {
     pub unacked: BTreeMap<u64, Report>,
     /// Acknowledged and still kept (`spool.keep_acked_hours`).
     pub acked: BTreeMap<u64, Report>,
+    /// Set aside unsent (`{seq}.quarantined`: a file that no longer decoded, or a report refused
+    /// again and again), still on the agent's disk.
+    pub quarantined: std::collections::BTreeSet<u64>,
 }
 
 /// What the collector stores of one terminal.
@@ -58,6 +63,9 @@ pub struct Accounting {
     pub stored_unverifiable: u64,
     /// Made, neither stored nor held: must be explained by a stated rule.
     pub missing: Vec<u64>,
+    /// Made, not stored, set aside by the agent (its file kept as `.quarantined`, counted in
+    /// its reports): explained.
+    pub quarantined: Vec<u64>,
     /// Held by the agent unacknowledged and not stored: not delivered by the end.
     pub undelivered: Vec<u64>,
     /// Stored under a seq whose content differs from the agent's copy.
@@ -100,6 +108,7 @@ pub fn account(site: &str, terminal: &str, agent: &AgentSide, store: &StoreSide)
             (Some(_), None) => a.stored_unverifiable += 1,
             (None, Some(_)) if agent.unacked.contains_key(&seq) => a.undelivered.push(seq),
             (None, Some(_)) => a.acked_not_stored.push(seq),
+            (None, None) if agent.quarantined.contains(&seq) => a.quarantined.push(seq),
             (None, None) => a.missing.push(seq),
         }
     }
@@ -134,6 +143,13 @@ pub fn read_spool(dir: &Path) -> Result<AgentSide, AccountError> {
         let entry = entry.map_err(|e| err(dir, e.to_string()))?;
         let path: PathBuf = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(seq) = name
+            .strip_suffix(".quarantined")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            side.quarantined.insert(seq);
+            continue;
+        }
         let (seq, acked) = if let Some(s) = name.strip_suffix(".report") {
             (s, false)
         } else if let Some(s) = name.strip_suffix(".acked") {
@@ -200,6 +216,8 @@ mod tests {
         agent.acked.insert(3, report(3, 30));
         agent.unacked.insert(6, report(6, 60));
         agent.unacked.insert(7, report(7, 70));
+        agent.next_seq = 9;
+        agent.quarantined.insert(8);
         let mut store = StoreSide::default();
         store.reports.insert(1, StoredReport::Full(report(1, 10)));
         store
@@ -209,7 +227,12 @@ mod tests {
         store.reports.insert(7, StoredReport::Full(report(7, 71)));
         store.reports.insert(9, StoredReport::Full(report(9, 90)));
         let a = account("s", "t", &agent, &store);
-        assert_eq!(a.made, 7);
+        assert_eq!(a.made, 8);
+        assert_eq!(
+            a.quarantined,
+            vec![8],
+            "set aside by the agent, not missing"
+        );
         assert_eq!(a.verified, 2, "1 whole, 2 elided with the same time");
         assert_eq!(a.acked_not_stored, vec![3]);
         assert_eq!(a.stored_unverifiable, 1, "4");
@@ -217,6 +240,7 @@ mod tests {
         assert_eq!(a.undelivered, vec![6]);
         assert_eq!(a.differ, vec![7]);
         assert_eq!(a.not_made, vec![9]);
+        let _ = a;
     }
 
     #[test]

@@ -39,6 +39,10 @@ struct Args {
     /// Seconds to wait for outstanding acks after the last report.
     #[arg(long, default_value_t = 30)]
     ack_timeout_secs: u64,
+    /// Make every report at least this many bytes, different every round (a sender of large
+    /// reports; 0: as the scenario makes them).
+    #[arg(long, default_value_t = 0)]
+    report_bytes: usize,
 }
 
 #[tokio::main]
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         connections: a.connections,
         ack_timeout: Duration::from_secs(a.ack_timeout_secs),
         spread_start: true,
+        report_bytes: a.report_bytes,
     };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
