@@ -373,8 +373,10 @@ pub async fn spawn(
                     // Every later commit would fail the same way: stop, so the collector exits
                     // and its supervisor restarts it on the store as last made durable.
                     tracing::error!(
-                        "the store can no longer write until it is reopened; stopping ingest                          (nothing unacknowledged is lost: agents keep what was not acked)"
+                        "the store can no longer write until it is reopened; stopping ingest \
+                         (nothing unacknowledged is lost: agents keep what was not acked)"
                     );
+                    w.store.never_flush_on_drop();
                     break;
                 }
                 Ok(w) => writer = Some(w),

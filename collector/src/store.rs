@@ -782,6 +782,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// After a write error sled never recovers from (a full disk), its handles must not flush
+    /// when the last one drops: sled's `Drop` then waits for ever for a write that cannot happen,
+    /// on whatever thread drops it (an async worker: the runtime's timers stop with it), and the
+    /// collector could never exit for its supervisor. One handle is leaked, so no drop ever
+    /// flushes; the process ends soon after, and everything acknowledged is already durable.
+    pub fn never_flush_on_drop(&self) {
+        std::mem::forget(self.db.clone());
+        std::mem::forget(self.tree.clone());
+    }
+
     /// Opens (or creates) the store in `dir` with a 64 MiB cache and compression (tests and tools).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, 64 * 1024 * 1024, Some(3))

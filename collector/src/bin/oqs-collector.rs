@@ -367,30 +367,35 @@ async fn main() -> anyhow::Result<()> {
         _ = oqs_runtime::shutdown_signal() => {}
         _ = running.shutdown.cancelled() => {}
     }
+    // Everything acknowledged is on disk already (the committer syncs before every ack), and the
+    // committer's last commit is flushed by `stop`. A stop that still hangs (sled's flush on a
+    // full disk, on a runtime worker: the runtime's own timers stop with it) must not keep the
+    // process alive and mute: a plain thread, outside the runtime, ends it after STOP_WITHIN.
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_WITHIN);
+        tracing::error!(
+            "the collector did not stop within {} s: exiting (nothing unacknowledged is lost: \
+             agents keep what was not acked)",
+            STOP_WITHIN.as_secs()
+        );
+        eprintln!(
+            "oqs-collector: did not stop within {} s",
+            STOP_WITHIN.as_secs()
+        );
+        std::process::exit(1);
+    });
     demo_cancel.cancel();
     if let Some(d) = demo {
         let _ = d.await;
     }
-    // Everything acknowledged is on disk already (the committer syncs before every ack), and the
-    // committer's last commit is flushed by `stop`. What is left is sled's own flush when its
-    // last handle drops, which on a full disk can wait for ever: the process ends here instead,
-    // with the collector's verdict, so a supervisor can start it again.
-    let code = match tokio::time::timeout(STOP_WITHIN, running.stop()).await {
-        Ok(Ok(())) => {
+    let code = match running.stop().await {
+        Ok(()) => {
             tracing::info!("collector stopped");
             0
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "collector stopped on an error");
             eprintln!("oqs-collector: {e:#}");
-            1
-        }
-        Err(_) => {
-            tracing::error!(
-                "the collector did not stop within {} s: exiting (nothing unacknowledged is lost: \
-                 agents keep what was not acked)",
-                STOP_WITHIN.as_secs()
-            );
             1
         }
     };
