@@ -145,7 +145,8 @@ fn note_text(s: &str) -> String {
         .collect()
 }
 
-/// The wait before the next connection attempt: doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]
+/// The wait before the next connection attempt: doubles from [`BACKOFF_MIN`] to one reporting
+/// interval (at most [`BACKOFF_MAX`])
 /// while attempts fail, and starts over once a stream got a report acknowledged (a collector that
 /// stores reports is not one to wait a minute for after the next blip).
 #[derive(Debug)]
@@ -156,8 +157,17 @@ struct Backoff {
 }
 
 impl Backoff {
+    #[cfg(test)]
     fn new() -> Self {
         Self::between(BACKOFF_MIN, BACKOFF_MAX)
+    }
+
+    /// Never waits longer than one reporting interval: the collector gives a terminal
+    /// `silent_intervals` of its interval after it starts before calling it silent, so an agent
+    /// whose waits stay under one interval is back within that grace however long the collector
+    /// was down (a restart then pages nobody). Fleets on the default minute are unchanged.
+    fn for_interval(interval: Duration) -> Self {
+        Self::between(BACKOFF_MIN, interval.clamp(BACKOFF_MIN, BACKOFF_MAX))
     }
 
     fn between(min: Duration, max: Duration) -> Self {
@@ -269,7 +279,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let mut hello = hello;
     crate::tidy::hello(&mut hello);
     let secret_path = cfg.spool_dir.join(SECRET_FILE);
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::for_interval(cfg.interval);
     // After a refused report: whatever the collector found wrong is likely in the next report
     // too, and sending it every few seconds would only fill its log.
     let mut refused_backoff = Backoff::between(cfg.refused_retry.0, cfg.refused_retry.1);
@@ -892,5 +902,18 @@ mod tests {
         b.reset();
         let w = b.next_wait();
         assert!(w <= Duration::from_millis(1200), "{w:?}");
+    }
+
+    #[test]
+    fn backoff_never_waits_longer_than_one_interval() {
+        for (interval, cap) in [(1u64, 1u64), (5, 5), (20, 20), (60, 60), (3600, 60)] {
+            let mut b = Backoff::for_interval(Duration::from_secs(interval));
+            let last = (0..12).map(|_| b.next_wait()).last().unwrap();
+            let cap = Duration::from_secs(cap);
+            assert!(
+                last >= cap.mul_f64(0.8) && last <= cap.mul_f64(1.2),
+                "interval {interval} s: {last:?}"
+            );
+        }
     }
 }
