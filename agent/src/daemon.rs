@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("collector.url is not set in the configuration; `run` needs it")]
+    #[error("collector.url (or urls, or [[collector.ways]]) is not set in the configuration; `run` needs it")]
     NoCollector,
     #[error("collector.url {0:?} is not usable: {1}")]
     BadUrl(String, String),
@@ -211,20 +211,32 @@ async fn spool_op<T: Send + 'static>(
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    let url = cfg.collector_url.clone().ok_or(DaemonError::NoCollector)?;
-    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-        .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        // HTTP/2 pings find a dead connection even when no report is waiting for an ack.
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    if let Some(tls) = client_tls(&cfg)? {
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?;
+    if cfg.collector_ways.is_empty() {
+        return Err(DaemonError::NoCollector);
     }
+    let tls = client_tls(&cfg)?;
+    let mut ways = Vec::new();
+    for way in &cfg.collector_ways {
+        let url = way.url.clone();
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            // HTTP/2 pings find a dead connection even when no report is waiting for an ack.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| DaemonError::BadUrl(url.clone(), e.to_string()))?;
+        }
+        let connector = crate::uplink::WayConnector::new(way.route.clone(), CONNECT_TIMEOUT);
+        ways.push(Arc::new(crate::uplink::WayChannel::new(
+            url, endpoint, connector,
+        )));
+    }
+    let mut rotation = crate::uplink::Rotation::new(ways.len());
     let dir = cfg.spool_dir.clone();
     let max = cfg.spool_max_bytes;
     let keep_acked = cfg.spool_keep_acked;
@@ -262,7 +274,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         protocol_version: oqs_proto::PROTOCOL_VERSION,
         site_id: cfg.site.to_string(),
         terminal_id: cfg.terminal.to_string(),
-        hostname: hostname(),
+        hostname: crate::sysinfo::hostname(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         area: cfg.area.to_wire() as i32,
         os: machine.0,
@@ -286,7 +298,20 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     // How often each held report was refused (a restart forgets: it is tried afresh).
     let mut refusals: std::collections::HashMap<u64, u32> = Default::default();
     while !shutdown.is_cancelled() {
-        let channel = endpoint.connect_lazy();
+        let way_index = rotation.current();
+        let way = ways[way_index].clone();
+        let channel = way.lazy();
+        // On a later way, the first is tried again every `first_way_retry`; once it works the
+        // stream ends (as on a stop: what was sent and not acked is sent again) and the agent
+        // goes back to it.
+        let stream_stop = shutdown.child_token();
+        let first_back = (way_index != 0).then(|| {
+            tokio::spawn(first_way_back(
+                ways[0].clone(),
+                cfg.first_way_retry,
+                stream_stop.clone(),
+            ))
+        });
         // The terminal's own secret once enrolled; until then the site's enrollment token. A
         // secret the collector refused is set aside, not deleted: with a token the agent enrolls
         // again; without one it keeps presenting the refused secret (a collector whose
@@ -331,14 +356,22 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
                 notes: &notes,
                 counts: &mut refusals,
             },
-            &shutdown,
+            &stream_stop,
         )
         .await
         {
             end.error = Some(e);
         }
+        if let Some(t) = first_back {
+            t.abort();
+        }
         if shutdown.is_cancelled() {
             break;
+        }
+        if stream_stop.is_cancelled() {
+            tracing::info!(url = %ways[0].url, "the first way to the collector works again: going back to it");
+            rotation.back_to_first();
+            continue;
         }
         if end.acked {
             // The stream stored reports: the collector works; the next blip starts over.
@@ -348,7 +381,27 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
             }
         }
         if let Some(e) = &end.error {
-            tracing::warn!(error = %e, "collector stream ended");
+            tracing::warn!(error = %e, way = way_index, url = %way.url, "collector stream ended");
+        }
+        if end.welcomed || end.answered {
+            rotation.reached();
+        } else {
+            // This way did not reach the collector: the next one now, unless each has failed
+            // once since one last did (then the backoff below).
+            let why = way
+                .status()
+                .last_error
+                .or(end.error.clone())
+                .unwrap_or_default();
+            let all_failed = rotation.failed();
+            if ways.len() > 1 {
+                tracing::warn!(way = way_index, url = %way.url, error = %why, next = rotation.current(), "this way to the collector failed; trying the next");
+            } else {
+                tracing::warn!(url = %way.url, error = %why, "cannot reach the collector");
+            }
+            if !all_failed && !end.refused {
+                continue;
+            }
         }
         // A refused report: wait long (it will likely be refused again). A refusal with a
         // pushback (the terminal's rate window, a busy collector) says when; else back off.
@@ -380,20 +433,6 @@ fn nanos() -> u128 {
 fn jitter(d: Duration) -> Duration {
     let r = (nanos() % 1000) as f64 / 1000.0; // 0..1
     d.mul_f64(0.8 + 0.4 * r)
-}
-
-fn hostname() -> String {
-    std::env::var("COMPUTERNAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|s| {
-            s.trim()
-                .chars()
-                .take(oqs_proto::text_limits::HOSTNAME)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn rounds(
@@ -548,9 +587,34 @@ struct Refusals<'a> {
     counts: &'a mut std::collections::HashMap<u64, u32>,
 }
 
+/// How long a connection (TCP, a proxy's tunnel, TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tries the first way every `every` until it connects, then stops the current stream.
+async fn first_way_back(
+    first: Arc<crate::uplink::WayChannel>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if first.try_connect().await.is_ok() {
+            stop.cancel();
+            return;
+        }
+    }
+}
+
 /// How a stream ended.
 #[derive(Debug, Default)]
 struct SessionEnd {
+    /// The collector answered its Hello with a Welcome.
+    welcomed: bool,
+    /// The collector answered (a Welcome or a refusal): this way reaches it.
+    answered: bool,
     /// The collector acknowledged at least one report on it.
     acked: bool,
     /// The collector refused a report on it (`Rejected`).
@@ -580,6 +644,9 @@ async fn refused(
 ) -> String {
     credential.refused(status).await;
     end.retry_after = pushback(status);
+    // UNAVAILABLE is what a connection that never reached the collector gives (a refused TCP
+    // connection, a proxy's refusal, a TLS failure); any other status is the collector's answer.
+    end.answered = status.code() != tonic::Code::Unavailable;
     status.message().to_string()
 }
 
@@ -635,6 +702,7 @@ async fn session(
     let (stored, max_message_bytes, max_addresses, max_list_items) = match inbound.message().await {
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => {
+                end.welcomed = true;
                 if !w.terminal_secret.is_empty() {
                     credential.keep(&w.terminal_secret).await?;
                     tracing::info!("enrolled: the collector issued this terminal's secret");

@@ -13,11 +13,13 @@ pub use oqs_guide::diagnosis;
 pub use oqs_guide::targets as guide;
 pub mod install;
 pub mod logfile;
+pub mod relay;
 pub mod render;
 pub mod round;
 pub mod spool;
 pub mod sysinfo;
 pub mod tidy;
+pub mod uplink;
 #[cfg(windows)]
 pub mod winacl;
 #[cfg(windows)]

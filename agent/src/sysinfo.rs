@@ -1,10 +1,21 @@
-//! What the agent's Hello says about its machine for the NOC's inventory: the operating system
+//! What the agent's Hello says about its machine for the NOC's inventory: its name, the operating system
 //! with its version and build, and when the machine booted.
 //!
 //! Read once per agent start. Must never fail the agent or block for long: what cannot be read is
 //! left out (an empty text, a zero time).
 
 use oqs_proto::text_limits;
+
+/// This machine's name (`COMPUTERNAME` on Windows, `HOSTNAME` or /etc/hostname elsewhere), cut
+/// to the protocol's limit.
+pub fn hostname() -> String {
+    std::env::var("COMPUTERNAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().chars().take(text_limits::HOSTNAME).collect())
+        .unwrap_or_default()
+}
 
 /// The OS family and architecture, then what the OS says of its version and build, e.g.
 /// "windows x86_64 Windows 10 Pro 22H2 (build 19045.3803)" or

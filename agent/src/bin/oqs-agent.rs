@@ -102,6 +102,37 @@ enum Command {
         #[arg(long)]
         error_log: Option<PathBuf>,
     },
+    /// A relay on a clinic PC that reaches the NOC, for OQS terminals that cannot: an HTTP
+    /// CONNECT proxy that tunnels only to the given collectors, only for the allowed sources.
+    /// The terminals set `collector.proxy = "http://THIS-PC:PORT"`. TLS stays end to end: the
+    /// relay can neither read nor forge a report. Stops on SIGTERM or Ctrl-C.
+    Relay {
+        /// Where to listen (ADDR:PORT; port 0 picks one, printed on start).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// A collector's gRPC address, HOST:PORT as the agents' URLs name it; repeat for more.
+        #[arg(long = "collector", required = true)]
+        collectors: Vec<String>,
+        /// A source prefix that may use the relay (repeat). Default: loopback, the private and
+        /// link-local ranges and this host's IPv6 prefixes.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// A proxy the relay itself reaches the collectors through (http://HOST:PORT).
+        #[arg(long)]
+        proxy: Option<String>,
+        /// A file holding user:password for that proxy.
+        #[arg(long)]
+        proxy_auth_file: Option<PathBuf>,
+        /// Tunnels open at once; more are answered 503.
+        #[arg(long, default_value_t = 1000)]
+        max_tunnels: u64,
+        /// A tunnel idle this long either way is closed.
+        #[arg(long, default_value_t = 300)]
+        idle_secs: u64,
+        /// The most bytes one tunnel carries before it is closed (the agent reconnects).
+        #[arg(long, default_value_t = 1 << 30)]
+        max_tunnel_bytes: u64,
+    },
     /// Windows: configure the installed `oqs-agent` service (the MSI runs this).
     ServiceConfig {
         /// Restart on failure: 10 s, 10 s, then every 60 s; reset after a day.
@@ -186,6 +217,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 s.cancel();
             });
             oqs_agent::daemon::run(cfg, shutdown).await?;
+            Ok(())
+        }
+        Command::Relay {
+            listen,
+            collectors,
+            allow,
+            proxy,
+            proxy_auth_file,
+            max_tunnels,
+            idle_secs,
+            max_tunnel_bytes,
+        } => {
+            use oqs_agent::relay::{Allow, RelaySettings, Target};
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let collectors = collectors
+                .iter()
+                .map(|c| Target::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--collector {e}"))?;
+            let mut settings = RelaySettings::new(listen, collectors);
+            settings.allow = allow
+                .iter()
+                .map(|a| Allow::parse(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--allow {e}"))?;
+            if let Some(p) = proxy {
+                let addr = oqs_agent::uplink::proxy::parse_proxy_url(&p)
+                    .map_err(|e| anyhow::anyhow!("--proxy {p:?}: {e}"))?;
+                let creds =
+                    match proxy_auth_file {
+                        None => None,
+                        Some(f) => {
+                            let text = std::fs::read_to_string(&f).with_context(|| {
+                                format!("--proxy-auth-file: cannot read {}", f.display())
+                            })?;
+                            Some(oqs_agent::uplink::ProxyCredentials::parse(&text).map_err(
+                                |e| anyhow::anyhow!("--proxy-auth-file {}: {e}", f.display()),
+                            )?)
+                        }
+                    };
+                settings.upstream = Some((addr, creds));
+            } else if proxy_auth_file.is_some() {
+                anyhow::bail!("--proxy-auth-file needs --proxy");
+            }
+            if max_tunnels == 0 || idle_secs == 0 || max_tunnel_bytes == 0 {
+                anyhow::bail!("--max-tunnels, --idle-secs and --max-tunnel-bytes must be above 0");
+            }
+            settings.max_tunnels = max_tunnels;
+            settings.idle = std::time::Duration::from_secs(idle_secs);
+            settings.max_tunnel_bytes = max_tunnel_bytes;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("--listen {listen}: cannot listen"))?;
+            let bound = listener.local_addr()?;
+            // Scripts read this line to find the port (with port 0).
+            println!("oqs-agent relay listening on {bound}");
+            tracing::info!(%bound, collectors = ?settings.collectors, "relay listening");
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let s = shutdown.clone();
+            tokio::spawn(async move {
+                oqs_runtime::shutdown_signal().await;
+                s.cancel();
+            });
+            let counters = std::sync::Arc::new(oqs_agent::relay::RelayCounters::default());
+            oqs_agent::relay::serve(
+                listener,
+                std::sync::Arc::new(settings),
+                counters.clone(),
+                shutdown,
+            )
+            .await;
+            tracing::info!(counters = %counters.summary(), "relay stopped");
             Ok(())
         }
         Command::ServiceConfig { restart_on_failure } => {

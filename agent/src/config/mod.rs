@@ -40,6 +40,13 @@ pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigEr
     }
 }
 
+/// One way to the collector: its gRPC URL and how the connection gets there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Way {
+    pub url: String,
+    pub route: crate::uplink::Route,
+}
+
 /// A name to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsName {
@@ -100,8 +107,12 @@ pub struct AgentConfig {
     pub probe_timeout: Duration,
     /// The OQS CA bundle (PEM) the portal and OQS web are verified against.
     pub oqs_ca: Option<PathBuf>,
-    /// The collector's gRPC URL; `None` for a one-shot `check`.
-    pub collector_url: Option<String>,
+    /// The ways to the collector, tried in order (empty for a one-shot `check`): `collector.url`
+    /// or `urls`, each through `collector.proxy`; or `[[collector.ways]]`, each with its own.
+    pub collector_ways: Vec<Way>,
+    /// While reporting over a later way, how often the first is tried again (and taken back
+    /// when it works): `collector.first_way_retry_secs`, 300.
+    pub first_way_retry: Duration,
     /// The CA that signed the collector's certificate (PEM), for `https://` URLs; without it the
     /// system's trust store is not consulted (the NOC runs its own CA).
     pub collector_ca: Option<PathBuf>,
@@ -324,6 +335,91 @@ mod tests {
     }
 
     #[test]
+    fn ways_to_the_collector_and_their_proxies_parse_or_name_the_key() {
+        use crate::uplink::Route;
+        let auth = std::env::temp_dir().join(format!("oqs-proxy-auth-{}", std::process::id()));
+        std::fs::write(&auth, "noc:s3cret\n").unwrap();
+        let c = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[collector]\ninsecure = true\nproxy_auth_file = {auth:?}\n\
+             no_proxy = [\".oqs-pdl.org\"]\n[[collector.ways]]\nurl = \"http://noc.example:50051\"\n\
+             [[collector.ways]]\nurl = \"http://noc.example:50051\"\nproxy = \"http://relay-pc:3128\"\n\
+             [[collector.ways]]\nurl = \"http://noc2.example:50051\"\nproxy = \"system\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.collector_ways.len(), 3);
+        assert_eq!(c.collector_ways[0].route, Route::Direct);
+        match &c.collector_ways[1].route {
+            Route::Proxy {
+                addr, credentials, ..
+            } => {
+                assert_eq!(addr.to_string(), "relay-pc:3128");
+                assert!(credentials.is_some());
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(matches!(c.collector_ways[2].route, Route::System { .. }));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the password never prints"
+        );
+        let c = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\n[collector]\ninsecure = true\nurls = [\"http://a:1\", \"http://b:1\"]\nproxy = \"http://p:8080\"\n"
+        ))
+        .unwrap();
+        assert!(c
+            .collector_ways
+            .iter()
+            .all(|w| matches!(w.route, Route::Proxy { .. })));
+        let bad_auth = std::env::temp_dir().join(format!("oqs-proxy-bad-{}", std::process::id()));
+        std::fs::write(&bad_auth, "no colon here\n").unwrap();
+        let missing = std::env::temp_dir().join("oqs-no-such-auth-file");
+        for (extra, key) in [
+            ("proxy = \"http://p\"\n", "collector.proxy"),
+            ("proxy = \"socks5://p:1080\"\n", "collector.proxy"),
+            ("proxy = \"http://user:pw@p:8080\"\n", "collector.proxy"),
+            ("proxy = \"http://p:8080/path\"\n", "collector.proxy"),
+            ("no_proxy = [\"10.0.0.0/99\"]\n", "collector.no_proxy"),
+            (
+                &format!("proxy_auth_file = {missing:?}\n"),
+                "collector.proxy_auth_file",
+            ),
+            (
+                &format!("proxy_auth_file = {bad_auth:?}\n"),
+                "collector.proxy_auth_file",
+            ),
+            (
+                "first_way_retry_secs = 1\n",
+                "collector.first_way_retry_secs",
+            ),
+            (
+                "urls = [\"http://a:1\", \"https://b:1\"]\n",
+                "collector.urls",
+            ),
+            ("urls = []\n", "collector.urls"),
+            (
+                "url = \"http://a:1\"\nurls = [\"http://b:1\"]\n",
+                "collector.url",
+            ),
+            ("urls = [\"ftp://a:1\"]\n", "collector.urls"),
+        ] {
+            let e = AgentConfig::from_toml(&format!(
+                "{MIN}area = \"east\"\n[collector]\ninsecure = true\nurl = \"http://noc:1\"\n{extra}"
+            ))
+            .or_else(|_| {
+                AgentConfig::from_toml(&format!(
+                    "{MIN}area = \"east\"\n[collector]\ninsecure = true\n{extra}"
+                ))
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        let _ = std::fs::remove_file(auth);
+        let _ = std::fs::remove_file(bad_auth);
+    }
+
+    #[test]
     fn overrides_replace_the_defaults() {
         let c = AgentConfig::from_toml(&format!(
             "{MIN}area = \"east\"\n[[dns.names]]\nname = \"new.onshikaku.org\"\nresolver = \"nw_base\"\nexpected_prefix = \"2404:1a8::/32\"\n\
@@ -339,7 +435,7 @@ mod tests {
     #[test]
     fn check_mode_needs_only_the_area() {
         let c = AgentConfig::for_check(Area::East, None);
-        assert!(c.collector_url.is_none());
+        assert!(c.collector_ways.is_empty());
         assert!(c
             .probes
             .dns_names

@@ -47,6 +47,12 @@ pub(super) struct RawCerts {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCollector {
     pub(super) url: Option<String>,
+    pub(super) urls: Option<Vec<String>>,
+    pub(super) ways: Option<Vec<RawWay>>,
+    pub(super) proxy: Option<String>,
+    pub(super) proxy_auth_file: Option<PathBuf>,
+    pub(super) no_proxy: Option<Vec<String>>,
+    pub(super) first_way_retry_secs: Option<u64>,
     pub(super) ca: Option<PathBuf>,
     pub(super) client_cert: Option<PathBuf>,
     pub(super) client_key: Option<PathBuf>,
@@ -54,6 +60,15 @@ pub(super) struct RawCollector {
     pub(super) insecure: Option<bool>,
     pub(super) refused_retry_min_secs: Option<u64>,
     pub(super) refused_retry_max_secs: Option<u64>,
+}
+
+/// One way to the collector (`[[collector.ways]]`): its URL, and its own proxy (else
+/// `collector.proxy`; `"direct"` for none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWay {
+    pub(super) url: String,
+    pub(super) proxy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

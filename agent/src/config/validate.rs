@@ -17,6 +17,89 @@ pub(super) fn url(
     Ok(v)
 }
 
+/// The ways to the collector: `url`, `urls` (each through `proxy`) or `[[ways]]` (each with its
+/// own proxy, else `proxy`); at most one of the three.
+fn ways(c: &RawCollector) -> Result<Vec<Way>, ConfigError> {
+    use crate::uplink::{proxy, NoProxy, ProxyCredentials, Route};
+    let given = [c.url.is_some(), c.urls.is_some(), c.ways.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(invalid(
+            "collector.url",
+            "set one of collector.url, collector.urls and [[collector.ways]]",
+        ));
+    }
+    let credentials = match &c.proxy_auth_file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                invalid(
+                    "collector.proxy_auth_file",
+                    format!("cannot read {}: {e}", p.display()),
+                )
+            })?;
+            Some(ProxyCredentials::parse(&text).map_err(|e| {
+                invalid("collector.proxy_auth_file", format!("{}: {e}", p.display()))
+            })?)
+        }
+    };
+    let no_proxy = NoProxy::parse(c.no_proxy.iter().flatten().map(String::as_str))
+        .map_err(|e| invalid("collector.no_proxy", e))?;
+    let route = |key: &'static str, v: Option<&str>| -> Result<Route, ConfigError> {
+        Ok(match v.map(str::trim) {
+            None | Some("") | Some("direct") => Route::Direct,
+            Some("system") => Route::System {
+                credentials: credentials.clone(),
+                no_proxy: no_proxy.clone(),
+            },
+            Some(u) => Route::Proxy {
+                addr: proxy::parse_proxy_url(u).map_err(|e| invalid(key, e))?,
+                credentials: credentials.clone(),
+                no_proxy: no_proxy.clone(),
+            },
+        })
+    };
+    let default = route("collector.proxy", c.proxy.as_deref())?;
+    let mut out = Vec::new();
+    if let Some(u) = &c.url {
+        out.push(Way {
+            url: url("collector.url", Some(u.clone()), "")?,
+            route: default.clone(),
+        });
+    }
+    for u in c.urls.iter().flatten() {
+        out.push(Way {
+            url: url("collector.urls", Some(u.clone()), "")?,
+            route: default.clone(),
+        });
+    }
+    for w in c.ways.iter().flatten() {
+        out.push(Way {
+            url: url("collector.ways.url", Some(w.url.clone()), "")?,
+            route: match &w.proxy {
+                Some(p) => route("collector.ways.proxy", Some(p))?,
+                None => default.clone(),
+            },
+        });
+    }
+    if (c.urls.is_some() || c.ways.is_some()) && out.is_empty() {
+        return Err(invalid("collector.urls", "lists no way to the collector"));
+    }
+    const MAX_WAYS: usize = 8;
+    if out.len() > MAX_WAYS {
+        return Err(invalid(
+            "collector.urls",
+            format!("{} ways; at most {MAX_WAYS}", out.len()),
+        ));
+    }
+    if out.is_empty() && (c.proxy.is_some() || c.proxy_auth_file.is_some()) {
+        return Err(invalid(
+            "collector.proxy",
+            "a proxy is set but no collector.url to reach through it",
+        ));
+    }
+    Ok(out)
+}
+
 /// A TOML error as "line N: what": never the offending line itself, which may hold the
 /// enrollment token or the customer ID (the error goes to the service's log).
 pub(super) fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
@@ -191,27 +274,33 @@ impl AgentConfig {
                 format!("{keep_acked_hours} is outside {KEEP_ACKED_HOURS:?} (0: keep none)"),
             ));
         }
-        let collector_url = r
-            .collector
-            .url
-            .map(|u| url("collector.url", Some(u), ""))
-            .transpose()?;
+        let collector_ways = ways(&r.collector)?;
         if r.collector.client_cert.is_some() != r.collector.client_key.is_some() {
             return Err(invalid(
                 "collector.client_cert",
                 "client_cert and client_key go together: set both or neither",
             ));
         }
-        let https = collector_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"));
+        let https = collector_ways.iter().any(|w| w.url.starts_with("https://"));
+        if https
+            && collector_ways
+                .iter()
+                .any(|w| !w.url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "collector.urls",
+                "every way to the collector is https://, or none is: one agent has one CA and one \
+                 credential for all of them",
+            ));
+        }
         if !https && (r.collector.ca.is_some() || r.collector.client_cert.is_some()) {
             return Err(invalid(
                 "collector.url",
                 "collector.ca / client_cert are set but the URL is not https://",
             ));
         }
-        if let Some(u) = collector_url.as_deref() {
+        for w in &collector_ways {
+            let u = &w.url;
             if !https && !loopback_host(u) && r.collector.insecure != Some(true) {
                 return Err(invalid(
                     "collector.url",
@@ -223,6 +312,16 @@ impl AgentConfig {
                 ));
             }
         }
+        let first_way_retry = {
+            let s = r.collector.first_way_retry_secs.unwrap_or(300);
+            if !(10..=86_400).contains(&s) {
+                return Err(invalid(
+                    "collector.first_way_retry_secs",
+                    format!("{s} is outside 10 to 86400"),
+                ));
+            }
+            Duration::from_secs(s)
+        };
         let refused_retry = {
             let min = r.collector.refused_retry_min_secs.unwrap_or(30);
             let max = r.collector.refused_retry_max_secs.unwrap_or(3600);
@@ -240,7 +339,7 @@ impl AgentConfig {
         if https && r.collector.ca.is_none() {
             return Err(invalid(
                 "collector.ca",
-                "an https:// collector.url needs collector.ca, the PEM of the CA that signed the collector's certificate",
+                "an https:// collector URL needs collector.ca, the PEM of the CA that signed the collector's certificate",
             ));
         }
         let dns_names = match r.dns.names {
@@ -351,7 +450,8 @@ impl AgentConfig {
             interval: Duration::from_secs(interval_secs),
             probe_timeout: Duration::from_millis(timeout_ms),
             oqs_ca: r.oqs_ca,
-            collector_url,
+            collector_ways,
+            first_way_retry,
             collector_ca: r.collector.ca,
             collector_client_cert: r.collector.client_cert,
             collector_client_key: r.collector.client_key,

@@ -222,7 +222,7 @@ pub fn observe(oqs_target: Option<Ipv6Addr>) -> std::io::Result<Observed> {
     Ok(to_observed(&adapters, best))
 }
 
-/// The only unsafe code of the agent: walking the linked lists `GetAdaptersAddresses` writes into
+/// Unsafe code, as little as can be: walking the linked lists `GetAdaptersAddresses` writes into
 /// our buffer, and one `GetBestInterfaceEx`. Every pointer read is bounded by that buffer's
 /// lifetime; nothing is kept past it.
 #[cfg(windows)]
