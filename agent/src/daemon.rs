@@ -297,6 +297,8 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
     let mut refused_backoff = Backoff::between(cfg.refused_retry.0, cfg.refused_retry.1);
     // How often each held report was refused (a restart forgets: it is tried afresh).
     let mut refusals: std::collections::HashMap<u64, u32> = Default::default();
+    // Streams that ended without a Welcome since the last that had one (told in `Uplink`).
+    let mut failed_attempts: u32 = 0;
     while !shutdown.is_cancelled() {
         let way_index = rotation.current();
         let way = ways[way_index].clone();
@@ -356,6 +358,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
                 notes: &notes,
                 counts: &mut refusals,
             },
+            UplinkCtx {
+                ways: &ways,
+                index: way_index,
+                failed_attempts,
+            },
             &stream_stop,
         )
         .await
@@ -382,6 +389,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Da
         }
         if let Some(e) = &end.error {
             tracing::warn!(error = %e, way = way_index, url = %way.url, "collector stream ended");
+        }
+        if end.welcomed {
+            failed_attempts = 0;
+        } else {
+            failed_attempts = failed_attempts.saturating_add(1);
         }
         if end.welcomed || end.answered {
             rotation.reached();
@@ -608,6 +620,66 @@ async fn first_way_back(
     }
 }
 
+/// What the collector is told of a stream's way (`Uplink`).
+#[derive(Clone, Copy)]
+struct UplinkCtx<'a> {
+    ways: &'a [Arc<crate::uplink::WayChannel>],
+    index: usize,
+    /// Attempts that failed (over all ways) before this stream.
+    failed_attempts: u32,
+}
+
+impl UplinkCtx<'_> {
+    fn message(&self, backlog: u64, oldest_made_ms: i64) -> oqs_proto::v1::Uplink {
+        use crate::uplink::Path;
+        use oqs_proto::v1::UplinkPath;
+        let status = self.ways[self.index].status();
+        let (path, via) = match status.path {
+            Path::Direct => (UplinkPath::Direct, String::new()),
+            Path::Proxy(p) => (UplinkPath::Proxy, p),
+            Path::Relay(name) => (UplinkPath::Relay, name),
+        };
+        let way_errors = self
+            .ways
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.index)
+            .filter_map(|(i, w)| {
+                w.status().last_error.map(|e| oqs_proto::v1::WayError {
+                    way_index: i as u32,
+                    url: w
+                        .url
+                        .chars()
+                        .take(oqs_proto::report_limits::URL_CHARS)
+                        .collect(),
+                    error: note_text(&e),
+                })
+            })
+            .collect();
+        oqs_proto::v1::Uplink {
+            path: path as i32,
+            via: note_text(&via),
+            way_index: self.index as u32,
+            ways: self.ways.len() as u32,
+            backlog_reports: backlog,
+            oldest_unsent_made_ms: oldest_made_ms,
+            failed_attempts: self.failed_attempts,
+            way_errors,
+        }
+    }
+}
+
+async fn send_uplink(
+    tx: &mpsc::Sender<AgentMessage>,
+    u: oqs_proto::v1::Uplink,
+) -> Result<(), String> {
+    tx.send(AgentMessage {
+        body: Some(AgentBody::Uplink(u)),
+    })
+    .await
+    .map_err(|_| "stream closed".to_string())
+}
+
 /// How a stream ended.
 #[derive(Debug, Default)]
 struct SessionEnd {
@@ -675,6 +747,7 @@ async fn session(
     run_now: &Notify,
     config: &watch::Sender<AgentConfig>,
     refusals: Refusals<'_>,
+    uplink: UplinkCtx<'_>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     (hello.highest_held_seq, hello.highest_acked_seq) =
@@ -749,6 +822,9 @@ async fn session(
     let mut waiting_since = Instant::now();
     let ack_timeout = ack_timeout(config.borrow().interval);
     let clock = ClockWatch::start();
+    // The backlog this stream announced in its `Uplink` (the last seq of it): once acknowledged,
+    // the collector is told the terminal caught up.
+    let mut announced: Option<u64> = None;
     loop {
         if let Some(jump) = clock.jumped() {
             // A fresh Hello carries the clock as it is now, for the collector to judge.
@@ -769,6 +845,13 @@ async fn session(
             spool_op(spool, move |s| s.mark_sent(last))
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+        if announced.is_none() {
+            // The first batch after the Welcome is the backlog: the collector learns the way
+            // and how far behind this terminal is before the replay starts.
+            let oldest = pending.first().map_or(0, |r| r.finished_at_ms);
+            announced = Some(pending.last().map_or(stored, |r| r.seq));
+            send_uplink(&tx, uplink.message(pending.len() as u64, oldest)).await?;
         }
         for mut r in pending {
             // What every collector accepts, again: a report spooled by an older agent, or before
@@ -829,8 +912,12 @@ async fn session(
                     Some(CollectorBody::Ack(a)) => {
                         end.acked = true;
                         let seq = a.seq;
+                        let before = acked_upto;
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
+                        if announced.is_some_and(|a| a > stored && before < a && acked_upto >= a) {
+                            send_uplink(&tx, uplink.message(0, 0)).await?;
+                        }
                         spool_op(spool, move |s| {
                             s.acknowledge(seq)?;
                             s.mark_acked(seq)

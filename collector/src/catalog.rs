@@ -396,6 +396,15 @@ flags! {
         guide: page(None, "P18 3-2"),
         alerts: [on_flag("NtpSkew", A_INFO)],
     }
+    /// A terminal's reports arrived more than `flags.late_after_secs` after they were made: its
+    /// way to the collector (a proxy, the relay PC, the network) was cut or is slow, and the agent
+    /// kept them meanwhile (detail: the terminal, how late, by which way). Held
+    /// `flags.late_hold_secs` after the last late report.
+    ReportsLate = "reports_late" {
+        Warning, avail: Up, ja: "報告の遅延", en: "Reports late",
+        guide: page(None, "docs/uplink.md 'When a way fails'"),
+        alerts: [on_flag("ReportsLate", A_WARN)],
+    }
 }
 
 impl Flag {

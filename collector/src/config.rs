@@ -437,6 +437,13 @@ pub struct FlagSettings {
     pub known_codes: Vec<String>,
     /// Prefix-history entries kept per site.
     pub prefix_history_max: usize,
+    /// `reports_late`: a report that arrives more than this many seconds after it was made (or
+    /// after this collector started, when it was made before) — its terminal's way to the
+    /// collector was cut or is slow. 0: never.
+    pub late_after_secs: u64,
+    /// `reports_late` stays raised this long after the last late report, in seconds (so a burst
+    /// of replayed reports is seen, not only logged).
+    pub late_hold_secs: u64,
 }
 
 impl Default for FlagSettings {
@@ -456,6 +463,8 @@ impl Default for FlagSettings {
             evaluate_every_ms: 5000,
             known_codes: vec!["P11019".into(), "P32031".into()],
             prefix_history_max: 100,
+            late_after_secs: 600,
+            late_hold_secs: 1800,
         }
     }
 }
@@ -479,6 +488,12 @@ impl FlagSettings {
     }
     pub fn reauth_link_ms(&self) -> i64 {
         secs_ms(self.reauth_link_secs)
+    }
+    pub fn late_after_ms(&self) -> i64 {
+        secs_ms(self.late_after_secs)
+    }
+    pub fn late_hold_ms(&self) -> i64 {
+        secs_ms(self.late_hold_secs)
     }
 }
 

@@ -700,6 +700,17 @@ fn take_message(
         Err(st) => return Step::Fail(inbound_error(state, st)),
         Ok(Some(m)) => match m.body {
             Some(AgentBody::Report(r)) => r,
+            Some(AgentBody::Uplink(u)) => {
+                // Not a report: nothing to store or ack, and a bad one costs the stream nothing.
+                match crate::uplinks::UplinkSeen::parse(&u, crate::clock::now_ms()) {
+                    Ok(seen) => state.presence.uplinks.record(key, seen),
+                    Err(e) => {
+                        // At most two a connection: a warning each is not a flood.
+                        tracing::warn!(site = %key.site, terminal = %key.terminal, error = %e, "ignoring an Uplink");
+                    }
+                }
+                return Step::Skip;
+            }
             Some(AgentBody::Hello(_)) => {
                 state.metrics.reject("bad_hello");
                 return Step::Fail(Status::invalid_argument(

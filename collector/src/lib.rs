@@ -49,5 +49,6 @@ pub mod samples;
 pub mod server;
 pub mod small_map;
 pub mod store;
+pub mod uplinks;
 pub mod validate;
 pub mod view;

@@ -34,6 +34,8 @@ pub struct Presence {
     open: Arc<Mutex<Streams>>,
     next_id: Arc<AtomicU64>,
     gauge: IntGauge,
+    /// How each terminal's reports come (its agent's `Uplink`), kept after it disconnects.
+    pub uplinks: crate::uplinks::Uplinks,
 }
 
 impl Presence {
@@ -42,6 +44,7 @@ impl Presence {
             open: Arc::default(),
             next_id: Arc::default(),
             gauge,
+            uplinks: Default::default(),
         }
     }
 

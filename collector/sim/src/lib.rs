@@ -6,6 +6,7 @@
 //! agent (its own crate, so it cannot).
 
 pub mod scenario;
+mod tunnel;
 
 use oqs_proto::v1::agent_message::Body as AgentBody;
 use oqs_proto::v1::collector_message::Body as CollectorBody;
@@ -44,6 +45,9 @@ pub struct SimOptions {
     /// Make every report at least this large (bytes), with DNS answers that differ from round to
     /// round so none is elided: a sender of large reports (0: as the scenario makes them).
     pub report_bytes: usize,
+    /// Connect through this HTTP CONNECT proxy (`HOST:PORT`, e.g. `oqs-agent relay`), one tunnel
+    /// per connection: the relay benchmark. None: direct.
+    pub proxy: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -58,6 +62,7 @@ impl Default for SimOptions {
             terminals_per_site: 0,
             connections: 0,
             ack_timeout: Duration::from_secs(30),
+            proxy: None,
             spread_start: true,
             report_bytes: 0,
         }
@@ -169,12 +174,16 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
         .connect_timeout(Duration::from_secs(5));
     let sites = fleet(&opts);
     let total_terminals: usize = sites.iter().map(|s| s.terminals).sum();
+    let connect = |e: &Endpoint| -> Channel {
+        match &opts.proxy {
+            None => e.connect_lazy(),
+            Some(p) => e.connect_with_connector_lazy(tunnel::connector(p.clone())),
+        }
+    };
     let shared: Vec<Channel> = if opts.connections == 0 {
         Vec::new()
     } else {
-        (0..opts.connections)
-            .map(|_| endpoint.connect_lazy())
-            .collect()
+        (0..opts.connections).map(|_| connect(&endpoint)).collect()
     };
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
@@ -184,7 +193,7 @@ pub async fn run(opts: SimOptions, cancel: CancellationToken) -> anyhow::Result<
         let site = Arc::new(site);
         for t in 0..site.terminals {
             let channel = if shared.is_empty() {
-                endpoint.connect_lazy()
+                connect(&endpoint)
             } else {
                 shared[n % shared.len()].clone()
             };

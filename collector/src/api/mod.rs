@@ -156,6 +156,7 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
         )],
         {
             let mut out = s.metrics.render(&s.view);
+            s.presence.uplinks.render(crate::clock::now_ms(), &mut out);
             render_maintenance(&s.maintenance, crate::clock::now_ms(), &mut out);
             incidents::render(&s.incidents, &mut out);
             if let Some(space) = space {

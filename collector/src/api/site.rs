@@ -116,6 +116,17 @@ struct TerminalView {
     /// How old the checks are (seconds since the round they come from).
     checks_age_seconds: Option<i64>,
     checks: Vec<CheckView>,
+    /// How its reports come (its agent's last `Uplink`): the way, what waits behind it, the ways
+    /// that failed. Null when not known (not connected since the collector started).
+    uplink: Option<UplinkView>,
+}
+
+#[derive(Serialize)]
+struct UplinkView {
+    #[serde(flatten)]
+    seen: crate::uplinks::UplinkSeen,
+    /// How long the oldest waiting report has waited, by the collector's clock now.
+    oldest_unsent_age_seconds: i64,
 }
 
 #[derive(Serialize)]
@@ -267,8 +278,33 @@ pub(super) async fn site(
             .zip(latest)
             .map(|((k, r), latest)| {
                 let t = st.and_then(|st| st.terminals.get(&k.terminal));
+                let connected = s.presence.is_connected(&k);
+                // No entry: direct by its first way with nothing waiting — if it is connected
+                // now; otherwise nothing is known since this collector started.
+                let uplink = s
+                    .presence
+                    .uplinks
+                    .get(&k)
+                    .or_else(|| {
+                        connected.then(|| crate::uplinks::UplinkSeen {
+                            path: "direct",
+                            via: String::new(),
+                            way_index: 0,
+                            ways: 1,
+                            backlog_reports: 0,
+                            oldest_unsent_made_ms: 0,
+                            failed_attempts: 0,
+                            way_errors: Vec::new(),
+                            heard_at_ms: 0,
+                        })
+                    })
+                    .map(|seen| UplinkView {
+                        oldest_unsent_age_seconds: seen.oldest_unsent_secs(now),
+                        seen,
+                    });
                 TerminalView {
-                    connected: s.presence.is_connected(&k),
+                    connected,
+                    uplink,
                     last_seq: r.last_seq,
                     reports_total: r.reports_total,
                     last_report_at: when(r.last_report_at_ms),

@@ -25,16 +25,12 @@ impl Engine {
             .flags
             .get(&Flag::PrefixChanged)
             .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.prefix_changed_hold_ms())
-            || [
-                Flag::TerminalIdConflict,
-                Flag::StoreLostReports,
-                Flag::ReportsRefused,
-            ]
-            .iter()
-            .any(|flag| {
-                st.flags
-                    .get(flag)
-                    .is_some_and(|f| now_ms - f.raised_at_ms >= self.settings.conflict_hold_ms())
+            || self.held().iter().any(|(flag, hold)| {
+                *flag != Flag::PrefixChanged
+                    && st
+                        .flags
+                        .get(flag)
+                        .is_some_and(|f| now_ms - f.raised_at_ms >= *hold)
             })
     }
 
@@ -139,7 +135,40 @@ impl Engine {
         self.hold(st, Flag::StoreLostReports, terminal, detail, now_ms)
     }
 
-    /// Raises (or renews) a flag held for `conflict_hold_secs` on the collector's clock.
+    /// `terminal`'s report arrived `late_ms` after it was made: `reports_late`, held
+    /// `late_hold_secs` after the last late report. Renewed without an event while raised: a
+    /// replay of hours brings hundreds of late reports, and one event says it.
+    pub fn on_late(
+        &mut self,
+        st: &mut SiteState,
+        terminal: &str,
+        late_ms: i64,
+        now_ms: i64,
+    ) -> Vec<Event> {
+        if let Some(f) = st.flags.get_mut(&Flag::ReportsLate) {
+            f.raised_at_ms = now_ms;
+            return Vec::new();
+        }
+        let detail = format!(
+            "{terminal}: reports arrive up to {} after they were made: the terminal's way to the \
+             collector (proxy, relay PC, network) was cut or is slow; the agent kept them",
+            verdicts::duration_text(late_ms)
+        );
+        self.hold(st, Flag::ReportsLate, terminal, detail, now_ms)
+    }
+
+    /// The flags held for a time after they were last raised, and for how long.
+    fn held(&self) -> [(Flag, i64); 5] {
+        [
+            (Flag::PrefixChanged, self.settings.prefix_changed_hold_ms()),
+            (Flag::TerminalIdConflict, self.settings.conflict_hold_ms()),
+            (Flag::StoreLostReports, self.settings.conflict_hold_ms()),
+            (Flag::ReportsRefused, self.settings.conflict_hold_ms()),
+            (Flag::ReportsLate, self.settings.late_hold_ms()),
+        ]
+    }
+
+    /// Raises (or renews) a flag held on the collector's clock.
     pub(super) fn hold(
         &mut self,
         st: &mut SiteState,
@@ -192,12 +221,7 @@ impl Engine {
                 ts.flapping = false;
             }
         }
-        for (flag, hold) in [
-            (Flag::PrefixChanged, self.settings.prefix_changed_hold_ms()),
-            (Flag::TerminalIdConflict, self.settings.conflict_hold_ms()),
-            (Flag::StoreLostReports, self.settings.conflict_hold_ms()),
-            (Flag::ReportsRefused, self.settings.conflict_hold_ms()),
-        ] {
+        for (flag, hold) in self.held() {
             if let Some(f) = st.flags.get(&flag) {
                 // Held flags are timed by the collector's clock (they have no report time).
                 let t = if flag != Flag::PrefixChanged {

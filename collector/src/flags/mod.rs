@@ -416,6 +416,22 @@ impl Engine {
         }
         st.terminals.insert(terminal.to_owned(), ts);
 
+        // How late this report came: from when it was made (by the terminal's clock, corrected
+        // by the offset its Hello showed; its arrival when that clock ran ahead), or from when
+        // this collector started listening if later — what waited for a collector that was down
+        // is not late by its path.
+        if self.settings.late_after_secs > 0 {
+            let made = match skew {
+                Some(ClockSkew::Behind(behind)) => at.saturating_add(behind),
+                Some(ClockSkew::Ahead(_)) => now_ms,
+                None => at,
+            };
+            let late_ms = now_ms - made.max(self.heard_from_ms);
+            if late_ms > self.settings.late_after_ms() {
+                events.extend(self.on_late(st, terminal, late_ms, now_ms));
+            }
+        }
+
         self.expire(st, at, now_ms, &mut events);
         self.aggregate(st, at, now_ms, Some(terminal), &mut events);
         events

@@ -253,3 +253,82 @@ fn steady_state_does_not_change_the_state() {
         "a persisting condition writes nothing new"
     );
 }
+
+/// A path cut for longer than `late_after_secs`: its replayed reports raise `reports_late` once
+/// (not once per report), held `late_hold_secs` after the last late one, then cleared; reports that
+/// waited for a collector that was down, or that a clock running behind only seems to make late,
+/// raise nothing.
+#[test]
+fn late_reports_raise_once_are_held_then_clear_and_a_collector_restart_is_not_late() {
+    let site = SiteProfile::new(0, "s", Scenario::Healthy, 1);
+    let mut e = engine();
+    let late_after = e.settings.late_after_ms();
+    let hold = e.settings.late_hold_ms();
+    let mut st = SiteState {
+        site: site.site_id.clone(),
+        ..Default::default()
+    };
+    let t0 = 100_000_000;
+    // Three hours of rounds, one a minute, all arriving at once when the path is back.
+    let back = t0 + 3 * 3_600_000;
+    let mut events = Vec::new();
+    for round in 0..180u64 {
+        let made = t0 + round as i64 * 60_000;
+        let r = report(&site, 0, round, round + 1, made);
+        events.extend(e.on_report(&mut st, "pc-1", &r, back + round as i64));
+    }
+    let raised: Vec<_> = events
+        .iter()
+        .filter(|ev| ev.flag == Flag::ReportsLate)
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].action, Action::Raised);
+    let detail = raised[0].detail.as_deref().unwrap();
+    assert!(
+        detail.contains("pc-1") && detail.contains("3.0 h"),
+        "{detail}"
+    );
+    // The last rounds were made within late_after of their arrival: on time.
+    let last_late = st.flags.get(&Flag::ReportsLate).unwrap().raised_at_ms;
+    assert_eq!(last_late, back + 170);
+    // Caught up: on-time reports keep it only until the hold ends.
+    let none = |_: &str| None;
+    let r = report(&site, 0, 180, 181, last_late + 1000);
+    e.on_report(&mut st, "pc-1", &r, last_late + 1500);
+    assert!(st.flags.contains_key(&Flag::ReportsLate));
+    assert!(!e.tick_due(&st, last_late + hold - 1, &none), "{st:?}");
+    assert!(e.tick_due(&st, last_late + hold, &none));
+    let ev = e.on_tick(&mut st, last_late + hold, &none);
+    assert!(
+        ev.iter()
+            .any(|ev| ev.flag == Flag::ReportsLate && ev.action == Action::Cleared),
+        "{ev:?}"
+    );
+    assert!(!st.flags.contains_key(&Flag::ReportsLate));
+
+    // Made while the collector was down: counted from its start, not late.
+    let mut e = engine();
+    let mut st = SiteState {
+        site: site.site_id.clone(),
+        ..Default::default()
+    };
+    let start = t0 + 2 * 3_600_000;
+    e.heard_from_ms = start;
+    let r = report(&site, 0, 0, 1, t0);
+    let ev = e.on_report(&mut st, "pc-1", &r, start + 30_000);
+    assert!(ev.iter().all(|ev| ev.flag != Flag::ReportsLate), "{ev:?}");
+    // A clock two hours behind: the report is as old as its clock says plus the offset.
+    let r = report(&site, 0, 1, 2, start + 60_000 - 2 * 3_600_000);
+    let ev = e.on_report_with(
+        &mut st,
+        "pc-1",
+        &r,
+        start + 61_000,
+        Some(ClockSkew::Behind(2 * 3_600_000)),
+    );
+    assert!(ev.iter().all(|ev| ev.flag != Flag::ReportsLate), "{ev:?}");
+    // Just over the threshold is late.
+    let r = report(&site, 0, 2, 3, start + 120_000);
+    let ev = e.on_report(&mut st, "pc-1", &r, start + 120_000 + late_after + 1);
+    assert!(ev.iter().any(|ev| ev.flag == Flag::ReportsLate), "{ev:?}");
+}

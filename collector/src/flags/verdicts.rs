@@ -17,6 +17,18 @@ pub(super) fn bounded(text: &str, max: usize) -> String {
     }
 }
 
+/// A span as a NOC reads it: "12 min", "3.0 h", "2.5 days".
+pub(super) fn duration_text(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    if secs < 3600 {
+        format!("{} min", (secs + 59) / 60)
+    } else if secs < 2 * 86_400 {
+        format!("{:.1} h", secs as f64 / 3600.0)
+    } else {
+        format!("{:.1} days", secs as f64 / 86_400.0)
+    }
+}
+
 /// A condition flag's verdict on one report: `Some(detail)` when bad.
 pub(super) type Verdicts = BTreeMap<Flag, Option<String>>;
 

@@ -43,6 +43,8 @@ const T = {
     silent_title: 'エージェント無応答', last_heard: '最終受信', tell_clinic: 'クリニックへの伝え方',
     incident_title_site: 'この拠点はエリア障害に含まれています', likely_area: 'エリア障害の可能性', guide_ref: '接続ガイドの切り分け（参考）',
     checks_age: a => `${a}前の結果`, silent_badge: '無応答', last_said: '報告が途絶える前の診断',
+    way: '経路', path_direct: '直接', path_proxy: 'プロキシ', path_relay: '中継PC',
+    behind: (a, n) => `${a}遅れ・未送信${n}件`, way_failed: n => `失敗した経路 ${n}`,
     unknown: '不明', no_prefix: 'IPv6なし',
   },
   en: {
@@ -79,6 +81,8 @@ const T = {
     silent_title: 'Agent silent', last_heard: 'Last heard', tell_clinic: 'What to tell the clinic',
     incident_title_site: 'This site is part of an area-wide incident', likely_area: 'Likely an area-wide outage', guide_ref: "The guide's troubleshooting (for reference)",
     checks_age: a => `results from ${a} ago`, silent_badge: 'silent', last_said: 'Its diagnosis before it fell silent',
+    way: 'Way', path_direct: 'direct', path_proxy: 'proxy', path_relay: 'relay PC',
+    behind: (a, n) => `${a} behind, ${n} waiting`, way_failed: n => `${n} way(s) failed`,
     unknown: 'unknown', no_prefix: 'no IPv6',
   },
 }[LANG];
@@ -617,19 +621,30 @@ function sitePage() {
   }
 
   function terminalsTable(site) {
-    return el('table', { id: 'terminals' }, el('thead', {}, el('tr', {}, [T.terminal, T.hostname, T.connected, T.last_report, T.ipv6, T.checks, T.version].map(h => el('th', {}, h)))),
+    return el('table', { id: 'terminals' }, el('thead', {}, el('tr', {}, [T.terminal, T.hostname, T.connected, T.way, T.last_report, T.ipv6, T.checks, T.version].map(h => el('th', {}, h)))),
       el('tbody', {}, site.terminals.map(t => {
         // A silent terminal's checks are its last, not its state: grey, with their age.
         const old = t.silent || (t.checks_age_seconds !== null && t.interval_seconds && t.checks_age_seconds > 3 * t.interval_seconds);
         return el('tr', { class: t.silent ? 'silent' : '', 'data-terminal': t.terminal_id },
           el('td', {}, t.terminal_id, t.silent ? el('span', { class: 'badge warn' }, T.silent_badge) : ''), el('td', {}, t.hostname), el('td', {}, t.connected ? '●' : '○'),
-          el('td', {}, when(t.last_report_at)), el('td', {}, (t.ipv6_addresses || []).join(' ')),
+          wayCell(t.uplink), el('td', {}, when(t.last_report_at)), el('td', {}, (t.ipv6_addresses || []).join(' ')),
           el('td', { class: old ? 'checks old' : 'checks' },
             old && t.checks_age_seconds !== null ? el('div', { class: 'muted checks-age' }, T.checks_age(age(t.checks_age_seconds))) : null,
             t.checks.map(c => el('span', { class: `badge ${old ? 'none' : c.ok ? 'ok' : 'bad'}`, title: JSON.stringify(c.detail) }, `${checkLabel(c.check)} ${c.ok ? '✓' : '✗'} ${c.latency_ms}ms`)),
             t.lineauth_state ? el('span', { class: 'badge none' }, t.lineauth_state) : null),
           el('td', {}, t.agent_version));
       })));
+  }
+
+  // How the terminal's reports come: "via relay-pc, 3 h behind", the failed ways in the title.
+  function wayCell(u) {
+    if (!u) return el('td', { class: 'way muted' }, T.unknown);
+    const path = T[`path_${u.path}`] || u.path;
+    const errors = (u.way_errors || []).map(w => `#${w.way_index + 1} ${w.url}: ${w.error}`).join('\n');
+    return el('td', { class: 'way', 'data-path': u.path, title: errors },
+      u.via ? `${path} ${u.via}` : path,
+      u.backlog_reports > 0 ? el('span', { class: 'badge warn' }, T.behind(age(u.oldest_unsent_age_seconds), u.backlog_reports)) : null,
+      u.way_errors && u.way_errors.length ? el('span', { class: 'badge none' }, T.way_failed(u.way_errors.length)) : null);
   }
 
   function byTerminal(points) {

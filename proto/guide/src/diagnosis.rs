@@ -198,7 +198,8 @@ pub fn diagnose(r: &Report, lineauth_url: &str) -> Diagnosis {
     }
     let ipv6_ok = r.ipv6.as_ref().is_some_and(|s| ok(s.outcome));
     // 2. Does name resolution work (手順7-⑭)? Every name the guide resolves counts, the NGN one
-    // (assv.asc.flets-east.jp) too: a router table without the flets-* entry fails it.
+    // (assv.asc.flets-east.jp, in the West assv.asc.flets-west.jp) too: a router table without
+    // the flets-* entry fails it.
     let dns_step = dns_verdict(r, ipv6_ok);
     if let Some(f) = dns_step {
         return verdict(f);

@@ -100,11 +100,15 @@ pub fn resolver_for(name: &str) -> Resolver {
     }
 }
 
-/// The names to resolve for an area. The guide gives no West NGN name, so the West has none.
+/// The names to resolve for an area. The guide names `assv.asc.flets-east.jp` for the East and no
+/// West NGN name; vendors' own checkers probe `assv.asc.flets-west.jp` in the West (DOMAIN.md §12),
+/// whose address is not published: no example answer, any AAAA answer from the West's NGN servers
+/// counts. So a West router table without its `flets-west.jp` entry is found as in the East.
 pub fn probe_names(area: Area) -> Vec<ProbeName> {
     let mut names = vec![("www.lineauth.mnw", &["2404:1a8:f583:af0::1"][..])];
-    if area == Area::East {
-        names.push(("assv.asc.flets-east.jp", &["2404:1a8:ff43:1612::f"][..]));
+    match area {
+        Area::East => names.push(("assv.asc.flets-east.jp", &["2404:1a8:ff43:1612::f"][..])),
+        Area::West => names.push(("assv.asc.flets-west.jp", &[][..])),
     }
     names.extend([
         (
@@ -241,7 +245,7 @@ mod tests {
         let east = probe_names(Area::East);
         assert_eq!(east.len(), 6);
         assert!(east.iter().all(|n| !n.example_answers.is_empty()));
-        assert_eq!(probe_names(Area::West).len(), 5);
+        assert_eq!(probe_names(Area::West).len(), 6);
     }
 
     #[test]
@@ -259,12 +263,23 @@ mod tests {
     }
 
     #[test]
-    fn west_has_no_ngn_probe_name() {
-        assert!(probe_names(Area::West)
-            .iter()
-            .all(|p| p.resolver == Resolver::NwBase));
-        assert!(probe_names(Area::East)
-            .iter()
-            .any(|p| p.resolver == Resolver::Ngn));
+    fn each_area_probes_its_own_ngn_name() {
+        for (area, name) in [
+            (Area::East, "assv.asc.flets-east.jp"),
+            (Area::West, "assv.asc.flets-west.jp"),
+        ] {
+            let ngn: Vec<_> = probe_names(area)
+                .into_iter()
+                .filter(|p| p.resolver == Resolver::Ngn)
+                .collect();
+            assert_eq!(ngn.len(), 1, "{area:?}");
+            assert_eq!(ngn[0].name, name);
+        }
+        let west = probe_names(Area::West);
+        let assv = west.iter().find(|p| p.resolver == Resolver::Ngn).unwrap();
+        assert!(
+            assv.example_answers.is_empty(),
+            "its address is not published"
+        );
     }
 }

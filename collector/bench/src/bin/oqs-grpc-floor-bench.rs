@@ -50,6 +50,8 @@ impl FleetIngest for Floor {
                     seq: report.seq,
                     duplicate: false,
                 }),
+                // Not answered, as the collector does not answer it.
+                AgentBody::Uplink(_) => return None,
             };
             Some(Ok(CollectorMessage { body: Some(body) }))
         });

@@ -43,6 +43,10 @@ struct Args {
     /// reports; 0: as the scenario makes them).
     #[arg(long, default_value_t = 0)]
     report_bytes: usize,
+    /// Connect through this HTTP CONNECT proxy (HOST:PORT, e.g. `oqs-agent relay`), one tunnel
+    /// per connection.
+    #[arg(long)]
+    proxy: Option<String>,
 }
 
 #[tokio::main]
@@ -66,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         ack_timeout: Duration::from_secs(a.ack_timeout_secs),
         spread_start: true,
         report_bytes: a.report_bytes,
+        proxy: a.proxy,
     };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
