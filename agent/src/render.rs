@@ -409,9 +409,73 @@ pub fn text(
     s
 }
 
+/// The machine's proxy as `check` shows it: where it was read, the proxy, and each of the guide's
+/// names reached through it or around it (`facts` from [`crate::uplink::SystemProxy::facts`]).
+pub fn system_proxy(facts: &Value, lang: Lang) -> String {
+    let ja = lang == Lang::Ja;
+    let source = facts["source"].as_str().unwrap_or("");
+    let mut s = String::new();
+    match facts["proxy"].as_str() {
+        None => s.push_str(&if ja {
+            format!("\nマシンのプロキシ ({source}): なし（直接接続）\n")
+        } else {
+            format!("\nMachine proxy ({source}): none (direct)\n")
+        }),
+        Some(p) => {
+            s.push_str(&if ja {
+                format!("\nマシンのプロキシ ({source}): {p}\n")
+            } else {
+                format!("\nMachine proxy ({source}): {p}\n")
+            });
+            for h in facts["hosts"].as_array().into_iter().flatten() {
+                let around = h["bypassed"].as_bool().unwrap_or(false);
+                let how = match (ja, around) {
+                    (true, true) => "プロキシを使わない（例外）",
+                    (true, false) => "プロキシ経由",
+                    (false, true) => "around the proxy (bypass list)",
+                    (false, false) => "through the proxy",
+                };
+                s.push_str(&format!("  {}: {how}\n", h["host"].as_str().unwrap_or("")));
+            }
+        }
+    }
+    if let Some(p) = facts["problem"].as_str() {
+        s.push_str(&if ja {
+            format!("  設定を読めません: {p}\n")
+        } else {
+            format!("  not understood: {p}\n")
+        });
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machines_proxy_is_shown_with_each_name_through_or_around_it() {
+        let sys = crate::uplink::SystemProxy::from_winhttp(
+            "proxy.base.oqs-pdl.org:8080",
+            "*.lineauth.mnw",
+        );
+        let f = sys.facts(&["www.lineauth.mnw", "hweb.oqs-st.onshikaku.org"]);
+        let ja = system_proxy(&f, Lang::Ja);
+        assert!(
+            ja.contains("マシンのプロキシ (WinHTTP): proxy.base.oqs-pdl.org:8080"),
+            "{ja}"
+        );
+        assert!(
+            ja.contains("www.lineauth.mnw: プロキシを使わない（例外）"),
+            "{ja}"
+        );
+        assert!(
+            ja.contains("hweb.oqs-st.onshikaku.org: プロキシ経由"),
+            "{ja}"
+        );
+        let none = crate::uplink::SystemProxy::from_env(|_| None).facts(&["www.lineauth.mnw"]);
+        assert!(system_proxy(&none, Lang::En).contains("none (direct)"));
+    }
     use oqs_proto::v1::{
         AddressKind, DnsProbe, HttpProbe, HttpTarget, Ipv6Address, Ipv6State, LineAuthProbe,
         LineAuthState, NtpProbe, RecordType, ResolverRole,

@@ -397,20 +397,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let area = cfg.area;
             let url = cfg.probes.lineauth_url.clone();
+            // The machine's proxy and which of the guide's names go around it (a kitting script
+            // sets both): a fact for the engineer, judged by no rule yet.
+            let hosts: Vec<String> = cfg
+                .probes
+                .dns_names
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+            let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let proxy_facts = tokio::task::spawn_blocking(oqs_agent::uplink::SystemProxy::read)
+                .await
+                .unwrap_or_default()
+                .facts(&host_refs);
             let customer_id = cfg.customer_id.as_ref().map(|c| c.reveal().to_owned());
             let runner = RoundRunner::new(cfg)?;
             let report = runner.run(1, 0).await;
             let d = diagnosis::diagnose(&report, &url);
             if json {
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&render::json(
-                        &report,
-                        area.as_str(),
-                        &d,
-                        customer_id.as_deref()
-                    ))?
-                ));
+                let mut doc = render::json(&report, area.as_str(), &d, customer_id.as_deref());
+                doc["system_proxy"] = proxy_facts;
+                out(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
             } else {
                 let label = match (area, lang) {
                     (Area::East, Lang::Ja) => "東日本",
@@ -425,6 +432,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     lang,
                     customer_id.as_deref(),
                 ));
+                out(&render::system_proxy(&proxy_facts, lang));
             }
             // 0 only when the tree passes and every probe passed (CRL and NTP are outside it).
             let passed = d.step.is_none() && render::failing(&report).is_empty();

@@ -268,11 +268,17 @@ mod tests {
             .dns_names
             .iter()
             .any(|n| n.name == "www.lineauth.mnw"));
+        // The West's NGN name (vendors' checkers; the guide names only the East's) through the
+        // West's NGN servers, every other name through the NW base.
         assert!(c
             .probes
             .dns_names
             .iter()
-            .all(|n| n.resolver == Resolver::NwBase));
+            .all(|n| (n.resolver == Resolver::Ngn) == (n.name == "assv.asc.flets-west.jp")));
+        assert_eq!(
+            c.probes.ngn_servers,
+            guide::ngn_servers(Area::West).to_vec()
+        );
     }
 
     #[test]

@@ -303,6 +303,25 @@ impl SystemProxy {
         out
     }
 
+    /// Whether a connection to `host` goes around this proxy (also when there is none).
+    pub fn goes_direct(&self, host: &str) -> bool {
+        self.proxy.is_none() || self.bypass.bypasses(host)
+    }
+
+    /// The facts `oqs-agent check` shows: where the setting was read, the proxy, what could not
+    /// be understood, and for each host whether it is reached through the proxy or around it.
+    pub fn facts(&self, hosts: &[&str]) -> serde_json::Value {
+        serde_json::json!({
+            "source": self.source,
+            "proxy": self.proxy.as_ref().map(|p| p.to_string()),
+            "problem": self.problem,
+            "hosts": hosts
+                .iter()
+                .map(|h| serde_json::json!({ "host": h, "bypassed": self.goes_direct(h) }))
+                .collect::<Vec<_>>(),
+        })
+    }
+
     /// WinHTTP's proxy string: `host:port`, or per scheme `http=h:p;https=h:p` (the HTTPS one
     /// wins, then the one without a scheme, then HTTP's: a CONNECT goes to any of them).
     pub fn from_winhttp(proxy: &str, bypass: &str) -> Self {
@@ -393,6 +412,76 @@ mod winhttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The machine's WinHTTP proxy as `netsh winhttp set proxy` stores it (the registry value
+    /// WinHttpSettings: a header, then the proxy and the bypass list, each a length and its
+    /// bytes), read through WinHttpGetDefaultProxyConfiguration as the agent's service reads it.
+    /// Ignored by default: it writes the machine's setting; tests/windows/run runs it in a Wine
+    /// prefix of its own (what Wine's WinHTTP reads; Windows itself is not verified here).
+    #[cfg(windows)]
+    #[test]
+    #[ignore = "writes the machine's WinHTTP proxy: tests/windows/run runs it in a throwaway Wine prefix"]
+    fn the_machines_winhttp_proxy_is_read() {
+        let (proxy, bypass) = ("proxy.base.oqs-pdl.org:8080", "*.onshikaku.org;<local>");
+        let mut blob: Vec<u8> = Vec::new();
+        for v in [0x18u32, 0, 3] {
+            blob.extend(v.to_le_bytes());
+        }
+        for s in [proxy, bypass] {
+            blob.extend((s.len() as u32).to_le_bytes());
+            blob.extend(s.as_bytes());
+        }
+        let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+        let key = r"HKLM\Software\Microsoft\Windows\CurrentVersion\Internet Settings\Connections";
+        let st = std::process::Command::new("reg")
+            .args([
+                "add",
+                key,
+                "/v",
+                "WinHttpSettings",
+                "/t",
+                "REG_BINARY",
+                "/d",
+                &hex,
+                "/f",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "reg add: {st}");
+        let sys = SystemProxy::read();
+        assert_eq!(sys.source, "WinHTTP");
+        assert_eq!(sys.problem, None);
+        assert_eq!(sys.proxy.unwrap().to_string(), proxy);
+        assert!(sys.bypass.bypasses("hweb.oqs-st.onshikaku.org"));
+        assert!(sys.bypass.bypasses("relay-pc"), "<local>");
+        assert!(!sys.bypass.bypasses("noc.example.jp"));
+        let st = std::process::Command::new("reg")
+            .args(["delete", key, "/v", "WinHttpSettings", "/f"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(SystemProxy::read().proxy, None, "no setting: direct");
+    }
+
+    /// The vendors' kitting: the OQS network's proxy with a bypass list of the OQS domains.
+    #[test]
+    fn the_facts_say_which_oqs_names_go_around_the_proxy() {
+        let sys = SystemProxy::from_winhttp(
+            "proxy.base.oqs-pdl.org:8080",
+            "*.onshikaku.org;*.flets-east.jp;*.lineauth.mnw;pweb.base.oqs-pdl.org",
+        );
+        let f = sys.facts(&["www.lineauth.mnw", "ntp.base.oqs-pdl.org", "noc.example.jp"]);
+        assert_eq!(f["source"], "WinHTTP");
+        assert_eq!(f["proxy"], "proxy.base.oqs-pdl.org:8080");
+        let bypassed: Vec<bool> = f["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["bypassed"].as_bool().unwrap())
+            .collect();
+        assert_eq!(bypassed, [true, false, false]);
+        assert!(SystemProxy::default().goes_direct("noc.example.jp"));
+    }
 
     #[test]
     fn a_proxy_url_is_http_host_and_port_and_nothing_else() {
