@@ -14,6 +14,7 @@ pub use oqs_guide::targets as guide;
 pub mod install;
 pub mod logfile;
 pub mod relay;
+pub mod relay_config;
 pub mod render;
 pub mod round;
 pub mod spool;

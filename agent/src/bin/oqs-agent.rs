@@ -107,11 +107,16 @@ enum Command {
     /// The terminals set `collector.proxy = "http://THIS-PC:PORT"`. TLS stays end to end: the
     /// relay can neither read nor forge a report. Stops on SIGTERM or Ctrl-C.
     Relay {
+        /// A TOML file with the same settings (listen, collectors, allow, proxy,
+        /// proxy_auth_file, max_tunnels, idle_secs, max_tunnel_bytes); options given here go
+        /// over it (deploy/relay.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Where to listen (ADDR:PORT; port 0 picks one, printed on start).
         #[arg(long)]
-        listen: std::net::SocketAddr,
+        listen: Option<String>,
         /// A collector's gRPC address, HOST:PORT as the agents' URLs name it; repeat for more.
-        #[arg(long = "collector", required = true)]
+        #[arg(long = "collector")]
         collectors: Vec<String>,
         /// A source prefix that may use the relay (repeat). Default: loopback, the private and
         /// link-local ranges and this host's IPv6 prefixes.
@@ -123,15 +128,16 @@ enum Command {
         /// A file holding user:password for that proxy.
         #[arg(long)]
         proxy_auth_file: Option<PathBuf>,
-        /// Tunnels open at once; more are answered 503.
-        #[arg(long, default_value_t = 1000)]
-        max_tunnels: u64,
-        /// A tunnel idle this long either way is closed.
-        #[arg(long, default_value_t = 300)]
-        idle_secs: u64,
-        /// The most bytes one tunnel carries before it is closed (the agent reconnects).
-        #[arg(long, default_value_t = 1 << 30)]
-        max_tunnel_bytes: u64,
+        /// Tunnels open at once; more are answered 503 (default 1000).
+        #[arg(long)]
+        max_tunnels: Option<u64>,
+        /// A tunnel idle this long either way is closed, in seconds (default 300).
+        #[arg(long)]
+        idle_secs: Option<u64>,
+        /// The most bytes one tunnel carries before it is closed, the agent then reconnects
+        /// (default 1 GiB).
+        #[arg(long)]
+        max_tunnel_bytes: Option<u64>,
     },
     /// Windows: configure the installed `oqs-agent` service (the MSI runs this).
     ServiceConfig {
@@ -220,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Relay {
+            config,
             listen,
             collectors,
             allow,
@@ -229,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             idle_secs,
             max_tunnel_bytes,
         } => {
-            use oqs_agent::relay::{Allow, RelaySettings, Target};
+            use oqs_agent::relay_config::RelayOptions;
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -237,42 +244,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let collectors = collectors
-                .iter()
-                .map(|c| Target::parse(c))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--collector {e}"))?;
-            let mut settings = RelaySettings::new(listen, collectors);
-            settings.allow = allow
-                .iter()
-                .map(|a| Allow::parse(a))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--allow {e}"))?;
-            if let Some(p) = proxy {
-                let addr = oqs_agent::uplink::proxy::parse_proxy_url(&p)
-                    .map_err(|e| anyhow::anyhow!("--proxy {p:?}: {e}"))?;
-                let creds =
-                    match proxy_auth_file {
-                        None => None,
-                        Some(f) => {
-                            let text = std::fs::read_to_string(&f).with_context(|| {
-                                format!("--proxy-auth-file: cannot read {}", f.display())
-                            })?;
-                            Some(oqs_agent::uplink::ProxyCredentials::parse(&text).map_err(
-                                |e| anyhow::anyhow!("--proxy-auth-file {}: {e}", f.display()),
-                            )?)
-                        }
-                    };
-                settings.upstream = Some((addr, creds));
-            } else if proxy_auth_file.is_some() {
-                anyhow::bail!("--proxy-auth-file needs --proxy");
-            }
-            if max_tunnels == 0 || idle_secs == 0 || max_tunnel_bytes == 0 {
-                anyhow::bail!("--max-tunnels, --idle-secs and --max-tunnel-bytes must be above 0");
-            }
-            settings.max_tunnels = max_tunnels;
-            settings.idle = std::time::Duration::from_secs(idle_secs);
-            settings.max_tunnel_bytes = max_tunnel_bytes;
+            let file = match &config {
+                Some(path) => RelayOptions::from_file(path)?,
+                None => RelayOptions::default(),
+            };
+            let settings = file
+                .overlaid(RelayOptions {
+                    listen,
+                    collectors,
+                    allow,
+                    proxy,
+                    proxy_auth_file,
+                    max_tunnels,
+                    idle_secs,
+                    max_tunnel_bytes,
+                })
+                .settings()?;
+            let listen = settings.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("--listen {listen}: cannot listen"))?;
