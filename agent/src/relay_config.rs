@@ -131,20 +131,11 @@ impl RelayOptions {
             (Some(p), auth) => {
                 let addr =
                     parse_proxy_url(p).map_err(|e| invalid("proxy", format!("{p:?}: {e}")))?;
-                let credentials = match auth {
-                    None => None,
-                    Some(f) => {
-                        let text = std::fs::read_to_string(f).map_err(|e| {
-                            invalid(
-                                "proxy_auth_file",
-                                format!("cannot read {}: {e}", f.display()),
-                            )
-                        })?;
-                        Some(ProxyCredentials::parse(&text).map_err(|e| {
-                            invalid("proxy_auth_file", format!("{}: {e}", f.display()))
-                        })?)
-                    }
-                };
+                let credentials = auth
+                    .as_deref()
+                    .map(ProxyCredentials::from_file)
+                    .transpose()
+                    .map_err(|e| invalid("proxy_auth_file", e))?;
                 Some((addr, credentials))
             }
         };

@@ -28,20 +28,12 @@ fn ways(c: &RawCollector) -> Result<Vec<Way>, ConfigError> {
             "set one of collector.url, collector.urls and [[collector.ways]]",
         ));
     }
-    let credentials = match &c.proxy_auth_file {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                invalid(
-                    "collector.proxy_auth_file",
-                    format!("cannot read {}: {e}", p.display()),
-                )
-            })?;
-            Some(ProxyCredentials::parse(&text).map_err(|e| {
-                invalid("collector.proxy_auth_file", format!("{}: {e}", p.display()))
-            })?)
-        }
-    };
+    let credentials = c
+        .proxy_auth_file
+        .as_deref()
+        .map(ProxyCredentials::from_file)
+        .transpose()
+        .map_err(|e| invalid("collector.proxy_auth_file", e))?;
     let no_proxy = NoProxy::parse(c.no_proxy.iter().flatten().map(String::as_str))
         .map_err(|e| invalid("collector.no_proxy", e))?;
     let route = |key: &'static str, v: Option<&str>| -> Result<Route, ConfigError> {

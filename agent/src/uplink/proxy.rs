@@ -59,6 +59,13 @@ impl ProxyCredentials {
         })
     }
 
+    /// Reads and parses a `proxy_auth_file`; the error names the file, never its content.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// The `Proxy-Authorization` header's value.
     pub fn header_value(&self) -> String {
         use base64::Engine as _;
