@@ -1433,7 +1433,7 @@ mod tests {
     use super::*;
 
     /// sled fixes compression when a store is created: a store made compressed (the default
-    /// before session 10) opens, whole, under the uncompressed default, and the other way round.
+    /// of earlier releases) opens, whole, under the uncompressed default, and the other way round.
     #[test]
     fn a_store_keeps_the_compression_it_was_created_with() {
         for (made, asked) in [(Some(3), None), (None, Some(3))] {
