@@ -100,6 +100,22 @@ impl UplinkSeen {
         })
     }
 
+    /// What a connected terminal without an entry said: direct by its first way, nothing
+    /// waiting, nothing failed.
+    pub fn direct() -> Self {
+        Self {
+            path: "direct",
+            via: String::new(),
+            way_index: 0,
+            ways: 1,
+            backlog_reports: 0,
+            oldest_unsent_made_ms: 0,
+            failed_attempts: 0,
+            way_errors: Vec::new(),
+            heard_at_ms: 0,
+        }
+    }
+
     /// Nothing worth keeping: direct by the first way, nothing waiting, nothing failed.
     fn is_plain(&self) -> bool {
         self.path == "direct"

@@ -285,19 +285,7 @@ pub(super) async fn site(
                     .presence
                     .uplinks
                     .get(&k)
-                    .or_else(|| {
-                        connected.then(|| crate::uplinks::UplinkSeen {
-                            path: "direct",
-                            via: String::new(),
-                            way_index: 0,
-                            ways: 1,
-                            backlog_reports: 0,
-                            oldest_unsent_made_ms: 0,
-                            failed_attempts: 0,
-                            way_errors: Vec::new(),
-                            heard_at_ms: 0,
-                        })
-                    })
+                    .or_else(|| connected.then(crate::uplinks::UplinkSeen::direct))
                     .map(|seen| UplinkView {
                         oldest_unsent_age_seconds: seen.oldest_unsent_secs(now),
                         seen,
