@@ -765,14 +765,33 @@ async fn session(
     })
     .await
     .map_err(|e| e.to_string())?;
-    let inbound = FleetIngestClient::new(channel)
-        .connect(ReceiverStream::new(rx))
-        .await;
-    let mut inbound = match inbound {
-        Ok(r) => r.into_inner(),
-        Err(s) => return Err(format!("connect: {}", refused(&credential, end, &s).await)),
+    // The stream's opening and its Welcome are bounded like an ack: a collector (or a proxy, a
+    // middlebox) that takes the connection and never answers would otherwise hold the agent
+    // here for good, reports piling up unseen; a stop is not kept waiting either.
+    let welcome_within = ack_timeout(config.borrow().interval);
+    let opening = async {
+        let mut inbound = FleetIngestClient::new(channel)
+            .connect(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let first = inbound.message().await;
+        Ok::<_, tonic::Status>((inbound, first))
     };
-    let (stored, max_message_bytes, max_addresses, max_list_items) = match inbound.message().await {
+    let opened = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = tokio::time::timeout(welcome_within, opening) => r,
+    };
+    let (mut inbound, first) = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(s)) => return Err(format!("connect: {}", refused(&credential, end, &s).await)),
+        Err(_) => {
+            return Err(format!(
+                "no Welcome from the collector within {} s of the Hello; connecting again",
+                welcome_within.as_secs()
+            ))
+        }
+    };
+    let (stored, max_message_bytes, max_addresses, max_list_items) = match first {
         Ok(Some(m)) => match m.body {
             Some(CollectorBody::Welcome(w)) => {
                 end.welcomed = true;

@@ -3,7 +3,9 @@
 //! reported) only after repeated refusals, so a refusal of what the agent itself builds never
 //! deletes report after report; an update that fails the agent's own checks is refused, the old
 //! settings kept and the refusal reported; a collector that says the agent's counter is damaged
-//! gets the held reports from its stored seq on. All probes point at loopback.
+//! gets the held reports from its stored seq on; a collector that takes the stream and never
+//! answers is given up after the ack timeout and connected to again. All probes point at
+//! loopback.
 
 mod common;
 
@@ -183,4 +185,35 @@ async fn a_damaged_counter_goes_on_from_the_collectors_stored_seq() {
         "every seq from 1, none lost: {site}"
     );
     collector.stop().await.unwrap();
+}
+
+/// A collector (or a box on the way) that takes the stream and never sends its Welcome: the agent
+/// gives the stream up after its ack timeout (three intervals, at least 10 s) and connects again;
+/// the next stream is welcomed and every report arrives, from seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_welcome_is_given_up_and_opened_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeCollector::start(Script {
+        silent_streams: 1,
+        ..Default::default()
+    })
+    .await;
+    let cfg = config(tmp.path(), &format!("http://{}", fake.addr));
+    let _agent = start_agent(&cfg);
+    let done = fake
+        .until(40, |s| s.hellos >= 2 && s.stored.len() >= 3)
+        .await;
+    let s = fake.script.lock().unwrap();
+    assert!(
+        done,
+        "a second stream, welcomed, carries the reports: hellos {}, stored {:?}",
+        s.hellos,
+        s.stored.keys().collect::<Vec<_>>()
+    );
+    let seqs: Vec<u64> = s.stored.keys().copied().collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "none lost"
+    );
 }

@@ -28,6 +28,11 @@ pub struct Script {
     pub refuse_from: Option<u64>,
     /// Sent after the Welcome of every stream.
     pub config_update: Option<ConfigUpdate>,
+    /// How many streams to take and never answer (no Welcome, the stream held open): a
+    /// collector or middlebox that hangs.
+    pub silent_streams: u32,
+    /// Hellos received.
+    pub hellos: u32,
 }
 
 pub const REASON: &str = "report seq N: ntp has 9 entries; the limit is 8";
@@ -64,6 +69,19 @@ impl FleetIngest for Service {
                     body: Some(AgentBody::Hello(_)),
                 })) => {}
                 _ => return,
+            }
+            let silent = {
+                let mut s = script.lock().unwrap();
+                s.hellos += 1;
+                let silent = s.silent_streams > 0;
+                s.silent_streams = s.silent_streams.saturating_sub(1);
+                silent
+            };
+            if silent {
+                // Holds `tx`: the stream stays open, unanswered, until the agent gives it up.
+                while let Some(Ok(_)) = inbound.next().await {}
+                drop(tx);
+                return;
             }
             let (last, update) = {
                 let s = script.lock().unwrap();
