@@ -5,6 +5,7 @@
 
 use crate::diagnosis::{self, Diagnosis};
 use oqs_guide::support;
+use oqs_proto::ident::Connection;
 use oqs_proto::v1::{self, Outcome, Report};
 use oqs_proto::wire_name;
 use serde_json::{json, Value};
@@ -27,10 +28,18 @@ fn outcome(o: i32) -> String {
 pub fn failing(r: &Report) -> Vec<String> {
     let bad = |o: i32| o != Outcome::Ok as i32;
     let mut out = Vec::new();
-    if r.ipv6.as_ref().is_none_or(|s| bad(s.outcome)) {
+    // Off the guide's method: no IPv6 or portal check ran, and a name fails only when no record
+    // type answered it.
+    let guides = Connection::of_report(r).is_guides();
+    if guides && r.ipv6.as_ref().is_none_or(|s| bad(s.outcome)) {
         out.push("ipv6".to_string());
     }
-    for p in r.dns.iter().filter(|p| bad(p.outcome)) {
+    if !guides {
+        for n in diagnosis::off_guide_unresolved(r) {
+            out.push(format!("dns {n} (system)"));
+        }
+    }
+    for p in r.dns.iter().filter(|p| guides && bad(p.outcome)) {
         out.push(format!(
             "dns {} {} ({})",
             p.name,
@@ -38,7 +47,7 @@ pub fn failing(r: &Report) -> Vec<String> {
             p.server
         ));
     }
-    if r.lineauth.as_ref().is_none_or(|l| bad(l.outcome)) {
+    if guides && r.lineauth.as_ref().is_none_or(|l| bad(l.outcome)) {
         out.push("lineauth".to_string());
     }
     for h in r.http.iter().filter(|h| bad(h.outcome)) {
@@ -80,6 +89,7 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis, customer_id: Option<&str>) ->
         .unwrap_or(0);
     json!({
         "area": area,
+        "connection": Connection::of_report(r),
         "round": {
             "started_at_ms": r.started_at_ms,
             "finished_at_ms": r.finished_at_ms,
@@ -195,35 +205,54 @@ pub fn text(
     } else {
         "OQS connection check"
     };
-    s.push_str(&format!("{title} ({area_label})\n\n"));
+    s.push_str(&format!("{title} ({area_label})\n"));
+    let connection = Connection::of_report(r);
+    s.push_str(&format!(
+        "{}: {}\n\n",
+        if ja { "接続方式" } else { "Connection" },
+        if ja {
+            connection.label_ja()
+        } else {
+            connection.label_en()
+        }
+    ));
+    if !connection.is_guides() {
+        s.push_str(if ja {
+            "     接続ガイド（IP-VPN接続方式）の対象外: IPv6・回線認証の確認は行いません。\n"
+        } else {
+            "     Not the guide's method (IP-VPN): the IPv6 and line-authentication checks are not run.\n"
+        });
+    }
     let ipv6 = r.ipv6.clone().unwrap_or_default();
-    s.push_str(&format!(
-        "[{}] {} {}\n",
-        mark(ok(ipv6.outcome)),
-        if ja {
-            "IPv6アドレス (手順6-⑫):"
-        } else {
-            "IPv6 address (step 6-⑫):"
-        },
-        if ipv6.prefix.is_empty() {
-            ipv6.error.clone()
-        } else {
-            format!("{} ({} addr)", ipv6.prefix, ipv6.addresses.len())
-        }
-    ));
-    s.push_str(&format!(
-        "     {} {}\n",
-        if ja {
-            "DNSサーバー (手順6-⑬):"
-        } else {
-            "DNS servers (step 6-⑬):"
-        },
-        if ipv6.dns_servers.is_empty() {
-            "-".to_string()
-        } else {
-            ipv6.dns_servers.join(", ")
-        }
-    ));
+    if r.ipv6.is_some() {
+        s.push_str(&format!(
+            "[{}] {} {}\n",
+            mark(ok(ipv6.outcome)),
+            if ja {
+                "IPv6アドレス (手順6-⑫):"
+            } else {
+                "IPv6 address (step 6-⑫):"
+            },
+            if ipv6.prefix.is_empty() {
+                ipv6.error.clone()
+            } else {
+                format!("{} ({} addr)", ipv6.prefix, ipv6.addresses.len())
+            }
+        ));
+        s.push_str(&format!(
+            "     {} {}\n",
+            if ja {
+                "DNSサーバー (手順6-⑬):"
+            } else {
+                "DNS servers (step 6-⑬):"
+            },
+            if ipv6.dns_servers.is_empty() {
+                "-".to_string()
+            } else {
+                ipv6.dns_servers.join(", ")
+            }
+        ));
+    }
     // Every AAAA probe; an A probe only when it fails (the guide lists A answers for some names
     // only, and "no A record" is fine).
     for p in r
@@ -258,21 +287,23 @@ pub fn text(
         ));
     }
     let la = r.lineauth.clone().unwrap_or_default();
-    s.push_str(&format!(
-        "[{}] {} {}{}\n",
-        mark(ok(la.outcome)),
-        if ja {
-            "回線認証サイト:"
-        } else {
-            "Line-authentication portal:"
-        },
-        wire_name!(LineAuthState, la.state),
-        if la.error_code.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", la.error_code)
-        }
-    ));
+    if r.lineauth.is_some() {
+        s.push_str(&format!(
+            "[{}] {} {}{}\n",
+            mark(ok(la.outcome)),
+            if ja {
+                "回線認証サイト:"
+            } else {
+                "Line-authentication portal:"
+            },
+            wire_name!(LineAuthState, la.state),
+            if la.error_code.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", la.error_code)
+            }
+        ));
+    }
     for h in &r.http {
         s.push_str(&format!(
             "[{}] {} {}\n",
@@ -324,6 +355,15 @@ pub fn text(
     s.push('\n');
     let failing = failing(r);
     match d.step {
+        // A finding outside the guide (another connection method): what failed, no step.
+        None if d.finding.is_some() => {
+            let remedy = if ja { d.remedy_ja } else { d.remedy_en };
+            s.push_str(&if ja {
+                format!("結果: NG（{}）\n対処: {remedy}\n", failing.join(", "))
+            } else {
+                format!("Result: fails ({})\nRemedy: {remedy}\n", failing.join(", "))
+            });
+        }
         None if failing.is_empty() => s.push_str(if ja {
             "結果: 問題は見つかりませんでした。\n"
         } else {
@@ -543,7 +583,50 @@ mod tests {
             spool_dropped_total: 0,
             certs: None,
             agent: None,
+            connection: 0,
         }
+    }
+
+    /// An IPv4 (PPPoE) terminal: no IPv6 or portal line, the method said, A answers enough; a
+    /// name with no answer at all fails the check without a guide step.
+    #[test]
+    fn another_connection_method_shows_only_what_applies() {
+        let mut r = tree_passes();
+        r.connection = v1::ConnectionMethod::Ipv4Pppoe as i32;
+        r.ipv6 = None;
+        r.lineauth = None;
+        r.http.retain(|h| h.outcome == OK);
+        r.ntp.clear();
+        for p in &mut r.dns {
+            p.outcome = Outcome::Failed as i32;
+        }
+        let mut a = r.dns[1].clone();
+        a.record_type = RecordType::A as i32;
+        a.outcome = OK;
+        a.answers = vec!["10.1.2.3".into()];
+        r.dns.push(a);
+        r.dns.remove(0);
+        let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
+        assert_eq!(d.finding, None, "{d:?}");
+        assert!(failing(&r).is_empty(), "{:?}", failing(&r));
+        let ja = text(&r, "東日本", &d, Lang::Ja, None);
+        assert!(ja.contains("接続方式: IPv4 閉域網（PPPoE）"), "{ja}");
+        assert!(
+            !ja.contains("IPv6アドレス (手順6-⑫)") && !ja.contains("回線認証サイト:"),
+            "{ja}"
+        );
+        assert!(ja.contains("問題は見つかりませんでした"), "{ja}");
+        assert_eq!(json(&r, "east", &d, None)["connection"], "ipv4_pppoe");
+
+        r.dns[1].outcome = Outcome::TimedOut as i32;
+        let d = crate::diagnosis::diagnose(&r, "https://www.lineauth.mnw/");
+        assert_eq!(failing(&r), ["dns hweb.oqs-st.onshikaku.org (system)"]);
+        let en = text(&r, "NTT East", &d, Lang::En, None);
+        assert!(
+            en.contains("Result: fails (dns hweb.oqs-st.onshikaku.org (system))"),
+            "{en}"
+        );
+        assert!(en.contains("not the guide's"), "{en}");
     }
 
     #[test]

@@ -78,10 +78,23 @@ impl RoundRunner {
             lineauth: &self.lineauth,
             web: &self.web,
         };
+        // The IPv6 and line-authentication checks are FLET'S IPoE's: on another method they are
+        // not run (absent from the report), so they raise nothing.
+        let guides = self.cfg.connection.is_guides();
         let (ipv6, dns, lineauth, http, ntp, certs) = tokio::join!(
-            ipv6::run(&ctx),
+            async {
+                match guides {
+                    true => Some(ipv6::run(&ctx).await),
+                    false => None,
+                }
+            },
             dns::run(&ctx),
-            lineauth::run(&ctx),
+            async {
+                match guides {
+                    true => Some(lineauth::run(&ctx).await),
+                    false => None,
+                }
+            },
             http::run(&ctx),
             ntp::run(&ctx),
             certs::run(&ctx),
@@ -90,14 +103,15 @@ impl RoundRunner {
             seq,
             started_at_ms,
             finished_at_ms: now_ms().max(started_at_ms),
-            ipv6: Some(ipv6),
+            ipv6,
             dns,
-            lineauth: Some(lineauth),
+            lineauth,
             http,
             ntp,
             spool_dropped_total,
             certs: Some(certs),
             agent: None,
+            connection: self.cfg.connection.to_wire() as i32,
         };
         crate::tidy::report(&mut report);
         report

@@ -232,7 +232,7 @@ async fn a_router_table_without_the_oqs_domains_fails_only_the_system_resolver()
             "managedpki.ne.jp",
         ],
     );
-    let mut probes = AgentConfig::for_check(Area::East, None).probes;
+    let mut probes = AgentConfig::for_check(Area::East, None, Default::default()).probes;
     probes.nw_base_servers = vec!["::1".parse().unwrap()];
     probes.ngn_servers = vec!["::1".parse().unwrap()];
     let system = dns::SystemResolver::with_servers(&[router.addr], T).unwrap();

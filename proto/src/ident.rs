@@ -35,6 +35,11 @@ pub enum IdentError {
     CustomerIdNotInWest { masked: String },
     #[error("area {0:?} is not known; use \"east\" or \"west\"")]
     Area(String),
+    #[error(
+        "connection {0:?} is not known; use \"flets_ipoe\" (the guide's method), \"ipv4_pppoe\" \
+         or \"ipsec\""
+    )]
+    Connection(String),
 }
 
 fn check_id(field: &'static str, s: &str) -> Result<(), IdentError> {
@@ -144,6 +149,102 @@ impl std::str::FromStr for Area {
 }
 
 impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a clinic reaches the OQS network. The guide (IP-VPN接続方式) covers FLET'S IPoE: IPv6,
+/// the NW-base and NGN DNS servers, line authentication. IPv4 (PPPoE) closed networks and
+/// IPsec+IKE over any ISP exist too (DOMAIN.md §12); there the IPv6 and line-authentication
+/// checks do not apply, and neither do the guide's steps about them.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    #[default]
+    FletsIpoe,
+    Ipv4Pppoe,
+    Ipsec,
+}
+
+impl Connection {
+    pub const ALL: [Connection; 3] = [
+        Connection::FletsIpoe,
+        Connection::Ipv4Pppoe,
+        Connection::Ipsec,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connection::FletsIpoe => "flets_ipoe",
+            Connection::Ipv4Pppoe => "ipv4_pppoe",
+            Connection::Ipsec => "ipsec",
+        }
+    }
+
+    /// What the NOC and the engineer read.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Connection::FletsIpoe => "フレッツ IPv6 IPoE（IP-VPN接続方式）",
+            Connection::Ipv4Pppoe => "IPv4 閉域網（PPPoE）",
+            Connection::Ipsec => "IPsec+IKE",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Connection::FletsIpoe => "FLET'S IPv6 IPoE (IP-VPN method)",
+            Connection::Ipv4Pppoe => "IPv4 closed network (PPPoE)",
+            Connection::Ipsec => "IPsec+IKE",
+        }
+    }
+
+    /// Whether the guide's IPv6, NW-base/NGN DNS and line-authentication checks apply.
+    pub fn is_guides(self) -> bool {
+        self == Connection::FletsIpoe
+    }
+
+    /// Unspecified (an older agent) is the guide's method.
+    pub fn from_wire(c: crate::v1::ConnectionMethod) -> Self {
+        match c {
+            crate::v1::ConnectionMethod::Unspecified | crate::v1::ConnectionMethod::FletsIpoe => {
+                Connection::FletsIpoe
+            }
+            crate::v1::ConnectionMethod::Ipv4Pppoe => Connection::Ipv4Pppoe,
+            crate::v1::ConnectionMethod::Ipsec => Connection::Ipsec,
+        }
+    }
+
+    /// A report's method (an unknown number from a newer agent is the guide's method too).
+    pub fn of_report(r: &crate::v1::Report) -> Self {
+        Self::from_wire(
+            crate::v1::ConnectionMethod::try_from(r.connection)
+                .unwrap_or(crate::v1::ConnectionMethod::Unspecified),
+        )
+    }
+
+    pub fn to_wire(self) -> crate::v1::ConnectionMethod {
+        match self {
+            Connection::FletsIpoe => crate::v1::ConnectionMethod::FletsIpoe,
+            Connection::Ipv4Pppoe => crate::v1::ConnectionMethod::Ipv4Pppoe,
+            Connection::Ipsec => crate::v1::ConnectionMethod::Ipsec,
+        }
+    }
+}
+
+impl std::str::FromStr for Connection {
+    type Err = IdentError;
+    fn from_str(s: &str) -> Result<Self, IdentError> {
+        Connection::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| IdentError::Connection(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

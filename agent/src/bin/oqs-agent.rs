@@ -7,7 +7,7 @@ use oqs_agent::config::AgentConfig;
 use oqs_agent::diagnosis;
 use oqs_agent::render::{self, Lang};
 use oqs_agent::round::RoundRunner;
-use oqs_proto::ident::Area;
+use oqs_proto::ident::{Area, Connection};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -49,9 +49,14 @@ enum Command {
         /// The OQS connection certificate bundle (PEM).
         #[arg(long)]
         oqs_ca: Option<PathBuf>,
-        /// An agent config file (its probes and area are used).
+        /// An agent config file (its probes, area and connection are used).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// How the clinic reaches the OQS network: flets_ipoe (the guide's method, the default),
+        /// ipv4_pppoe or ipsec (no IPv6 or line-authentication check). With --config, the
+        /// file's `connection` is used.
+        #[arg(long)]
+        connection: Option<Connection>,
         /// One JSON document instead of the report.
         #[arg(long)]
         json: bool,
@@ -364,17 +369,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             prefecture,
             oqs_ca,
             config,
+            connection,
             json,
             lang,
         } => {
+            let method = connection.unwrap_or_default();
             let mut cfg = match (&config, area, &prefecture) {
-                (Some(path), _, _) => AgentConfig::from_file(path)?,
-                (None, Some(a), _) => AgentConfig::for_check(a, None),
+                (Some(path), _, _) => {
+                    let cfg = AgentConfig::from_file(path)?;
+                    if connection.is_some_and(|c| c != cfg.connection) {
+                        anyhow::bail!(
+                            "--connection {method} differs from the config's connection = \"{}\": \
+                             set it in {}",
+                            cfg.connection,
+                            path.display()
+                        );
+                    }
+                    cfg
+                }
+                (None, Some(a), _) => AgentConfig::for_check(a, None, method),
                 (None, None, Some(p)) => AgentConfig::for_check(
                     oqs_agent::guide::prefecture_area(p).with_context(|| {
                         format!("--prefecture {p:?} is not a prefecture's full name (e.g. 東京都)")
                     })?,
                     None,
+                    method,
                 ),
                 (None, None, None) => {
                     anyhow::bail!("give --area east|west, --prefecture, or --config FILE")
@@ -423,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out(&render::system_proxy(&proxy_facts, lang));
             }
             // 0 only when the tree passes and every probe passed (CRL and NTP are outside it).
-            let passed = d.step.is_none() && render::failing(&report).is_empty();
+            let passed = d.finding.is_none() && render::failing(&report).is_empty();
             std::process::exit(if passed { 0 } else { 1 });
         }
     }

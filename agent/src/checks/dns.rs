@@ -488,7 +488,7 @@ mod tests {
     }
 
     fn only(name: &str) -> Probes {
-        let mut probes = AgentConfig::for_check(Area::East, None).probes;
+        let mut probes = AgentConfig::for_check(Area::East, None, Default::default()).probes;
         probes.nw_base_servers.clear();
         probes.ngn_servers.clear();
         probes.dns_names.retain(|n| n.name == name);
@@ -537,7 +537,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_system_configuration_every_system_probe_fails_and_says_why() {
-        let mut probes = AgentConfig::for_check(Area::East, None).probes;
+        let mut probes = AgentConfig::for_check(Area::East, None, Default::default()).probes;
         // No direct servers: only the system probes remain.
         probes.nw_base_servers.clear();
         probes.ngn_servers.clear();

@@ -17,7 +17,7 @@ use validate::parse_error;
 
 use crate::checks::lineauth::classify::Pattern;
 use crate::guide::{self, Resolver};
-use oqs_proto::ident::{Area, CustomerId, SiteId, TerminalId};
+use oqs_proto::ident::{Area, Connection, CustomerId, SiteId, TerminalId};
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,6 +98,9 @@ pub struct AgentConfig {
     pub site: SiteId,
     pub terminal: TerminalId,
     pub area: Area,
+    /// How the clinic reaches the OQS network (`connection`, default the guide's FLET'S IPoE):
+    /// other methods run neither the IPv6 nor the line-authentication check.
+    pub connection: Connection,
     /// The prefecture as configured (full name), sent to the collector for the NOC's filters.
     pub prefecture: Option<String>,
     /// The site's name for people (one line, at most 128 characters).
@@ -160,12 +163,14 @@ impl AgentConfig {
         Self::from_raw(raw)
     }
 
-    /// The configuration of a one-shot `check`: the guide's defaults for `area`, no collector.
-    pub fn for_check(area: Area, oqs_ca: Option<PathBuf>) -> Self {
+    /// The configuration of a one-shot `check`: the guide's defaults for `area` and the
+    /// connection method, no collector.
+    pub fn for_check(area: Area, oqs_ca: Option<PathBuf>, connection: Connection) -> Self {
         let raw = Raw {
             site_id: Some("local".into()),
             terminal_id: Some("check".into()),
             area: Some(area.as_str().into()),
+            connection: Some(connection.as_str().into()),
             oqs_ca,
             ..Raw::default()
         };
@@ -279,6 +284,33 @@ mod tests {
             c.probes.ngn_servers,
             guide::ngn_servers(Area::West).to_vec()
         );
+    }
+
+    #[test]
+    fn another_connection_method_drops_what_belongs_to_flets_ipoe() {
+        let c = AgentConfig::from_toml(&format!("{MIN}area = \"east\"\n")).unwrap();
+        assert_eq!(c.connection, Connection::FletsIpoe);
+        let c = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\nconnection = \"ipv4_pppoe\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.connection, Connection::Ipv4Pppoe);
+        // The OQS names stay; the portal's and the NGN's go, and no NW-base or NGN server is
+        // asked directly (they are FLET'S IPoE's).
+        let names: Vec<&str> = c.probes.dns_names.iter().map(|n| n.name.as_str()).collect();
+        assert!(names.contains(&"pweb.base.oqs-pdl.org"), "{names:?}");
+        assert!(!names.contains(&"www.lineauth.mnw") && !names.contains(&"assv.asc.flets-east.jp"));
+        assert!(c.probes.nw_base_servers.is_empty() && c.probes.ngn_servers.is_empty());
+        // Servers set explicitly are asked all the same.
+        let c = AgentConfig::from_toml(&format!(
+            "{MIN}area = \"east\"\nconnection = \"ipsec\"\n[dns]\nnw_base_servers = [\"::1\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.probes.nw_base_servers, vec![Ipv6Addr::LOCALHOST]);
+        let e = AgentConfig::from_toml(&format!("{MIN}area = \"east\"\nconnection = \"pppoe\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("connection") && e.contains("ipv4_pppoe"), "{e}");
     }
 
     #[test]
@@ -440,7 +472,7 @@ mod tests {
 
     #[test]
     fn check_mode_needs_only_the_area() {
-        let c = AgentConfig::for_check(Area::East, None);
+        let c = AgentConfig::for_check(Area::East, None, Default::default());
         assert!(c.collector_ways.is_empty());
         assert!(c
             .probes

@@ -13,6 +13,7 @@ pub(super) struct Raw {
     pub(super) site_id: Option<String>,
     pub(super) terminal_id: Option<String>,
     pub(super) area: Option<String>,
+    pub(super) connection: Option<String>,
     pub(super) prefecture: Option<String>,
     pub(super) site_name: Option<String>,
     pub(super) customer_id: Option<String>,

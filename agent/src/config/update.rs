@@ -101,7 +101,7 @@ mod update_tests {
 
     #[test]
     fn an_update_changes_only_what_it_sets_and_is_validated() {
-        let base = AgentConfig::for_check(Area::East, None);
+        let base = AgentConfig::for_check(Area::East, None, Default::default());
         let (c, changed) = base
             .apply_update(&ConfigUpdate {
                 interval_seconds: 30,

@@ -232,6 +232,12 @@ impl AgentConfig {
                 ))
             }
         };
+        let connection = match &r.connection {
+            None => Connection::default(),
+            Some(c) => c
+                .parse::<Connection>()
+                .map_err(|e| invalid("connection", e.to_string()))?,
+        };
         let customer_id = r
             .customer_id
             .as_deref()
@@ -335,8 +341,13 @@ impl AgentConfig {
             ));
         }
         let dns_names = match r.dns.names {
+            // Without FLET'S IPoE the portal's name and the NGN's are not on the clinic's network.
             None => guide::probe_names(area)
                 .into_iter()
+                .filter(|p| {
+                    connection.is_guides()
+                        || (p.resolver != guide::Resolver::Ngn && p.name != guide::LINEAUTH_HOST)
+                })
                 .map(|p| DnsName {
                     name: p.name.to_string(),
                     resolver: p.resolver,
@@ -370,7 +381,11 @@ impl AgentConfig {
                 out
             }
         };
+        // The NW-base and NGN servers are FLET'S IPoE's: another method asks them only when set.
         let servers = |key: &'static str, v: Option<Vec<Ipv6Addr>>, d: [Ipv6Addr; 2]| {
+            if v.is_none() && !connection.is_guides() {
+                return Ok(Vec::new());
+            }
             let v = v.unwrap_or_else(|| d.to_vec());
             if v.is_empty() {
                 return Err(invalid(key, "needs at least one server"));
@@ -438,6 +453,7 @@ impl AgentConfig {
             site,
             terminal,
             area,
+            connection,
             customer_id,
             interval: Duration::from_secs(interval_secs),
             probe_timeout: Duration::from_millis(timeout_ms),

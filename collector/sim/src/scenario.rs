@@ -676,6 +676,7 @@ pub fn report(site: &SiteProfile, terminal: usize, round: u64, seq: u64, now_ms:
         spool_dropped_total: 0,
         certs: Some(certs),
         agent: None,
+        connection: oqs_proto::v1::ConnectionMethod::FletsIpoe as i32,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::error::{ApiError, Query};
 use super::{area_name, read, when, ApiState};
+use crate::flags::Connection;
 use crate::inventory::{lags, newest, os_family};
 use axum::extract::State;
 use axum::Json;
@@ -34,6 +35,9 @@ struct TerminalRow {
     connected: bool,
     /// The interface carrying the IPv6 address in use (newest report).
     interface: Option<String>,
+    /// How the clinic reaches the OQS network, as its latest report says (`flets_ipoe`,
+    /// `ipv4_pppoe`, `ipsec`); null before a report was judged.
+    connection: Option<Connection>,
 }
 
 #[derive(Serialize)]
@@ -69,6 +73,8 @@ pub struct InventoryQuery {
     os: Option<String>,
     /// `true`: only terminals on an older version than the newest.
     outdated: Option<bool>,
+    /// Only this connection method (flets_ipoe, ipv4_pppoe, ipsec).
+    connection: Option<String>,
     /// Part of the site id or name, or of the hostname.
     q: Option<String>,
     offset: Option<usize>,
@@ -89,6 +95,13 @@ pub(super) async fn inventory(
             )));
         }
     }
+    let connection = match q.connection.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<Connection>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+    };
     let store = s.store.clone();
     let all = read(move || store.terminals()).await?;
     let newest_version =
@@ -104,7 +117,12 @@ pub(super) async fn inventory(
         *counts.entry(r.agent_version.clone()).or_default() += 1;
         let family = os_family(&r.os);
         *os_families.entry(family).or_default() += 1;
+        let method = s
+            .view
+            .get(&k.site)
+            .and_then(|st| st.terminals.get(&k.terminal).map(|t| t.connection));
         let keep = q.version.as_deref().is_none_or(|v| v == r.agent_version)
+            && connection.is_none_or(|c| method == Some(c))
             && q.os.as_deref().is_none_or(|o| o == family)
             && q.outdated.is_none_or(|o| o == outdated)
             && needle.as_deref().is_none_or(|n| {
@@ -133,6 +151,7 @@ pub(super) async fn inventory(
             last_report_at: when(r.last_report_at_ms),
             connected: s.presence.is_connected(k),
             interface: text(&r.interface),
+            connection: method,
         });
     }
     let mut versions: Vec<VersionCount> = counts

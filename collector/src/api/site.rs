@@ -109,6 +109,9 @@ struct TerminalView {
     prefix: Option<String>,
     ipv6_addresses: Vec<String>,
     lineauth_state: Option<String>,
+    /// How the clinic reaches the OQS network, as the latest report says: on a method other than
+    /// the guide's (`flets_ipoe`) the IPv6 and portal checks are not run.
+    connection: Option<crate::flags::Connection>,
     finding: Option<Finding>,
     /// No report for `flags.silent_intervals` of its interval: its checks below are its last.
     silent: bool,
@@ -315,6 +318,7 @@ pub(super) async fn site(
                     prefix: t.and_then(|t| t.prefix.clone()),
                     ipv6_addresses: t.map(|t| t.global_addresses.clone()).unwrap_or_default(),
                     lineauth_state: t.map(|t| t.lineauth_state.clone()),
+                    connection: t.map(|t| t.connection),
                     finding: t.and_then(|t| t.finding),
                     silent: t.is_some_and(|t| t.silent),
                     checks_as_of: latest.as_ref().and_then(|l| when(l.finished_at_ms)),

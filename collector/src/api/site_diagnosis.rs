@@ -15,7 +15,8 @@ use serde::Serialize;
 /// What the site page tells the NOC about a site.
 #[derive(Serialize)]
 pub struct DiagnosisView {
-    /// What the verdict rests on: `area_incident`, `guide`, `silent` or `healthy`.
+    /// What the verdict rests on: `area_incident`, `guide`, `off_guide` (a connection method
+    /// outside the guide), `silent` or `healthy`.
     basis: &'static str,
     /// The guide's step and finding over the terminals that report (also under an incident);
     /// for a silent site, what its last reports said before it fell silent (stale).
@@ -37,6 +38,12 @@ pub struct DiagnosisView {
     tell_clinic_en: Option<&'static str>,
     /// The open area-wide incident that lists the site.
     incident_id: Option<u64>,
+    /// The connection method the verdict assumed (the failing terminal's, else the site's
+    /// latest): the guide's tree is FLET'S IPoE's (`flets_ipoe`); on `ipv4_pppoe` or `ipsec`
+    /// only what applies is judged and the basis is `off_guide`.
+    connection: crate::flags::Connection,
+    connection_ja: &'static str,
+    connection_en: &'static str,
 }
 
 /// Silence: not the guide's (the agent's own health), the NOC's text.
@@ -69,7 +76,15 @@ pub fn diagnose(
             .map(|(id, _)| (id.as_str(), last_heard(id)))
             .max_by_key(|(_, at)| *at)
     });
+    let connection = finding
+        .and_then(|(t, _, _)| st.and_then(|st| st.terminals.get(t)))
+        .or_else(|| st.and_then(|st| st.terminals.iter().map(|(_, ts)| ts).next()))
+        .map(|ts| ts.connection)
+        .unwrap_or_default();
     let mut v = DiagnosisView {
+        connection,
+        connection_ja: connection.label_ja(),
+        connection_en: connection.label_en(),
         basis: "healthy",
         step: None,
         finding: None,
@@ -89,7 +104,11 @@ pub fn diagnose(
         let d = diagnosis::verdict(f);
         let hint = customer_id.and_then(|c| diagnosis::customer_id_hint(f, c));
         v = DiagnosisView {
-            basis: "guide",
+            basis: if diagnosis::is_off_guide(f) {
+                "off_guide"
+            } else {
+                "guide"
+            },
             step: d.step,
             finding: d.finding,
             remedy_ja: d.remedy_ja,

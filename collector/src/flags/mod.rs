@@ -13,6 +13,7 @@ use crate::config::FlagSettings;
 use crate::samples;
 use crate::small_map::SmallMap;
 use oqs_guide::diagnosis::{self, Finding};
+pub use oqs_proto::ident::Connection;
 use oqs_proto::v1::{HttpTarget, LineAuthState, Outcome, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,6 +84,9 @@ pub struct TerminalState {
     pub failing_since_ms: Option<i64>,
     /// The portal's state on the latest report (`consent`, `already_authenticated`, …).
     pub lineauth_state: String,
+    /// The connection method the latest report was made for (older states: the guide's).
+    #[serde(default)]
+    pub connection: Connection,
 }
 
 /// An entry of the line's prefix history.
@@ -175,7 +179,15 @@ pub fn cert_bucket(days_left: i64) -> &'static str {
 /// The details `dns_failing` can carry, in the guide's order (the bounded `detail` label of
 /// `oqs_site_flag_detail`): the terminal's own setting, a router that truncates large answers, the
 /// router's table, else upstream of the router.
-pub const DNS_CAUSES: [&str; 4] = ["terminal_settings", "truncated", "router_table", "upstream"];
+/// `resolver`: a site off the guide's method (`connection` ipv4_pppoe, ipsec) whose terminal's
+/// resolver answers an OQS name with no record type; the guide's causes are not told apart there.
+pub const DNS_CAUSES: [&str; 5] = [
+    "terminal_settings",
+    "truncated",
+    "router_table",
+    "upstream",
+    "resolver",
+];
 
 impl Engine {
     pub fn new(settings: FlagSettings, next_event_id: u64) -> Self {
@@ -411,6 +423,7 @@ impl Engine {
             ts.failing_since_ms = Some(at);
         }
         ts.finding = d.finding;
+        ts.connection = d.connection;
         if ts.silent {
             ts.silent = false;
         }

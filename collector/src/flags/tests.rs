@@ -332,3 +332,68 @@ fn late_reports_raise_once_are_held_then_clear_and_a_collector_restart_is_not_la
     let ev = e.on_report(&mut st, "pc-1", &r, start + 120_000 + late_after + 1);
     assert!(ev.iter().any(|ev| ev.flag == Flag::ReportsLate), "{ev:?}");
 }
+
+/// An IPv4 (PPPoE) site: its reports carry no IPv6 state and no portal probe, and its names answer
+/// A only. The same reports as the guide's method would raise ipv6_missing and dns_failing; here
+/// nothing is raised, the terminal's method is kept, and a name no type answers raises
+/// dns_failing with the cause `resolver` (the guide's causes are not told apart off its method).
+#[test]
+fn a_site_off_the_guides_method_raises_no_ipv6_or_portal_flag() {
+    use oqs_proto::v1::RecordType;
+    let site = SiteProfile::new(0, "s", Scenario::Healthy, 1);
+    let pppoe = |round: u64, resolves: bool| {
+        let t = 1_000_000 + round as i64 * 60_000;
+        let mut r = report(&site, 0, round, round + 1, t);
+        r.connection = oqs_proto::v1::ConnectionMethod::Ipv4Pppoe as i32;
+        r.ipv6 = None;
+        r.lineauth = None;
+        r.dns
+            .retain(|p| samples::is_system(p) && p.record_type == RecordType::Aaaa as i32);
+        for p in std::mem::take(&mut r.dns) {
+            let a = oqs_proto::v1::DnsProbe {
+                record_type: RecordType::A as i32,
+                outcome: if resolves { Outcome::Ok } else { Outcome::Failed } as i32,
+                answers: vec!["10.1.2.3".into()],
+                ..p.clone()
+            };
+            r.dns.push(oqs_proto::v1::DnsProbe {
+                outcome: Outcome::Failed as i32,
+                answers: Vec::new(),
+                ..p
+            });
+            r.dns.push(a);
+        }
+        (r, t)
+    };
+    let mut e = engine();
+    let mut st = SiteState {
+        site: "s".into(),
+        ..Default::default()
+    };
+    for round in 0..4 {
+        let (r, t) = pppoe(round, true);
+        let ev = e.on_report(&mut st, "pc-1", &r, t);
+        assert!(ev.is_empty(), "{ev:?}");
+    }
+    assert!(st.flags.is_empty(), "{:?}", flags(&st));
+    assert_eq!(site_finding(&st), None);
+    assert_eq!(st.terminals["pc-1"].connection, Connection::Ipv4Pppoe);
+
+    for round in 4..7 {
+        let (r, t) = pppoe(round, false);
+        e.on_report(&mut st, "pc-1", &r, t);
+    }
+    assert_eq!(flags(&st), vec![Flag::DnsFailing]);
+    assert_eq!(st.flags[&Flag::DnsFailing].detail.as_deref(), Some("resolver"));
+    assert_eq!(site_finding(&st).unwrap().1, Finding::OffGuideDns);
+
+    // The same reports judged as the guide's method: what the method setting changes.
+    let mut e = engine();
+    let mut guide = SiteState::default();
+    for round in 0..4 {
+        let (mut r, t) = pppoe(round, true);
+        r.connection = 0;
+        e.on_report(&mut guide, "pc-1", &r, t);
+    }
+    assert!(flags(&guide).contains(&Flag::DnsFailing), "{:?}", flags(&guide));
+}

@@ -69,10 +69,21 @@ impl Engine {
                 p.record_type == oqs_proto::v1::RecordType::Aaaa as i32 && samples::is_system(p)
             })
             .collect();
-        let dns_bad = ipv6_ok && system.iter().any(|p| !ok(p.outcome));
+        let guides = Connection::of_report(r).is_guides();
+        // Off the guide's method a name counts when any record type answered it (an IPv4
+        // network answers A, not AAAA), and the guide's causes do not apply.
+        let off_guide_unresolved = (!guides).then(|| diagnosis::off_guide_unresolved(r));
+        let dns_bad = match &off_guide_unresolved {
+            Some(names) => !names.is_empty(),
+            None => ipv6_ok && system.iter().any(|p| !ok(p.outcome)),
+        };
         let ipv6_up = r.ipv6.as_ref().is_some_and(|s| ok(s.outcome));
         let system_resolves = !system.is_empty() && system.iter().all(|p| ok(p.outcome));
-        if dns_bad {
+        if off_guide_unresolved.is_some() {
+            if dns_bad {
+                v.insert(Flag::DnsFailing, Some(DNS_CAUSES[4].to_owned()));
+            }
+        } else if dns_bad {
             // The guide's own order (oqs_guide::diagnosis::dns_verdict): the terminal's setting,
             // then the router's table, else upstream of the router.
             let cause = match diagnosis::dns_verdict(r, true) {

@@ -44,6 +44,7 @@ const T = {
     incident_title_site: 'この拠点はエリア障害に含まれています', likely_area: 'エリア障害の可能性', guide_ref: '接続ガイドの切り分け（参考）',
     checks_age: a => `${a}前の結果`, silent_badge: '無応答', last_said: '報告が途絶える前の診断',
     way: '経路', path_direct: '直接', path_proxy: 'プロキシ', path_relay: '中継PC',
+    connection: '接続方式', off_guide: '接続ガイドの対象外の接続方式: IPv6・回線認証の確認は行いません',
     behind: (a, n) => `${a}遅れ・未送信${n}件`, way_failed: n => `失敗した経路 ${n}`,
     unknown: '不明', no_prefix: 'IPv6なし',
   },
@@ -82,6 +83,7 @@ const T = {
     incident_title_site: 'This site is part of an area-wide incident', likely_area: 'Likely an area-wide outage', guide_ref: "The guide's troubleshooting (for reference)",
     checks_age: a => `results from ${a} ago`, silent_badge: 'silent', last_said: 'Its diagnosis before it fell silent',
     way: 'Way', path_direct: 'direct', path_proxy: 'proxy', path_relay: 'relay PC',
+    connection: 'Connection', off_guide: "Not the guide's connection method: the IPv6 and line-authentication checks are not run",
     behind: (a, n) => `${a} behind, ${n} waiting`, way_failed: n => `${n} way(s) failed`,
     unknown: 'unknown', no_prefix: 'no IPv6',
   },
@@ -567,7 +569,12 @@ function sitePage() {
     const tell = d.tell_clinic_ja ? el('div', { class: 'hint', id: 'diag-tell' }, el('strong', {}, `${T.tell_clinic}: `), ja ? d.tell_clinic_ja : d.tell_clinic_en) : null;
     const guideStep = d.step !== null && d.step !== undefined
       ? el('div', {}, el('span', { class: 'step', id: 'diag-step' }, d.step), el('strong', {}, T.step_n(d.step)), ' ', el('span', { class: 'muted' }, d.finding || '')) : null;
-    const panel = (cls, ...children) => el('div', { class: `panel diag ${cls}`, id: 'diagnosis', 'data-basis': d.basis }, el('h2', {}, T.diagnosis), ...children);
+    // The method the verdict assumed: the guide's tree is FLET'S IPoE's; on another method only
+    // what applies to it is judged, and the page says so.
+    const method = el('div', { class: 'muted', id: 'diag-connection', 'data-connection': d.connection },
+      `${T.connection}: ${ja ? d.connection_ja : d.connection_en}`,
+      d.connection !== 'flets_ipoe' ? el('div', {}, T.off_guide) : null);
+    const panel = (cls, ...children) => el('div', { class: `panel diag ${cls}`, id: 'diagnosis', 'data-basis': d.basis }, el('h2', {}, T.diagnosis), ...children, method);
     if (d.basis === 'area_incident') {
       return panel('bad', el('div', { id: 'diag-basis' }, el('strong', {}, T.likely_area)), remedy, tell,
         el('dl', { class: 'kv' }, el('dt', {}, T.failing_since), el('dd', {}, when(d.since))),
@@ -582,6 +589,10 @@ function sitePage() {
       return panel('bad', guideStep, remedy,
         d.hint_ja ? el('p', { id: 'diag-hint', class: 'hint' }, ja ? d.hint_ja : d.hint_en) : null,
         el('dl', { class: 'kv' }, el('dt', {}, T.page), el('dd', {}, d.guide_page), el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')));
+    }
+    if (d.basis === 'off_guide') {
+      return panel('bad', el('div', { id: 'diag-basis' }, el('span', { class: 'muted' }, d.finding || '')), remedy,
+        el('dl', { class: 'kv' }, el('dt', {}, T.failing_since), el('dd', {}, when(d.failing_since)), el('dt', {}, T.terminal), el('dd', {}, d.terminal_id || '-')));
     }
     return panel('', el('div', { id: 'diag-step' }, T.healthy_msg));
   }

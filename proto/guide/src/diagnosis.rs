@@ -6,6 +6,7 @@
 //! Pure: a report in, a diagnosis out, so every step is unit-tested. Must never invent a remedy
 //! the guide does not give.
 
+use oqs_proto::ident::Connection;
 use oqs_proto::v1::{LineAuthState, Outcome, Report, ResolverRole};
 
 /// What the tree found.
@@ -50,6 +51,11 @@ pub enum Finding {
     OqsSide,
     /// Step 6: the portal cannot be reached although name resolution and IPv6 work.
     PortalUnreachable,
+    /// Not the guide's method (`connection` ipv4_pppoe, ipsec): the terminal's resolver answers
+    /// an OQS name neither with an A nor an AAAA record. The guide's tree does not apply.
+    OffGuideDns,
+    /// Not the guide's method: the names resolve but OQS web does not answer.
+    OffGuideOqsWeb,
 }
 
 /// The tree's verdict.
@@ -62,6 +68,9 @@ pub struct Diagnosis {
     pub remedy_en: &'static str,
     /// Where the guide says it.
     pub guide_page: &'static str,
+    /// The connection method the verdict assumed: the guide's tree is FLET'S IPoE's; on another
+    /// method only what applies to it is judged.
+    pub connection: Connection,
 }
 
 /// The verdict when every step passes.
@@ -71,6 +80,7 @@ pub const HEALTHY: Diagnosis = Diagnosis {
     remedy_ja: "問題は見つかりませんでした。",
     remedy_en: "No problem found.",
     guide_page: "",
+    connection: Connection::FletsIpoe,
 };
 
 /// What a certificate that did not verify means, in one sentence: the agent's probe error and the
@@ -126,6 +136,9 @@ pub fn verdict(f: Finding) -> Diagnosis {
         UnknownPage => (6, "回線認証サイトに接続ガイドにない画面（またはエラーコード）が表示されています。画面の内容とお客さまID、IPv6アドレスを用意してお問合せください（ネットワークサポートデスク 0120-220-571）。", "The portal shows a page (or a code) the connection guide does not describe: contact the network support desk (0120-220-571) with what it says, the customer ID and the IPv6 address.", "P16-17, P30"),
         OqsSide => (6, "回線認証済みです。オンライン資格確認側の影響が考えられるため、お問合せください。", "The line is authenticated: the problem is on the OQS side; contact support.", "FAQ Q17"),
         PortalUnreachable => (6, "お客さまIDとIPv6アドレスを用意してお問合せください（ネットワークサポートデスク 0120-220-571）。", "Contact support (Network Support Desk 0120-220-571) with the customer ID and IPv6 address ready.", "P30, FAQ Q20"),
+        // Not the guide's: it names what failed and who can answer, never a guide remedy.
+        OffGuideDns => return off_guide(f, "端末のDNSでオンライン資格確認のドメイン名が解決できません（AもAAAAも応答なし）。この拠点の接続方式は接続ガイド（IP-VPN接続方式）の対象外です。端末のDNS設定と、接続方式の提供事業者（閉域網・VPN）の設定手順を確認してください。", "The terminal's resolver answers an OQS name with neither an A nor an AAAA record. This site's connection method is not the guide's (IP-VPN method): check the terminal's DNS settings and the setup steps of the closed-network or VPN provider."),
+        OffGuideOqsWeb => return off_guide(f, "名前解決はできていますが、オンライン資格確認のWebに接続できません。この拠点の接続方式は接続ガイドの対象外です。接続方式の提供事業者（閉域網・VPN）の回線・機器の状態と、オンライン資格確認側のお知らせを確認してください。", "The names resolve but OQS web does not answer. This site's connection method is not the guide's: check the closed-network or VPN provider's line and equipment, and the OQS side's notices."),
     };
     Diagnosis {
         step: Some(step),
@@ -133,6 +146,65 @@ pub fn verdict(f: Finding) -> Diagnosis {
         remedy_ja: ja,
         remedy_en: en,
         guide_page: page,
+        connection: Connection::FletsIpoe,
+    }
+}
+
+/// A finding outside the guide: no step, no page. The method itself is set by [`diagnose`].
+fn off_guide(f: Finding, ja: &'static str, en: &'static str) -> Diagnosis {
+    Diagnosis {
+        step: None,
+        finding: Some(f),
+        remedy_ja: ja,
+        remedy_en: en,
+        guide_page: "",
+        connection: Connection::Ipv4Pppoe,
+    }
+}
+
+/// Whether a finding is one of the guide's tree (it has a step) or a method's outside it.
+pub fn is_off_guide(f: Finding) -> bool {
+    matches!(f, Finding::OffGuideDns | Finding::OffGuideOqsWeb)
+}
+
+/// OQS names through the terminal's own resolver on a method outside the guide: a name counts as
+/// resolved when any record type answered it (an IPv4 network answers A, not AAAA).
+pub fn off_guide_unresolved(r: &Report) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in r
+        .dns
+        .iter()
+        .filter(|p| p.role == ResolverRole::System as i32)
+    {
+        if !names.contains(&p.name.as_str()) {
+            names.push(&p.name);
+        }
+    }
+    names.retain(|n| {
+        !r.dns
+            .iter()
+            .any(|p| p.role == ResolverRole::System as i32 && p.name == *n && ok(p.outcome))
+    });
+    names
+}
+
+/// The verdict on a report of a method outside the guide: the names, then OQS web.
+fn diagnose_off_guide(r: &Report, connection: Connection) -> Diagnosis {
+    let web_down = r
+        .http
+        .iter()
+        .filter(|h| h.target != oqs_proto::v1::HttpTarget::Crl as i32)
+        .any(|h| !ok(h.outcome));
+    let f = if !off_guide_unresolved(r).is_empty() {
+        Some(Finding::OffGuideDns)
+    } else if web_down {
+        Some(Finding::OffGuideOqsWeb)
+    } else {
+        None
+    };
+    Diagnosis {
+        connection,
+        ..f.map(verdict).unwrap_or(HEALTHY)
     }
 }
 
@@ -186,6 +258,10 @@ pub fn dns_verdict(r: &Report, ipv6_ok: bool) -> Option<Finding> {
 
 /// Walks the tree over one round. `lineauth_host` is the host of the configured portal URL.
 pub fn diagnose(r: &Report, lineauth_url: &str) -> Diagnosis {
+    let connection = Connection::of_report(r);
+    if !connection.is_guides() {
+        return diagnose_off_guide(r, connection);
+    }
     // 1. Is the URL right?
     let host = lineauth_url
         .trim_start_matches("https://")
@@ -504,5 +580,53 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    /// An IPv4 (PPPoE) site: no IPv6 state, no portal, names answered with A records only. The
+    /// guide's tree would say step 4 (no IPv6); the method's verdict is healthy, and says the
+    /// method. A name answered by neither type, then OQS web down, are found without a step.
+    #[test]
+    fn another_connection_method_is_judged_only_by_what_applies_to_it() {
+        let name = |n: &str, rtype: RecordType, ok: bool| DnsProbe {
+            outcome: if ok { Outcome::Ok } else { Outcome::Failed } as i32,
+            name: n.into(),
+            record_type: rtype as i32,
+            role: ResolverRole::System as i32,
+            server: "system".into(),
+            ..Default::default()
+        };
+        let mut r = Report {
+            seq: 1,
+            connection: ConnectionMethod::Ipv4Pppoe as i32,
+            dns: vec![
+                name("pweb.base.oqs-pdl.org", RecordType::Aaaa, false),
+                name("pweb.base.oqs-pdl.org", RecordType::A, true),
+            ],
+            http: vec![HttpProbe {
+                outcome: Outcome::Ok as i32,
+                target: HttpTarget::OqsWebProduction as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let d = diagnose(&r, URL);
+        assert_eq!((d.step, d.finding), (None, None));
+        assert_eq!(d.connection, Connection::Ipv4Pppoe);
+        // The same report as the guide's method is step 4: what the method changes.
+        r.connection = ConnectionMethod::Unspecified as i32;
+        assert_eq!(step(&r), (Some(4), Some(Finding::Ipv6Missing)));
+        assert_eq!(diagnose(&r, URL).connection, Connection::FletsIpoe);
+
+        r.connection = ConnectionMethod::Ipsec as i32;
+        r.http[0].outcome = Outcome::Failed as i32;
+        let d = diagnose(&r, URL);
+        assert_eq!((d.step, d.finding), (None, Some(Finding::OffGuideOqsWeb)));
+        assert_eq!((d.connection, d.guide_page), (Connection::Ipsec, ""));
+        r.dns[1].outcome = Outcome::TimedOut as i32;
+        let d = diagnose(&r, URL);
+        assert_eq!(d.finding, Some(Finding::OffGuideDns));
+        assert!(d.remedy_ja.contains("対象外") && d.remedy_en.contains("not the guide's"));
+        assert_eq!(off_guide_unresolved(&r), vec!["pweb.base.oqs-pdl.org"]);
+        assert!(is_off_guide(Finding::OffGuideDns) && !is_off_guide(Finding::Ipv6Missing));
     }
 }

@@ -21,6 +21,8 @@ pub enum Resolver {
 
 /// The line-authentication portal (P16 手順1-②).
 pub const LINEAUTH_URL: &str = "https://www.lineauth.mnw/";
+/// The portal's host (the name the guide resolves first, 手順7-⑭).
+pub const LINEAUTH_HOST: &str = "www.lineauth.mnw";
 /// OQS web, production (P18).
 pub const OQS_WEB_PRODUCTION_URL: &str = "https://hweb.oqs.onshikaku.org/web/";
 /// OQS web, connection-verification environment (P18).
