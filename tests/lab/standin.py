@@ -9,7 +9,8 @@
 - an SNTP server for ntp.base.oqs-pdl.org.
 
 Usage: standin.py STATE_FILE FIXTURES_DIR CERT KEY PORTAL_ADDR WEB_ADDRS(,) CRL_ADDR NTP_ADDR
-Only ever binds the addresses it is given (inside the lab's namespace). Stdlib only.
+Addresses are IPv6, or IPv4 for the lab's IPv4 (PPPoE) closed network. Only ever binds the
+addresses it is given (inside the lab's namespace). Stdlib only.
 """
 import http.server
 import os
@@ -25,10 +26,19 @@ import time
 STATE, FIXTURES, CERT, KEY, PORTAL, WEBS, CRL, NTP = sys.argv[1:9]
 
 
+def family(addr):
+    """IPv6 for the guide's network; IPv4 for the lab's IPv4 (PPPoE) closed network."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 class V6Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     address_family = socket.AF_INET6
     allow_reuse_address = True
     daemon_threads = True
+
+
+class V4Server(V6Server):
+    address_family = socket.AF_INET
 
 
 def handler(body_of):
@@ -74,7 +84,7 @@ def portal_page():
 
 
 def serve(addr, port, body_of, tls):
-    srv = V6Server((addr, port), handler(body_of))
+    srv = (V6Server if family(addr) == socket.AF_INET6 else V4Server)((addr, port), handler(body_of))
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(CERT, KEY)
@@ -83,7 +93,7 @@ def serve(addr, port, body_of, tls):
 
 
 def sntp(addr):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.bind((addr, 123))
     while True:
         data, peer = s.recvfrom(512)

@@ -6,7 +6,7 @@ use crate::catalog::Check;
 use crate::config::Limits;
 use crate::samples::Sample;
 use oqs_proto::text_limits as TL;
-use oqs_proto::v1::{DnsProbe, Report, ResolverRole};
+use oqs_proto::v1::{DnsProbe, Outcome, Report, ResolverRole};
 use oqs_proto::wire_name;
 use serde_json::json;
 
@@ -55,9 +55,18 @@ pub fn sample(r: &Report) -> Option<Sample> {
     let extra = json!({
         "latencies_ms": r.dns.iter().map(|p| p.latency_ms).collect::<Vec<_>>(),
     });
+    // Off the guide's method a name resolves when any record type answered it (an IPv4 network
+    // has no AAAA): the check is judged by names, as its flag is.
+    let outcome = if oqs_proto::ident::Connection::of_report(r).is_guides() {
+        worst(r.dns.iter().map(|p| p.outcome))
+    } else if oqs_guide::diagnosis::off_guide_unresolved(r).is_empty() {
+        Outcome::Ok as i32
+    } else {
+        Outcome::Failed as i32
+    };
     Some(sample_of(
         Check::Dns,
-        worst(r.dns.iter().map(|p| p.outcome)),
+        outcome,
         r.dns.iter().map(|p| p.latency_ms).max().unwrap_or(0),
         sig,
         extra,

@@ -352,7 +352,11 @@ fn a_site_off_the_guides_method_raises_no_ipv6_or_portal_flag() {
         for p in std::mem::take(&mut r.dns) {
             let a = oqs_proto::v1::DnsProbe {
                 record_type: RecordType::A as i32,
-                outcome: if resolves { Outcome::Ok } else { Outcome::Failed } as i32,
+                outcome: if resolves {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                } as i32,
                 answers: vec!["10.1.2.3".into()],
                 ..p.clone()
             };
@@ -384,7 +388,10 @@ fn a_site_off_the_guides_method_raises_no_ipv6_or_portal_flag() {
         e.on_report(&mut st, "pc-1", &r, t);
     }
     assert_eq!(flags(&st), vec![Flag::DnsFailing]);
-    assert_eq!(st.flags[&Flag::DnsFailing].detail.as_deref(), Some("resolver"));
+    assert_eq!(
+        st.flags[&Flag::DnsFailing].detail.as_deref(),
+        Some("resolver")
+    );
     assert_eq!(site_finding(&st).unwrap().1, Finding::OffGuideDns);
 
     // The same reports judged as the guide's method: what the method setting changes.
@@ -395,5 +402,9 @@ fn a_site_off_the_guides_method_raises_no_ipv6_or_portal_flag() {
         r.connection = 0;
         e.on_report(&mut guide, "pc-1", &r, t);
     }
-    assert!(flags(&guide).contains(&Flag::DnsFailing), "{:?}", flags(&guide));
+    assert!(
+        flags(&guide).contains(&Flag::DnsFailing),
+        "{:?}",
+        flags(&guide)
+    );
 }
