@@ -630,7 +630,12 @@ struct UplinkCtx<'a> {
 }
 
 impl UplinkCtx<'_> {
-    fn message(&self, backlog: u64, oldest_made_ms: i64) -> oqs_proto::v1::Uplink {
+    fn message(
+        &self,
+        backlog: u64,
+        oldest_made_ms: i64,
+        system_proxy: Option<oqs_proto::v1::SystemProxyFacts>,
+    ) -> oqs_proto::v1::Uplink {
         use crate::uplink::Path;
         use oqs_proto::v1::UplinkPath;
         let status = self.ways[self.index].status();
@@ -665,6 +670,7 @@ impl UplinkCtx<'_> {
             oldest_unsent_made_ms: oldest_made_ms,
             failed_attempts: self.failed_attempts,
             way_errors,
+            system_proxy,
         }
     }
 }
@@ -835,6 +841,12 @@ async fn session(
         );
     }
     tracing::info!(last_stored_seq = stored, "connected to the collector");
+    // The machine's proxy as a fact for the site page, told with the way (read off the async
+    // threads: WinHTTP and the registry may block).
+    let system_proxy =
+        tokio::task::spawn_blocking(|| crate::uplink::SystemProxy::read().wire_facts())
+            .await
+            .ok();
     let mut sent_upto = stored;
     let mut acked_upto = stored;
     // When the oldest report still waiting for its ack was sent (or the last ack came).
@@ -870,7 +882,11 @@ async fn session(
             // and how far behind this terminal is before the replay starts.
             let oldest = pending.first().map_or(0, |r| r.finished_at_ms);
             announced = Some(pending.last().map_or(stored, |r| r.seq));
-            send_uplink(&tx, uplink.message(pending.len() as u64, oldest)).await?;
+            send_uplink(
+                &tx,
+                uplink.message(pending.len() as u64, oldest, system_proxy.clone()),
+            )
+            .await?;
         }
         for mut r in pending {
             // What every collector accepts, again: a report spooled by an older agent, or before
@@ -935,7 +951,8 @@ async fn session(
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
                         if announced.is_some_and(|a| a > stored && before < a && acked_upto >= a) {
-                            send_uplink(&tx, uplink.message(0, 0)).await?;
+                            send_uplink(&tx, uplink.message(0, 0, system_proxy.clone()))
+                                .await?;
                         }
                         spool_op(spool, move |s| {
                             s.acknowledge(seq)?;

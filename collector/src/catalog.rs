@@ -299,7 +299,7 @@ flags! {
         alerts: [on_flag("Ipv6Missing", A_CRIT)],
     }
     /// The system resolver fails for OQS names (detail: `terminal_settings`, `truncated`,
-    /// `router_table` or `upstream`).
+    /// `router_table` or `upstream`; `resolver` on a connection method outside the guide).
     DnsFailing = "dns_failing" {
         Critical, avail: Down, ja: "DNS異常", en: "DNS failing",
         guide: Guide::Finding(Finding::RouterDnsTable),
@@ -310,6 +310,7 @@ flags! {
             on_detail("DnsRouterTableWrong", "router_table", A_CRIT),
             on_detail("DnsResolutionFailing", "upstream", A_CRIT)
                 .because(Finding::NwBaseUnreachable),
+            on_detail("DnsResolverFailing", "resolver", A_CRIT).because(Finding::OffGuideDns),
         ],
     }
     /// The OQS connection certificate is not trusted (not installed, FAQ Q8).

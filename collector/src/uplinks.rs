@@ -28,6 +28,39 @@ pub enum UplinkError {
     Ways(u32, u32),
     #[error("Uplink.way_errors has {0} entries; at most 8")]
     TooManyErrors(usize),
+    #[error("Uplink.system_proxy.domains has {0} entries; at most 16")]
+    TooManyDomains(usize),
+}
+
+/// The most bypass-list entries kept of a terminal's system proxy.
+const MAX_DOMAINS: usize = 16;
+
+/// The terminal's system proxy as its agent read it (WinHTTP, HTTPS_PROXY): a fact, judged by
+/// no flag until the field's rule is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SystemProxySeen {
+    pub source: String,
+    /// HOST:PORT; empty: none.
+    pub proxy: String,
+    pub problem: String,
+    /// Each OQS bypass-list entry and whether its name goes around the proxy.
+    pub domains: Vec<DomainSeen>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainSeen {
+    pub domain: String,
+    pub bypassed: bool,
+}
+
+impl SystemProxySeen {
+    /// The OQS entries that would go through the proxy.
+    pub fn not_bypassed(&self) -> impl Iterator<Item = &str> {
+        self.domains
+            .iter()
+            .filter(|d| !d.bypassed)
+            .map(|d| d.domain.as_str())
+    }
 }
 
 /// One way's last failure, as the agent said it.
@@ -54,6 +87,8 @@ pub struct UplinkSeen {
     /// Connection attempts that failed before this stream.
     pub failed_attempts: u32,
     pub way_errors: Vec<WayFailure>,
+    /// The machine's proxy setting, when one is set or could not be understood (null: none).
+    pub system_proxy: Option<SystemProxySeen>,
     /// When the collector heard it (its clock).
     pub heard_at_ms: i64,
 }
@@ -72,6 +107,11 @@ impl UplinkSeen {
         }
         if u.way_errors.len() > MAX_WAYS as usize {
             return Err(UplinkError::TooManyErrors(u.way_errors.len()));
+        }
+        if let Some(p) = &u.system_proxy {
+            if p.domains.len() > MAX_DOMAINS {
+                return Err(UplinkError::TooManyDomains(p.domains.len()));
+            }
         }
         let text = |s: &str, n: usize| -> String {
             s.chars()
@@ -96,6 +136,24 @@ impl UplinkSeen {
                     error: text(&w.error, TEXT_CHARS),
                 })
                 .collect(),
+            // No proxy and nothing misread is the common case: nothing to keep.
+            system_proxy: u
+                .system_proxy
+                .as_ref()
+                .filter(|p| !p.proxy.is_empty() || !p.problem.is_empty())
+                .map(|p| SystemProxySeen {
+                    source: text(&p.source, 32),
+                    proxy: text(&p.proxy, TEXT_CHARS),
+                    problem: text(&p.problem, TEXT_CHARS),
+                    domains: p
+                        .domains
+                        .iter()
+                        .map(|d| DomainSeen {
+                            domain: text(&d.domain, oqs_proto::text_limits::DNS_NAME),
+                            bypassed: d.bypassed,
+                        })
+                        .collect(),
+                }),
             heard_at_ms: now_ms,
         })
     }
@@ -112,6 +170,7 @@ impl UplinkSeen {
             oldest_unsent_made_ms: 0,
             failed_attempts: 0,
             way_errors: Vec::new(),
+            system_proxy: None,
             heard_at_ms: 0,
         }
     }
@@ -123,6 +182,7 @@ impl UplinkSeen {
             && self.backlog_reports == 0
             && self.failed_attempts == 0
             && self.way_errors.is_empty()
+            && self.system_proxy.is_none()
     }
 
     /// How long the oldest waiting report has waited at `now_ms` (0 when none waits).
@@ -213,7 +273,51 @@ mod tests {
                 url: "https://noc.example:50051".into(),
                 error: "connecting timed out\n".into(),
             }],
+            system_proxy: None,
         }
+    }
+
+    /// A direct terminal whose machine has the OQS proxy set, one OQS domain missing from its
+    /// bypass list: kept (the fact is worth showing) and says which; no proxy at all is nothing.
+    #[test]
+    fn a_system_proxy_is_kept_as_a_fact_and_no_proxy_is_nothing() {
+        use oqs_proto::v1::{DomainRoute, SystemProxyFacts};
+        let key = TerminalKey::new("s1", "pc-1");
+        let u = Uplinks::default();
+        let facts = |proxy: &str| SystemProxyFacts {
+            source: "WinHTTP".into(),
+            proxy: proxy.into(),
+            problem: String::new(),
+            domains: vec![
+                DomainRoute {
+                    domain: "onshikaku.org".into(),
+                    bypassed: true,
+                },
+                DomainRoute {
+                    domain: "lineauth.mnw".into(),
+                    bypassed: false,
+                },
+            ],
+        };
+        let direct = |f: SystemProxyFacts| Uplink {
+            path: UplinkPath::Direct as i32,
+            ways: 1,
+            system_proxy: Some(f),
+            ..Default::default()
+        };
+        let seen = UplinkSeen::parse(&direct(facts("proxy.base.oqs-pdl.org:8080")), 1_000).unwrap();
+        u.record(&key, seen);
+        let p = u.get(&key).unwrap().system_proxy.unwrap();
+        assert_eq!(p.proxy, "proxy.base.oqs-pdl.org:8080");
+        assert_eq!(p.not_bypassed().collect::<Vec<_>>(), ["lineauth.mnw"]);
+        u.record(&key, UplinkSeen::parse(&direct(facts("")), 2_000).unwrap());
+        assert_eq!(u.get(&key), None, "no proxy: the plain case, nothing kept");
+        let mut many = facts("p:1");
+        many.domains = vec![DomainRoute::default(); 17];
+        assert_eq!(
+            UplinkSeen::parse(&direct(many), 0),
+            Err(UplinkError::TooManyDomains(17))
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ fn generated() -> BTreeMap<&'static str, Vec<(&'static str, String)>> {
             };
             let guide = match step {
                 Some(n) => format!("接続ガイド 手順{n}（{page}）"),
+                None if finding.is_some_and(diagnosis::is_off_guide) => {
+                    "接続ガイド（IP-VPN接続方式）の対象外の接続方式".to_owned()
+                }
                 None => format!("参照: {page}"),
             };
             anns.push(("guide_ja", format!("\"{guide}\"")));
@@ -48,7 +51,11 @@ fn generated() -> BTreeMap<&'static str, Vec<(&'static str, String)>> {
                     .iter()
                     .map(|d| format!("{} {}", d.name_ja(), d.number()))
                     .collect();
-                anns.push(("desk_ja", format!("\"{}\"", desks.join(" / "))));
+                let desks = match desks.is_empty() {
+                    true => "接続方式の提供事業者（閉域網・VPN）".to_owned(),
+                    false => desks.join(" / "),
+                };
+                anns.push(("desk_ja", format!("\"{desks}\"")));
             }
             anns.push(("site_name", SITE_NAME.to_owned()));
             out.insert(alert.name, anns);

@@ -329,6 +329,29 @@ impl SystemProxy {
         })
     }
 
+    /// The facts an agent tells the collector with each stream (`Uplink.system_proxy`): where
+    /// the setting was read, the proxy, what could not be understood, and for each entry of the
+    /// OQS bypass list (DOMAIN.md §12) whether its name goes around the proxy.
+    pub fn wire_facts(&self) -> oqs_proto::v1::SystemProxyFacts {
+        let text = |s: &str, n: usize| -> String { s.chars().take(n).collect() };
+        oqs_proto::v1::SystemProxyFacts {
+            source: text(self.source, 32),
+            proxy: self
+                .proxy
+                .as_ref()
+                .map(|p| text(&p.to_string(), 256))
+                .unwrap_or_default(),
+            problem: text(self.problem.as_deref().unwrap_or(""), 256),
+            domains: crate::guide::PROXY_BYPASS
+                .iter()
+                .map(|(domain, name)| oqs_proto::v1::DomainRoute {
+                    domain: (*domain).to_owned(),
+                    bypassed: self.goes_direct(name),
+                })
+                .collect(),
+        }
+    }
+
     /// WinHTTP's proxy string: `host:port`, or per scheme `http=h:p;https=h:p` (the HTTPS one
     /// wins, then the one without a scheme, then HTTP's: a CONNECT goes to any of them).
     pub fn from_winhttp(proxy: &str, bypass: &str) -> Self {
@@ -593,5 +616,29 @@ mod tests {
         assert!(w.bypass.bypasses("www.lineauth.mnw") && w.bypass.bypasses("relay-pc"));
         let plain = SystemProxy::from_winhttp("10.0.0.1:8080", "");
         assert_eq!(plain.proxy.unwrap().to_string(), "10.0.0.1:8080");
+    }
+
+    /// What a kitting script leaves (the OQS proxy, a bypass list without the portal's domain)
+    /// told to the collector: every OQS entry of DOMAIN.md §12 with whether its name goes around.
+    #[test]
+    fn the_wire_facts_say_which_oqs_domains_go_around_the_proxy() {
+        let p = SystemProxy::from_winhttp(
+            "proxy.base.oqs-pdl.org:8080",
+            "*.onshikaku.org;*.flets-east.jp;*.flets-west.jp;*.obn.managedpki.ne.jp;\
+             *.cybertrust.ne.jp;*.secomtrust.net;pweb.base.oqs-pdl.org",
+        );
+        let f = p.wire_facts();
+        assert_eq!(f.source, "WinHTTP");
+        assert_eq!(f.proxy, "proxy.base.oqs-pdl.org:8080");
+        assert_eq!(f.domains.len(), crate::guide::PROXY_BYPASS.len());
+        let around: Vec<&str> = f
+            .domains
+            .iter()
+            .filter(|d| !d.bypassed)
+            .map(|d| d.domain.as_str())
+            .collect();
+        assert_eq!(around, ["lineauth.mnw"]);
+        let none = SystemProxy::from_env(|_| None).wire_facts();
+        assert!(none.proxy.is_empty() && none.domains.iter().all(|d| d.bypassed));
     }
 }

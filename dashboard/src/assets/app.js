@@ -44,6 +44,7 @@ const T = {
     incident_title_site: 'この拠点はエリア障害に含まれています', likely_area: 'エリア障害の可能性', guide_ref: '接続ガイドの切り分け（参考）',
     checks_age: a => `${a}前の結果`, silent_badge: '無応答', last_said: '報告が途絶える前の診断',
     way: '経路', path_direct: '直接', path_proxy: 'プロキシ', path_relay: '中継PC',
+    system_proxy: (src, p) => `システムプロキシ（${src}）: ${p}`, not_bypassed: d => `バイパス外: ${d}`,
     connection: '接続方式', off_guide: '接続ガイドの対象外の接続方式: IPv6・回線認証の確認は行いません',
     behind: (a, n) => `${a}遅れ・未送信${n}件`, way_failed: n => `失敗した経路 ${n}`,
     unknown: '不明', no_prefix: 'IPv6なし',
@@ -83,6 +84,7 @@ const T = {
     incident_title_site: 'This site is part of an area-wide incident', likely_area: 'Likely an area-wide outage', guide_ref: "The guide's troubleshooting (for reference)",
     checks_age: a => `results from ${a} ago`, silent_badge: 'silent', last_said: 'Its diagnosis before it fell silent',
     way: 'Way', path_direct: 'direct', path_proxy: 'proxy', path_relay: 'relay PC',
+    system_proxy: (src, p) => `system proxy (${src}): ${p}`, not_bypassed: d => `through the proxy: ${d}`,
     connection: 'Connection', off_guide: "Not the guide's connection method: the IPv6 and line-authentication checks are not run",
     behind: (a, n) => `${a} behind, ${n} waiting`, way_failed: n => `${n} way(s) failed`,
     unknown: 'unknown', no_prefix: 'no IPv6',
@@ -655,7 +657,18 @@ function sitePage() {
     return el('td', { class: 'way', 'data-path': u.path, title: errors },
       u.via ? `${path} ${u.via}` : path,
       u.backlog_reports > 0 ? el('span', { class: 'badge warn' }, T.behind(age(u.oldest_unsent_age_seconds), u.backlog_reports)) : null,
-      u.way_errors && u.way_errors.length ? el('span', { class: 'badge none' }, T.way_failed(u.way_errors.length)) : null);
+      u.way_errors && u.way_errors.length ? el('span', { class: 'badge none' }, T.way_failed(u.way_errors.length)) : null,
+      systemProxy(u.system_proxy));
+  }
+
+  // The machine's proxy (WinHTTP, HTTPS_PROXY) as a fact: the OQS domains its bypass list misses
+  // are named, judged by no flag.
+  function systemProxy(p) {
+    if (!p) return null;
+    const through = (p.domains || []).filter(d => !d.bypassed).map(d => d.domain);
+    return el('div', { class: 'muted system-proxy', 'data-proxy': p.proxy, title: p.problem || '' },
+      T.system_proxy(p.source, p.proxy || '-'),
+      through.length ? el('span', { class: 'badge none' }, T.not_bypassed(through.join(', '))) : null);
   }
 
   function byTerminal(points) {

@@ -261,6 +261,9 @@ pub fn desks_for(finding: Option<crate::diagnosis::Finding>) -> &'static [Desk] 
     match finding {
         Some(IneligibleLine) => &[Desk::Flets, Desk::Network],
         Some(Ipv6Missing | NwBaseUnreachable) => &[Desk::Flets, Desk::Network],
+        // Another connection method: the guide's desks serve its method; the closed-network or
+        // VPN provider answers for the rest (the remedy says so).
+        Some(OffGuideDns | OffGuideOqsWeb) => &[],
         _ => &[Desk::Network],
     }
 }

@@ -21,6 +21,20 @@ pub enum Resolver {
 
 /// The line-authentication portal (P16 手順1-②).
 pub const LINEAUTH_URL: &str = "https://www.lineauth.mnw/";
+/// The entries of a kitting script's proxy bypass list for the OQS network (DOMAIN.md §12), each
+/// with the name a terminal reaches under it (the guide's where it names one): that name must go
+/// around the OQS proxy. `pweb.base.oqs-pdl.org` is a name, not a domain, in that list.
+pub const PROXY_BYPASS: [(&str, &str); 8] = [
+    ("onshikaku.org", "hweb.oqs.onshikaku.org"),
+    ("flets-east.jp", "assv.asc.flets-east.jp"),
+    ("flets-west.jp", "assv.asc.flets-west.jp"),
+    ("lineauth.mnw", "www.lineauth.mnw"),
+    ("obn.managedpki.ne.jp", "crldownload.obn.managedpki.ne.jp"),
+    ("cybertrust.ne.jp", "www.cybertrust.ne.jp"),
+    ("secomtrust.net", "www.secomtrust.net"),
+    ("pweb.base.oqs-pdl.org", "pweb.base.oqs-pdl.org"),
+];
+
 /// The portal's host (the name the guide resolves first, 手順7-⑭).
 pub const LINEAUTH_HOST: &str = "www.lineauth.mnw";
 /// OQS web, production (P18).
