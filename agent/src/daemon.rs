@@ -675,15 +675,40 @@ impl UplinkCtx<'_> {
     }
 }
 
+/// Sends `u` within the collector's message limit (`Welcome.max_message_bytes`, 0: none): what
+/// does not fit goes first (the proxy facts, then the ways' errors); if even the rest does not
+/// fit nothing is sent — a message the collector must refuse would only be counted against us.
 async fn send_uplink(
     tx: &mpsc::Sender<AgentMessage>,
     u: oqs_proto::v1::Uplink,
+    max_message_bytes: usize,
 ) -> Result<(), String> {
+    let Some(u) = fit_uplink(u, max_message_bytes) else {
+        return Ok(());
+    };
     tx.send(AgentMessage {
         body: Some(AgentBody::Uplink(u)),
     })
     .await
     .map_err(|_| "stream closed".to_string())
+}
+
+/// `u` cut to fit `max` bytes as an `AgentMessage` (see [`send_uplink`]).
+fn fit_uplink(mut u: oqs_proto::v1::Uplink, max: usize) -> Option<oqs_proto::v1::Uplink> {
+    let size = |u: &oqs_proto::v1::Uplink| {
+        let len = prost::Message::encoded_len(u);
+        // The `uplink` field's tag (one byte) and its length prefix.
+        1 + prost::encoding::encoded_len_varint(len as u64) + len
+    };
+    if max == 0 || size(&u) <= max {
+        return Some(u);
+    }
+    u.system_proxy = None;
+    if size(&u) <= max {
+        return Some(u);
+    }
+    u.way_errors.clear();
+    (size(&u) <= max).then_some(u)
 }
 
 /// How a stream ended.
@@ -885,6 +910,7 @@ async fn session(
             send_uplink(
                 &tx,
                 uplink.message(pending.len() as u64, oldest, system_proxy.clone()),
+                max_message_bytes,
             )
             .await?;
         }
@@ -951,8 +977,12 @@ async fn session(
                         acked_upto = acked_upto.max(seq);
                         waiting_since = Instant::now();
                         if announced.is_some_and(|a| a > stored && before < a && acked_upto >= a) {
-                            send_uplink(&tx, uplink.message(0, 0, system_proxy.clone()))
-                                .await?;
+                            send_uplink(
+                                &tx,
+                                uplink.message(0, 0, system_proxy.clone()),
+                                max_message_bytes,
+                            )
+                            .await?;
                         }
                         spool_op(spool, move |s| {
                             s.acknowledge(seq)?;
@@ -1038,6 +1068,45 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `Uplink` never exceeds the collector's limit: the proxy facts go first, then the ways'
+    /// errors; one that cannot fit is not sent.
+    #[test]
+    fn an_uplink_is_cut_to_the_collectors_message_limit() {
+        use oqs_proto::v1::{DomainRoute, SystemProxyFacts, Uplink, WayError};
+        let u = Uplink {
+            path: 1,
+            ways: 2,
+            way_errors: vec![WayError {
+                way_index: 1,
+                url: "https://noc.example:50051".into(),
+                error: "connect timed out".into(),
+            }],
+            system_proxy: Some(SystemProxyFacts {
+                source: "WinHTTP".into(),
+                proxy: "proxy.base.oqs-pdl.org:8080".into(),
+                problem: String::new(),
+                domains: vec![
+                    DomainRoute {
+                        domain: "onshikaku.org".into(),
+                        bypassed: true,
+                    };
+                    8
+                ],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(fit_uplink(u.clone(), 0), Some(u.clone()), "0: no limit");
+        assert_eq!(fit_uplink(u.clone(), 64 * 1024), Some(u.clone()));
+        let cut = fit_uplink(u.clone(), 100).expect("fits without the facts");
+        assert!(
+            cut.system_proxy.is_none() && cut.way_errors.len() == 1,
+            "{cut:?}"
+        );
+        let bare = fit_uplink(u.clone(), 12).expect("fits bare");
+        assert!(bare.system_proxy.is_none() && bare.way_errors.is_empty());
+        assert_eq!(fit_uplink(u, 3), None);
+    }
 
     #[test]
     fn a_report_is_measured_as_the_collector_measures_it() {
