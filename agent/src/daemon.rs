@@ -695,11 +695,7 @@ async fn send_uplink(
 
 /// `u` cut to fit `max` bytes as an `AgentMessage` (see [`send_uplink`]).
 fn fit_uplink(mut u: oqs_proto::v1::Uplink, max: usize) -> Option<oqs_proto::v1::Uplink> {
-    let size = |u: &oqs_proto::v1::Uplink| {
-        let len = prost::Message::encoded_len(u);
-        // The `uplink` field's tag (one byte) and its length prefix.
-        1 + prost::encoding::encoded_len_varint(len as u64) + len
-    };
+    let size = |u: &oqs_proto::v1::Uplink| message_size(u);
     if max == 0 || size(&u) <= max {
         return Some(u);
     }
@@ -758,10 +754,11 @@ fn refused_secret_path(secret: &std::path::Path) -> std::path::PathBuf {
     secret.with_extension("secret.refused")
 }
 
-/// The size of a report as the collector measures it: the whole `AgentMessage` carrying it.
-fn message_size(r: &oqs_proto::v1::Report) -> usize {
-    let len = prost::Message::encoded_len(r);
-    // The `report` field's tag (one byte) and its length prefix.
+/// The size of a message body (a report, an `Uplink`) as the collector measures it: the whole
+/// `AgentMessage` carrying it.
+fn message_size(body: &impl prost::Message) -> usize {
+    let len = body.encoded_len();
+    // The body's field tag in `AgentMessage` (one byte: `report`, `uplink`) and its length prefix.
     1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 

@@ -173,6 +173,8 @@ pub fn json(r: &Report, area: &str, d: &Diagnosis, customer_id: Option<&str>) ->
             "remedy_ja": d.remedy_ja,
             "remedy_en": d.remedy_en,
             "guide_page": d.guide_page,
+            // The method the verdict assumed (the guide's tree is FLET'S IPoE's).
+            "connection": d.connection,
             "hint_ja": hint.map(|h| h.0),
             "hint_en": hint.map(|h| h.1),
         },

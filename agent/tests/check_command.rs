@@ -141,3 +141,61 @@ fn a_reader_that_goes_away_is_not_a_panic() {
         "the round's verdict, not a crash: {err}"
     );
 }
+
+/// `check --connection`: off the guide's method the report says the method, no IPv6 or portal
+/// check is among the failing, and the unresolved names give the off-guide finding without a
+/// step (nothing resolves in the empty namespace); a method other than the config's, or an
+/// unknown one, is refused naming what to do.
+#[test]
+fn check_connection_judges_by_the_method_given() {
+    let out = agent()
+        .args([
+            "check",
+            "--json",
+            "--area",
+            "east",
+            "--connection",
+            "ipv4_pppoe",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["connection"], "ipv4_pppoe");
+    assert_eq!(doc["diagnosis"]["connection"], "ipv4_pppoe");
+    assert_eq!(doc["diagnosis"]["finding"], "off_guide_dns", "{doc}");
+    assert!(doc["diagnosis"]["step"].is_null(), "{doc}");
+    let failing: Vec<&str> = doc["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        !failing.iter().any(|f| *f == "ipv6" || *f == "lineauth"),
+        "{failing:?}"
+    );
+    assert!(
+        failing.contains(&"dns pweb.base.oqs-pdl.org (system)"),
+        "{failing:?}"
+    );
+
+    let out = agent()
+        .args(["check", "--area", "east", "--connection", "pppoe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ipv4_pppoe"));
+    let cfg = config("connection = \"ipv4_pppoe\"\n");
+    let out = agent()
+        .args(["check", "--connection", "ipsec", "--config"])
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--connection ipsec") && err.contains("ipv4_pppoe"),
+        "{err}"
+    );
+}
